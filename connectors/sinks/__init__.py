@@ -1,0 +1,16 @@
+"""Sinks: where fired rules write back. A new CRM or chat tool is one new module
+here plus one line in SINK_TYPES."""
+
+from connectors.sinks.base import SendResult, Sink
+from connectors.sinks.rest import RestSink
+from connectors.sinks.wecom_robot import WeComRobotSink
+from plugin.config import SinkConfig
+
+SINK_TYPES: dict[str, type[Sink]] = {cls.kind: cls for cls in (RestSink, WeComRobotSink)}
+
+
+def build_sinks(configs: dict[str, SinkConfig]) -> dict[str, Sink]:
+    return {name: SINK_TYPES[cfg.type](name, cfg) for name, cfg in configs.items()}
+
+
+__all__ = ["SINK_TYPES", "SendResult", "Sink", "build_sinks"]

@@ -1,0 +1,63 @@
+"""A generic CRM REST endpoint: URL, method, headers and JSON body from config.
+
+    sinks:
+      crm:
+        type: rest
+        url: "https://crm.example.com/api/customers/{{ call.customer_id }}/tags"
+        auth_header: "Bearer ${CRM_TOKEN}"
+        body: {"tag": "{{ action.tag }}", "note": "{{ alert.summary }}"}
+
+String values in ``url`` and ``body`` are Jinja2 templates over call, alert,
+action and link. Any 2xx answer is success.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from connectors.sinks.base import SendResult, Sink, post_json
+from rules.engine import render
+
+DEFAULT_BODY = {
+    "customer_id": "{{ call.customer_id }}",
+    "customer_phone": "{{ call.customer_phone }}",
+    "ticket_id": "{{ call.ticket_id }}",
+    "call_id": "{{ call.external_id }}",
+    "tags": ["{{ action.tag or 'callmood-' ~ alert.rule }}"],
+    "note": "{{ alert.summary }}",
+    "severity": "{{ alert.severity }}",
+    "emotion": "{{ alert.emotions | join(',') }}",
+    "confidence": "{{ alert.confidence }}",
+    "link": "{{ link }}",
+}
+
+
+def render_tree(value: Any, ctx: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return render(value, **ctx)
+    if isinstance(value, dict):
+        return {k: render_tree(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_tree(v, ctx) for v in value]
+    return value
+
+
+class RestSink(Sink):
+    kind = "rest"
+
+    def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        body = self.cfg.body if self.cfg.body is not None else DEFAULT_BODY
+        return {"method": self.cfg.method, "url": render(self.cfg.url, **ctx),
+                "body": render_tree(body, ctx)}
+
+    def send(self, payload: dict[str, Any], http: requests.Session, timeout: float,
+             idempotency_key: str) -> SendResult:
+        resp = post_json(http, payload["method"], payload["url"], payload["body"],
+                         self.headers(idempotency_key), timeout)
+        if isinstance(resp, SendResult):
+            return resp
+        if 200 <= resp.status_code < 300:
+            return SendResult(True, resp.status_code)
+        return SendResult(False, resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")

@@ -1,0 +1,102 @@
+"""The generic source: a JSON body signed with HMAC-SHA256 over the raw bytes.
+
+    POST /webhooks/generic
+    X-CallMood-Signature: sha256=<hex hmac of the body with the shared secret>
+
+    {"call_id": "c-123", "recording_url": "https://pbx.example.com/rec/c-123.wav",
+     "customer_id": "cust-9", "customer_phone": "+8613800000000", "agent_id": "a-7",
+     "queue": "finance-complaints", "ticket_id": "T-55",
+     "channels": {"0": "agent", "1": "customer"}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectors.sources.base import EventError, SignatureError
+from plugin.config import SourceConfig
+from plugin.data import CallEvent
+
+ROLES = {"agent", "customer"}
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The header value a sender puts on ``body`` (also used by tests and examples)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class GenericEvent(BaseModel):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    call_id: str = Field(min_length=1, max_length=255)
+    recording_url: str = Field(min_length=1, max_length=4096)
+    customer_id: str = Field(min_length=1, max_length=255)
+    customer_phone: str | None = Field(None, max_length=64)
+    agent_id: str | None = Field(None, max_length=255)
+    queue: str | None = Field(None, max_length=255)
+    scenario: str | None = Field(None, max_length=255)
+    ticket_id: str | None = Field(None, max_length=255)
+    channels: dict[str, str] | None = None
+
+    @field_validator("recording_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not (v.startswith("http://") or v.startswith("https://")):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is None:
+            return v
+        for k, role in v.items():
+            if not k.isdigit() or int(k) > 7:
+                raise ValueError(f"channel key {k!r} must be a channel index 0-7")
+            if role not in ROLES:
+                raise ValueError(f"role {role!r} must be one of {sorted(ROLES)}")
+        return v
+
+
+class GenericSource:
+    name = "generic"
+
+    def verify(self, headers: Mapping[str, str], body: bytes, cfg: SourceConfig) -> None:
+        if not cfg.secret:
+            raise SignatureError(f"source {self.name!r} has no secret configured (sources.{self.name}.secret)")
+        given = headers.get(cfg.signature_header, "")
+        if not given:
+            raise SignatureError(f"missing {cfg.signature_header} header")
+        expected = sign(body, cfg.secret)
+        if not given.startswith("sha256="):
+            given = "sha256=" + given
+        if not hmac.compare_digest(given.lower(), expected):
+            raise SignatureError(f"{cfg.signature_header} does not match the body")
+
+    def parse(self, body: bytes) -> CallEvent:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EventError("body", f"not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise EventError("body", "expected a JSON object")
+        try:
+            ev = GenericEvent.model_validate(data)
+        except ValidationError as err:
+            e = err.errors()[0]
+            field = ".".join(str(p) for p in e["loc"]) or "body"
+            msg = "is required" if e["type"] == "missing" else e["msg"]
+            raise EventError(field, msg) from None
+        known = set(GenericEvent.model_fields)
+        return CallEvent(
+            source=self.name, call_id=ev.call_id, recording_url=ev.recording_url,
+            customer_id=ev.customer_id, customer_phone=ev.customer_phone, agent_id=ev.agent_id,
+            scenario=ev.scenario or ev.queue, ticket_id=ev.ticket_id,
+            channel_roles={int(k): v for k, v in ev.channels.items()} if ev.channels else None,
+            metadata={k: v for k, v in data.items() if k not in known},
+        )

@@ -1,0 +1,72 @@
+"""Decoded audio -> SegmentResults -> CallAnalysis.
+
+Shared by the worker, the demo /predict endpoint and `callmood analyze`, so all
+three cut, skip and summarize the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from plugin.audio import segment as seg
+from plugin.audio.decode import DecodedAudio
+from plugin.config import AudioConfig
+from plugin.data import CallAnalysis, RoleSummary, SegmentResult
+from plugin.inference import EmotionModel
+
+BATCH = 16  # windows per model call: bounds memory on long calls
+
+
+def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
+                  channel_roles: dict[int, str] | None = None,
+                  on_progress: Callable[[int, int], None] | None = None) -> tuple[CallAnalysis, dict]:
+    """Classify every non-silent window of every track; returns the analysis and notes."""
+    tracks, note = seg.tracks_for(audio, channel_roles)
+    todo: list[tuple[seg.Window, object]] = []
+    skipped_s = 0.0
+    for track in tracks:
+        for w in seg.windows(audio, track, cfg.window_s, cfg.min_segment_s):
+            x = seg.samples(audio, w)
+            if seg.dbfs(x) < cfg.silence_dbfs:
+                skipped_s += (w.end - w.start) / audio.sample_rate
+                continue
+            todo.append((w, x))
+    results: list[SegmentResult] = []
+    for i in range(0, len(todo), BATCH):
+        chunk = todo[i:i + BATCH]
+        for (w, _), scores in zip(chunk, model.classify([x for _, x in chunk])):
+            label = max(scores, key=scores.get)
+            results.append(SegmentResult(
+                start=round(w.start / audio.sample_rate, 3), end=round(w.end / audio.sample_rate, 3),
+                channel=w.channel, role=w.role, label=label,
+                confidence=round(scores[label], 6), scores={k: round(v, 6) for k, v in scores.items()}))
+        if on_progress:
+            on_progress(len(results), len(todo))
+    notes = {"tracks": [{"channel": t.channel, "role": t.role} for t in tracks],
+             "channels_in_file": audio.channels, "skipped_silence_s": round(skipped_s, 3)}
+    if note:
+        notes["layout_note"] = note
+    return summarize(results, audio.duration), notes
+
+
+def summarize(segments: list[SegmentResult], duration: float) -> CallAnalysis:
+    roles: dict[str, RoleSummary] = {}
+    for role in sorted({s.role for s in segments}):
+        mine = [s for s in segments if s.role == role]
+        counts = Counter(s.label for s in mine)
+        top, n = counts.most_common(1)[0]
+        roles[role] = RoleSummary(
+            role=role, segments=len(mine), seconds=round(sum(s.end - s.start for s in mine), 3),
+            label_counts=dict(counts), top_label=top, top_share=round(n / len(mine), 4),
+            mean_confidence=round(sum(s.confidence for s in mine) / len(mine), 4))
+    # The call's verdict is the customer's when we can hear them apart, else the whole call's
+    # (the tutorial's vote over 3 s pieces).
+    judged = [s for s in segments if s.role == "customer"] or segments
+    emotion, confidence = None, 0.0
+    if judged:
+        emotion = Counter(s.label for s in judged).most_common(1)[0][0]
+        winners = [s.confidence for s in judged if s.label == emotion]
+        confidence = sum(winners) / len(winners)
+    return CallAnalysis(duration=duration, segments=segments, roles=roles,
+                        emotion=emotion, confidence=round(confidence, 4))

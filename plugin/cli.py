@@ -1,0 +1,205 @@
+"""The `callmood` command."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import click
+
+from plugin import config as config_mod
+from plugin.config import ConfigError
+
+log = logging.getLogger("plugin")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("plugin", "connectors", "rules"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
+def _load(path: str | None) -> config_mod.Config:
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    setup_logging(cfg.log_level)
+    return cfg
+
+
+def _services(cfg):
+    from plugin.services import build
+    from rules.engine import RulesError
+    try:
+        return build(cfg)
+    except RulesError as exc:
+        raise click.ClickException(f"rules: {exc}") from None
+    except Exception as exc:  # database unreachable, bad URL...
+        raise click.ClickException(f"cannot open database {cfg.database_url!r}: "
+                                   f"{str(exc).splitlines()[0]}") from None
+
+
+config_option = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+                             help="YAML config file (default: $CALLMOOD_CONFIG, else built-in defaults).")
+
+
+@click.group()
+@click.version_option(package_name="callmood")
+def main():
+    """CallMood: speech-emotion alerts for helpdesks and call centers."""
+
+
+@main.command()
+@config_option
+@click.option("--host", help="Override server.host.")
+@click.option("--port", type=int, help="Override server.port.")
+@click.option("--no-worker", is_flag=True, help="Receive webhooks only; run `callmood worker` elsewhere.")
+def serve(config_path, host, port, no_worker):
+    """Run the web receiver, API and dashboard, with a worker and the scheduler in-process."""
+    from waitress import create_server
+
+    from plugin.app import create_app
+    from plugin.runtime import Runtime
+
+    cfg = _load(config_path)
+    svc = _services(cfg)
+    app = create_app(services=svc)
+    runtime = Runtime(svc, worker=cfg.worker.enabled and not no_worker).start()
+    server = create_server(app, host=host or cfg.server.host, port=port or cfg.server.port,
+                           threads=cfg.server.threads)
+    log.info("CallMood listening on http://%s:%s (database %s)", server.effective_host,
+             server.effective_port, cfg.database_url)
+    click.echo(f"CallMood listening on http://{server.effective_host}:{server.effective_port}", err=True)
+    _on_signal(server.close)
+    try:
+        server.run()
+    finally:
+        runtime.stop()
+        svc.close()
+
+
+@main.command()
+@config_option
+def worker(config_path):
+    """Run only the worker and delivery loop (scale out: one per GPU machine)."""
+    from plugin.runtime import Runtime
+
+    cfg = _load(config_path)
+    svc = _services(cfg)
+    runtime = Runtime(svc).start()
+    stop = threading.Event()
+    _on_signal(stop.set)
+    click.echo(f"CallMood worker {runtime.owner} running (database {cfg.database_url})", err=True)
+    stop.wait()
+    runtime.stop()
+    svc.close()
+
+
+@main.command()
+@config_option
+def migrate(config_path):
+    """Create or upgrade the database schema."""
+    cfg = _load(config_path)
+    svc = _services(cfg)
+    click.echo(f"database at newest schema: {cfg.database_url}")
+    svc.close()
+
+
+@main.command()
+@config_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--csv", "as_csv", is_flag=True, help="Write CSV (one row per segment) to stdout.")
+@click.option("--roles", help="Channel layout of stereo files, e.g. 0=agent,1=customer.")
+@click.option("--scenario", help="Scenario hint for the rules (e.g. finance-complaints).")
+def analyze(config_path, files, as_csv, roles, scenario):
+    """Analyse local recordings: per-segment emotions and the call verdict."""
+    from tqdm import tqdm
+
+    from plugin.analysis import analyze_audio
+    from plugin.audio.decode import DecodeError, decode
+    from plugin.inference import EmotionModel, ModelUnavailable
+    from rules.engine import RulesError, evaluate, load_rules
+
+    cfg = _load(config_path)
+    channel_roles = _parse_roles(roles)
+    try:
+        rules = load_rules(cfg.rules_path)
+        model = EmotionModel(cfg.model)
+    except (RulesError, ModelUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+    writer = None
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["file", "start", "end", "channel", "role", "emotion", "confidence",
+                         "call_emotion", "call_confidence", "alerts"])
+    failed = 0
+    bar = tqdm(files, unit="file", disable=len(files) < 2 or not sys.stderr.isatty(), file=sys.stderr)
+    for f in bar:
+        with tempfile.TemporaryDirectory(prefix="callmood-analyze-") as tmp:
+            try:
+                audio = decode(f, Path(tmp) / "decoded.wav", cfg.audio.max_duration_s)
+            except DecodeError as exc:
+                failed += 1
+                click.echo(f"{f}: {exc}", err=True)
+                continue
+            analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles)
+        picked, alerts = evaluate(rules, analysis, {"scenario_hint": scenario, "source": "cli",
+                                                    "customer_id": None, "external_id": f})
+        fired = ";".join(a.rule for a in alerts)
+        if writer:
+            for s in analysis.segments:
+                writer.writerow([f, s.start, s.end, s.channel, s.role, s.label,
+                                 f"{s.confidence:.4f}", analysis.emotion,
+                                 f"{analysis.confidence:.4f}", fired])
+            continue
+        tqdm.write(f"== {f} ({analysis.duration:.1f}s, {len(analysis.segments)} segments, "
+                   f"{notes['skipped_silence_s']:.1f}s silence skipped)")
+        for s in analysis.segments:
+            tqdm.write(f"  {s.start:8.2f}-{s.end:8.2f}  {s.role:<8} {s.label:<10} {s.confidence:.3f}")
+        verdict = f"{analysis.emotion} ({analysis.confidence:.3f})" if analysis.emotion else "no speech"
+        scen = picked.scenario if picked else "-"
+        tqdm.write(f"  verdict: {verdict}; scenario {scen}; alerts: {fired or 'none'}")
+    if failed:
+        sys.exit(1)
+
+
+@main.command("make-random-model")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--geometry", type=click.Choice(["tiny", "base", "large"]), default="tiny", show_default=True)
+def make_random_model(dest, geometry):
+    """Write an emotion2vec model directory with RANDOM weights (offline trials, tests, benchmarks).
+
+    Its labels are meaningless: it exercises the real FunASR loading and inference path."""
+    from plugin.modeldir import build_random_model_dir
+
+    path = build_random_model_dir(dest, geometry)
+    click.echo(f"random-weight emotion2vec ({geometry}) written to {path}; "
+               f"set model.path: {path} to use it")
+
+
+def _parse_roles(spec: str | None) -> dict[int, str] | None:
+    if not spec:
+        return None
+    try:
+        pairs = [p.split("=", 1) for p in spec.split(",")]
+        return {int(k): v.strip() for k, v in pairs}
+    except ValueError:
+        raise click.BadParameter("expected e.g. 0=agent,1=customer", param_hint="--roles") from None
+
+
+def _on_signal(callback) -> None:
+    def handler(signum, frame):
+        callback()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Typed configuration: one YAML file, validated with pydantic.
+
+Every key has a default, so ``callmood serve`` runs with no file at all (the
+embedded defaults: SQLite, worker and scheduler in one process). A mistyped key
+or a bad value is reported as one line naming where it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_CONFIG = "CALLMOOD_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class Section(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Base URL used in links sent to supervisors (WeCom alerts, CRM notes).
+    public_url: str = "http://127.0.0.1:8080"
+    max_upload_bytes: int = 50 * 1024 * 1024  # /predict uploads
+    threads: int = 8
+
+
+class DatabaseConfig(Section):
+    # Default: an SQLite file under data_dir. PostgreSQL: postgresql+psycopg2://user@host/db
+    url: str | None = None
+    echo: bool = False
+
+
+class ModelConfig(Section):
+    name: str = "iic/emotion2vec_plus_large"
+    path: str | None = None  # a local model directory; wins over name
+    hub: Literal["ms", "hf"] = "ms"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # How often to try again when the model could not be loaded (offline, missing files).
+    retry_interval_s: float = 60.0
+
+
+class AudioConfig(Section):
+    window_s: float = Field(3.0, gt=0.2, le=30)
+    # A trailing piece shorter than this is dropped: too short to judge.
+    min_segment_s: float = Field(1.0, gt=0, le=30)
+    max_duration_s: float = Field(4 * 3600, gt=0)
+    # Windows quieter than this (RMS, dBFS) are not classified.
+    silence_dbfs: float = -60.0
+
+
+class FetchConfig(Section):
+    timeout_s: float = 30.0
+    max_bytes: int = 500 * 1024 * 1024
+    max_redirects: int = 3
+    # Recording hosts on these networks are allowed even though they are private,
+    # e.g. ["10.0.0.0/8"] for an on-premises recording server. Loopback, private and
+    # link-local addresses are refused otherwise (no fetching cloud metadata or
+    # internal admin pages on behalf of whoever can send a webhook).
+    allow_networks: list[str] = Field(default_factory=list)
+    allowed_schemes: list[str] = Field(default_factory=lambda: ["https", "http"])
+
+
+class WorkerConfig(Section):
+    enabled: bool = True  # run a worker inside `callmood serve`
+    poll_interval_s: float = 1.0
+    lease_s: float = 600.0
+    max_attempts: int = 5
+    retry_backoff_s: float = 30.0
+    keep_recordings: bool = False
+
+
+class DeliveryConfig(Section):
+    poll_interval_s: float = 1.0
+    max_attempts: int = 12
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 3600.0
+    timeout_s: float = 10.0
+    lease_s: float = 60.0
+
+
+class RulesConfig(Section):
+    # Directory of scenario YAML files; default: the scenarios shipped in rules/scenarios.
+    path: str | None = None
+
+
+class SourceConfig(Section):
+    enabled: bool = True
+    secret: str | None = None
+    signature_header: str = "X-CallMood-Signature"
+
+
+class SinkConfig(Section):
+    # "rest": a generic CRM REST endpoint; "wecom_robot": a WeCom group robot webhook.
+    type: Literal["rest", "wecom_robot"]
+    url: str
+    method: str = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Full value of the Authorization header, e.g. "Bearer ${CRM_TOKEN}".
+    auth_header: str | None = None
+    # rest: Jinja2 template of the JSON body, rendered with call and alert.
+    body: Any = None
+    # wecom_robot: WeCom user ids to @-mention in the alert ("<@userid>" in the markdown).
+    mentioned_list: list[str] = Field(default_factory=list)
+    timeout_s: float | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"POST", "PUT", "PATCH"}:
+            raise ValueError("must be POST, PUT or PATCH")
+        return v
+
+
+class Config(Section):
+    data_dir: str = "./var"
+    log_level: str = "INFO"
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    deliveries: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=lambda: {"generic": SourceConfig()})
+    sinks: dict[str, SinkConfig] = Field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'callmood.db'}"
+
+    @property
+    def rules_path(self) -> Path:
+        if self.rules.path:
+            return Path(self.rules.path)
+        return Path(__file__).resolve().parent.parent / "rules" / "scenarios"
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, where: str) -> Any:
+    """Replace ${NAME} with the environment variable, so secrets stay out of the file."""
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _describe(err: ValidationError, origin: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling against config.example.yaml)"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{origin}: {loc}: {msg}{more}"
+
+
+def from_dict(data: dict | None, origin: str = "config") -> Config:
+    data = _expand_env(data or {}, origin)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, origin)) from None
+
+
+def load(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
+    """Load the config from ``path`` (or $CALLMOOD_CONFIG); defaults when neither is given."""
+    path = path or os.environ.get(ENV_CONFIG)
+    data: dict = {}
+    origin = "defaults"
+    if path:
+        origin = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    if overrides:
+        data = _deep_merge(data, overrides)
+    return from_dict(data, origin)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out

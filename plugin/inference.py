@@ -1,0 +1,149 @@
+"""emotion2vec through FunASR: loading the model and classifying windows."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from plugin.config import ModelConfig
+from plugin.data import EMOTIONS, normalize_label
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(Exception):
+    """The model is not loaded (yet); the message says why."""
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("model.device is 'cuda' but torch sees no CUDA device")
+    return device
+
+
+def check_model_dir(path: str) -> None:
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelUnavailable(f"model.path {path!r} is not a directory")
+    missing = [f for f in ("config.yaml", "model.pt") if not (p / f).is_file()]
+    if missing:
+        raise ModelUnavailable(f"model.path {path!r} lacks {', '.join(missing)}")
+
+
+class EmotionModel:
+    """A loaded emotion2vec model. Thread-safe: calls are serialized."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self._lock = threading.Lock()
+        self.automodel = self._load()
+        self.source = cfg.path or cfg.name
+
+    def _load(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydub/funasr import-time noise about ffmpeg
+            from funasr import AutoModel
+
+        if self.cfg.path:
+            check_model_dir(self.cfg.path)
+            target = str(Path(self.cfg.path).resolve())
+        else:
+            target = self.cfg.name
+        try:
+            model = AutoModel(model=target, hub=self.cfg.hub, device=self.device,
+                              disable_update=True, disable_pbar=True, log_level="ERROR")
+        except Exception as exc:  # FunASR raises plain RuntimeError/AssertionError
+            where = "local directory" if self.cfg.path else f"hub {self.cfg.hub!r}"
+            hint = "" if self.cfg.path else " (offline? set model.path to a downloaded model directory)"
+            raise ModelUnavailable(f"cannot load emotion2vec model {target!r} from {where}: "
+                                   f"{_first_line(exc)}{hint}") from exc
+        if getattr(model.model, "proj", None) is None:
+            raise ModelUnavailable(f"model {target!r} has no classification head (not an emotion2vec+ model?)")
+        return model
+
+    def classify(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
+        """Scores over the 9 emotions for each 16 kHz mono float32 waveform."""
+        if not waveforms:
+            return []
+        with self._lock:
+            results = self.automodel.generate(input=list(waveforms), granularity="utterance",
+                                              extract_embedding=False, disable_pbar=True)
+        out = []
+        for r in results:
+            scores = {e: 0.0 for e in EMOTIONS}
+            for token, score in zip(r["labels"], r["scores"]):
+                scores[normalize_label(token)] = float(score)
+            out.append(scores)
+        return out
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else exc.__class__.__name__
+
+
+class ModelService:
+    """Loads the model in the background and says why it is not ready until it is.
+
+    The service accepts webhooks while the model is missing; workers wait for it.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+        self.model: EmotionModel | None = None
+        self.state = "not loaded"
+        self.reason = "model loading has not started"
+        self.last_attempt: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    def try_load(self) -> bool:
+        """One loading attempt; returns True when the model is ready."""
+        if self.model is not None:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return False  # another thread is loading
+        try:
+            self.state, self.reason = "loading", f"loading {self.cfg.path or self.cfg.name}"
+            self.last_attempt = time.time()
+            t0 = time.perf_counter()
+            try:
+                self.model = EmotionModel(self.cfg)
+            except ModelUnavailable as exc:
+                self.state, self.reason = "unavailable", str(exc)
+                log.warning("model not loaded: %s (next try in %.0fs)", exc, self.cfg.retry_interval_s)
+                return False
+            except Exception as exc:  # keep the service up whatever the loader throws
+                self.state, self.reason = "unavailable", f"model loading failed: {_first_line(exc)}"
+                log.exception("model loading failed")
+                return False
+            self.state, self.reason = "ready", "Model is ready for inference"
+            log.info("model %s loaded on %s in %.1fs", self.model.source, self.model.device,
+                     time.perf_counter() - t0)
+            return True
+        finally:
+            self._lock.release()
+
+    def get(self) -> EmotionModel:
+        if self.model is None:
+            raise ModelUnavailable(self.reason)
+        return self.model
+
+
+def quiet_funasr_logging() -> None:
+    # FunASR logs every checkpoint key at INFO through the root logger.
+    os.environ.setdefault("MODELSCOPE_LOG_LEVEL", "40")

@@ -1,0 +1,9 @@
+"""Prometheus metrics, served at /metrics."""
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOKS = Counter("callmood_webhooks_total", "Webhooks received", ["source", "outcome"])
+CALLS = Counter("callmood_calls_total", "Calls processed by workers", ["outcome"])
+STAGE_SECONDS = Histogram("callmood_stage_seconds", "Seconds per pipeline stage", ["stage"],
+                          buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1200))
+DELIVERIES = Counter("callmood_deliveries_total", "Delivery attempts by outcome", ["sink", "outcome"])

@@ -1,0 +1,145 @@
+"""Storage: the tables every stage reads and writes.
+
+Every arrow in the flow that crosses a process or network boundary goes through
+these rows, so a crash anywhere loses nothing. Each stage is idempotent thanks
+to the unique keys: results by call+channel+start, alerts by call+rule,
+deliveries by alert+sink.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, Index,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    # Naive UTC everywhere: SQLite keeps no time zone, and mixing both breaks comparisons.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_calls_source_external"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    recording_url: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    customer_phone: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    scenario_hint: Mapped[str | None] = mapped_column(String(255))
+    ticket_id: Mapped[str | None] = mapped_column(String(255))
+    channel_roles: Mapped[dict | None] = mapped_column(JSON)
+    event: Mapped[dict] = mapped_column(JSON)  # the payload as received, for audit and replay
+    # received -> analyzed | failed
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    analyzed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    scenario: Mapped[str | None] = mapped_column(String(64))  # the scenario the rules picked
+    emotion: Mapped[str | None] = mapped_column(String(32))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[dict | None] = mapped_column(JSON)
+    timings: Mapped[dict | None] = mapped_column(JSON)  # seconds per stage
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="call", order_by="Job.id")
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="call", order_by="(Segment.channel, Segment.start)")
+    alerts: Mapped[list[AlertRow]] = relationship(back_populates="call", order_by="AlertRow.id")
+
+
+class Job(Base):
+    """One unit of work for a worker, claimed with a lease that expires if the worker dies."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "status", "run_after"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="analyze")
+    # queued -> running -> done | failed ; running with an expired lease is claimable again
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    call: Mapped[Call] = relationship(back_populates="jobs")
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("call_id", "channel", "start", name="uq_segments_call_channel_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON)
+
+    call: Mapped[Call] = relationship(back_populates="segments")
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("call_id", "rule", name="uq_alerts_call_rule"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(128))
+    scenario: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(32))
+    emotions: Mapped[list] = mapped_column(JSON)
+    share: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    matched: Mapped[list] = mapped_column(JSON)  # [[start, end], ...]
+    summary: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="alerts")
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="alert", order_by="Delivery.id")
+
+
+class Delivery(Base):
+    """An outbound action (the outbox): retried with backoff until delivered or visibly dead."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "sink", name="uq_deliveries_alert_sink"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    sink: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)  # rendered at planning time; retries send the same body
+    # pending -> sending -> delivered | pending (retry) | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    alert: Mapped[AlertRow] = relationship(back_populates="deliveries")

@@ -1,0 +1,60 @@
+"""Everything the web app, the worker and the delivery loop share, built once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.sinks import Sink, build_sinks
+from plugin import db
+from plugin.config import Config
+from plugin.inference import ModelService
+from plugin.models import Call
+from rules.engine import RuleSet, load_rules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    model: ModelService
+    rules: RuleSet
+    sinks: dict[str, Sink]
+
+    def call_link(self, call_id: int) -> str:
+        return f"{self.config.server.public_url.rstrip('/')}/calls/{call_id}"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build(config: Config, migrate: bool = True) -> Services:
+    """Connect the database (migrating it), load rules and sinks. Raises on bad rules."""
+    engine = db.make_engine(config.database_url, echo=config.database.echo)
+    if migrate:
+        db.upgrade(engine)
+    rules = load_rules(config.rules_path)
+    sinks = build_sinks(config.sinks)
+    for name in sorted(rules.sinks() - set(sinks)):
+        log.warning("rules use sink %r but config has no sinks.%s: those actions are skipped",
+                    name, name)
+    return Services(config, engine, db.make_sessionmaker(engine), ModelService(config.model),
+                    rules, sinks)
+
+
+def call_context(call: Call) -> dict[str, Any]:
+    """What templates and rules see of a call."""
+    return {
+        "id": call.id, "source": call.source, "external_id": call.external_id,
+        "customer_id": call.customer_id, "customer_phone": call.customer_phone,
+        "agent_id": call.agent_id, "ticket_id": call.ticket_id,
+        "scenario_hint": call.scenario_hint, "recording_url": call.recording_url,
+        "duration_s": call.duration_s,
+    }

@@ -1,0 +1,85 @@
+"""POST /webhooks/<source>: verify, normalize, and store the call and its job in
+one transaction, then answer 202 at once. The same event twice makes one job."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from connectors.sources import SOURCES, EventError, SignatureError
+from plugin import metrics
+from plugin.app import services
+from plugin.data import CallEvent
+from plugin.models import Call, Job
+from plugin.services import Services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+@bp.post("/webhooks/<source>")
+def receive(source: str):
+    svc = services()
+    src, cfg = SOURCES.get(source), svc.config.sources.get(source)
+    if src is None or cfg is None or not cfg.enabled:
+        metrics.WEBHOOKS.labels(source="unknown", outcome="unknown_source").inc()
+        return jsonify(error=f"unknown or disabled source {source!r}"), 404
+    if (request.content_length or 0) > MAX_EVENT_BYTES:
+        return jsonify(error=f"event larger than {MAX_EVENT_BYTES} bytes"), 413
+    body = request.get_data(cache=False)
+    try:
+        src.verify(request.headers, body, cfg)
+    except SignatureError as exc:
+        metrics.WEBHOOKS.labels(source=source, outcome="bad_signature").inc()
+        log.warning("webhook %s refused: %s", source, exc)
+        return jsonify(error=f"invalid signature: {exc}"), 401
+    try:
+        event = src.parse(body)
+    except EventError as exc:
+        metrics.WEBHOOKS.labels(source=source, outcome="malformed").inc()
+        return jsonify(error=exc.message, field=exc.field), 400
+    call_id, job_id, duplicate = accept(svc, event, json.loads(body))
+    metrics.WEBHOOKS.labels(source=source, outcome="duplicate" if duplicate else "accepted").inc()
+    return jsonify(status="duplicate" if duplicate else "accepted", call_id=call_id, job_id=job_id), 202
+
+
+def accept(svc: Services, event: CallEvent, raw: dict) -> tuple[int, int, bool]:
+    """Store the call and its analysis job together; (call id, job id, was it a duplicate)."""
+    try:
+        with svc.sessions.begin() as s:
+            found = _existing(s, event)
+            if found:
+                return (*found, True)
+            call = Call(source=event.source, external_id=event.call_id,
+                        recording_url=event.recording_url, customer_id=event.customer_id,
+                        customer_phone=event.customer_phone, agent_id=event.agent_id,
+                        scenario_hint=event.scenario, ticket_id=event.ticket_id,
+                        channel_roles={str(k): v for k, v in event.channel_roles.items()}
+                        if event.channel_roles else None,
+                        event=raw)
+            s.add(call)
+            s.flush()
+            job = Job(call_id=call.id)
+            s.add(job)
+            s.flush()
+            return call.id, job.id, False
+    except IntegrityError:
+        # Two deliveries of the same event raced; the other one won.
+        with svc.sessions() as s:
+            found = _existing(s, event)
+        if found:
+            return (*found, True)
+        raise
+
+
+def _existing(s, event: CallEvent) -> tuple[int, int] | None:
+    row = s.execute(select(Call.id, Job.id).join(Job, Job.call_id == Call.id)
+                    .where(Call.source == event.source, Call.external_id == event.call_id)
+                    .order_by(Job.id).limit(1)).first()
+    return (row[0], row[1]) if row else None
