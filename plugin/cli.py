@@ -21,8 +21,15 @@ log = logging.getLogger("plugin")
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_funasr)
     for name in ("plugin", "connectors", "rules"):
         logging.getLogger(name).setLevel(level.upper())
+
+
+def _quiet_funasr(record: logging.LogRecord) -> bool:
+    # FunASR logs through the root logger (e.g. "trust_remote_code: False" as a warning).
+    return record.levelno >= logging.ERROR or "/funasr/" not in record.pathname.replace("\\", "/")
 
 
 def _load(path: str | None) -> config_mod.Config:
@@ -77,10 +84,13 @@ def serve(config_path, host, port, no_worker):
     log.info("CallMood listening on http://%s:%s (database %s)", server.effective_host,
              server.effective_port, cfg.database_url)
     click.echo(f"CallMood listening on http://{server.effective_host}:{server.effective_port}", err=True)
-    _on_signal(server.close)
+    _on_signal(_exit)
     try:
         server.run()
+    except SystemExit:
+        pass
     finally:
+        server.close()
         runtime.stop()
         svc.close()
 
@@ -94,12 +104,15 @@ def worker(config_path):
     cfg = _load(config_path)
     svc = _services(cfg)
     runtime = Runtime(svc).start()
-    stop = threading.Event()
-    _on_signal(stop.set)
+    _on_signal(_exit)
     click.echo(f"CallMood worker {runtime.owner} running (database {cfg.database_url})", err=True)
-    stop.wait()
-    runtime.stop()
-    svc.close()
+    try:
+        threading.Event().wait()
+    except SystemExit:
+        pass
+    finally:
+        runtime.stop()
+        svc.close()
 
 
 @main.command()
@@ -194,9 +207,13 @@ def _parse_roles(spec: str | None) -> dict[int, str] | None:
         raise click.BadParameter("expected e.g. 0=agent,1=customer", param_hint="--roles") from None
 
 
-def _on_signal(callback) -> None:
-    def handler(signum, frame):
-        callback()
+def _exit(signum, frame):
+    raise SystemExit(0)
+
+
+def _on_signal(handler) -> None:
+    # SIGTERM (systemd, docker stop) and Ctrl-C both stop cleanly: the worker finishes
+    # or abandons its job (its lease expires and another worker takes it).
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
 

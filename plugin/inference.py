@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import threading
@@ -51,9 +53,19 @@ class EmotionModel:
         self.source = cfg.path or cfg.name
 
     def _load(self):
-        with warnings.catch_warnings():
+        # FunASR prints notices to stdout at import and load time; keep stdout for our
+        # own output (e.g. `callmood analyze --csv`) and send them to the debug log.
+        chatter = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
             warnings.simplefilter("ignore")  # pydub/funasr import-time noise about ffmpeg
-            from funasr import AutoModel
+            try:
+                return self._build()
+            finally:
+                if chatter.getvalue().strip():
+                    log.debug("funasr: %s", chatter.getvalue().strip())
+
+    def _build(self):
+        from funasr import AutoModel
 
         if self.cfg.path:
             check_model_dir(self.cfg.path)

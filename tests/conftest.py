@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
+
+from connectors.sources.generic import sign
+from plugin import config as config_mod
+from plugin.app import create_app
+from plugin.modeldir import build_random_model_dir
+from plugin.runtime import Runtime
+from plugin.services import build
+from tests.helpers import FakeServer, Reply, wait_until, wecom_robot
+
+HERE = Path(__file__).resolve().parent
+SECRET = "test-secret"
+PG_ADMIN_URL = os.environ.get("CALLMOOD_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny emotion2vec directory built by FunASR's own class with random weights."""
+    return build_random_model_dir(tmp_path_factory.mktemp("emotion2vec-tiny"), "tiny")
+
+
+def _postgres_available() -> str | None:
+    try:
+        eng = create_engine(PG_ADMIN_URL)
+        with eng.connect() as c:
+            c.execute(text("select 1"))
+        eng.dispose()
+        return None
+    except Exception as exc:
+        return str(exc).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    problem = _postgres_available()
+    if problem:
+        if os.environ.get("CALLMOOD_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL required but unreachable at {PG_ADMIN_URL}: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {problem}")
+    eng = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    """Each test gets its own empty database: an SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'callmood.db'}"
+    admin = request.getfixturevalue("postgres_admin")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with admin.connect() as c:
+        c.execute(text(f"CREATE SCHEMA {schema}"))
+    request.addfinalizer(lambda: _drop_schema(admin, schema))
+    return f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+
+
+def _drop_schema(admin, schema):
+    with admin.connect() as c:
+        c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'callmood.db'}"
+
+
+@pytest.fixture
+def fake():
+    """Factory of real HTTP servers on 127.0.0.1, closed after the test."""
+    servers = []
+
+    def make() -> FakeServer:
+        s = FakeServer()
+        servers.append(s)
+        return s
+    yield make
+    for s in servers:
+        s.close()
+
+
+@pytest.fixture
+def crm(fake) -> FakeServer:
+    s = fake()
+    s.default = Reply(200, {"ok": True})
+    return s
+
+
+@pytest.fixture
+def wecom(fake) -> FakeServer:
+    s = fake()
+    s.routes["/cgi-bin/webhook/send"] = wecom_robot
+    return s
+
+
+@pytest.fixture
+def recordings(fake) -> FakeServer:
+    return fake()
+
+
+def make_config(tmp_path: Path, model_dir: Path | str | None, db_url: str, crm=None, wecom=None,
+                **overrides) -> config_mod.Config:
+    data = {
+        "data_dir": str(tmp_path / "var"),
+        "database": {"url": db_url},
+        "model": {"path": str(model_dir) if model_dir else None, "retry_interval_s": 0.2},
+        "rules": {"path": str(HERE / "rules")},
+        "sources": {"generic": {"secret": SECRET}},
+        "fetch": {"allow_networks": ["127.0.0.0/8"], "timeout_s": 5},
+        "worker": {"poll_interval_s": 0.05, "retry_backoff_s": 0.05, "lease_s": 30},
+        "deliveries": {"poll_interval_s": 0.05, "backoff_base_s": 0.05, "backoff_max_s": 0.2,
+                       "max_attempts": 4},
+        "sinks": {},
+    }
+    if crm is not None:
+        data["sinks"]["crm"] = {
+            "type": "rest", "auth_header": "Bearer crm-token",
+            "url": crm.url + "/api/customers/{{ call.customer_id }}/tags"}
+    if wecom is not None:
+        data["sinks"]["wecom"] = {"type": "wecom_robot",
+                                  "url": wecom.url + "/cgi-bin/webhook/send?key=robot-key",
+                                  "mentioned_list": ["supervisor01"]}
+    return config_mod.load(None, overrides=config_mod._deep_merge(data, overrides))
+
+
+class Service:
+    """The real service (app, worker, deliveries) serving real HTTP on 127.0.0.1."""
+
+    def __init__(self, cfg: config_mod.Config, start_runtime: bool = True, load_model: bool = True):
+        self.cfg = cfg
+        self.svc = build(cfg)
+        if load_model:
+            self.svc.model.try_load()
+        self.app = create_app(services=self.svc)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        self.runtime = Runtime(self.svc).start() if start_runtime else None
+        self.http = requests.Session()
+
+    def post_event(self, event: dict | bytes, secret: str = SECRET, source: str = "generic",
+                   signature: str | None = None) -> requests.Response:
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
+        sig = signature if signature is not None else sign(body, secret)
+        return self.http.post(f"{self.url}/webhooks/{source}", data=body,
+                              headers={"Content-Type": "application/json", "X-CallMood-Signature": sig})
+
+    def call(self, call_id: int) -> dict:
+        r = self.http.get(f"{self.url}/api/calls/{call_id}")
+        r.raise_for_status()
+        return r.json()
+
+    def wait_call(self, call_id: int, statuses=("analyzed", "failed"), timeout=60) -> dict:
+        return wait_until(lambda: (c := self.call(call_id))["status"] in statuses and c, timeout)
+
+    def wait_deliveries(self, call_id: int, timeout=30, done=("delivered", "dead")) -> dict:
+        def settled():
+            c = self.call(call_id)
+            ds = [d for a in c["alerts"] for d in a["deliveries"]]
+            return ds and all(d["status"] in done for d in ds) and c
+        return wait_until(settled, timeout)
+
+    def close(self):
+        if self.runtime:
+            self.runtime.stop()
+        self.server.shutdown()
+        self.http.close()
+        self.svc.close()
+
+
+@pytest.fixture
+def service_factory(tmp_path, model_dir):
+    made = []
+
+    def make(cfg: config_mod.Config | None = None, **kw) -> Service:
+        s = Service(cfg, **kw)
+        made.append(s)
+        return s
+    yield make
+    for s in reversed(made):
+        s.close()
+
+
+def event(call_id: str, url: str, **extra) -> dict:
+    body = {"call_id": call_id, "recording_url": url, "customer_id": "cust-42",
+            "customer_phone": "+8613800000000", "agent_id": "agent-7", "queue": "support",
+            "ticket_id": "T-1001"}
+    body.update(extra)
+    return body

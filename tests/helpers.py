@@ -1,0 +1,170 @@
+"""Test helpers: real audio made with ffmpeg, real HTTP servers standing in for
+the helpdesk's recording store, the CRM and WeCom."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+from plugin.audio.decode import ffmpeg_exe
+
+# (extension, ffmpeg codec arguments) for the formats call centers produce.
+FORMATS = {
+    "wav_pcm": ("wav", ["-c:a", "pcm_s16le"]),
+    "wav_mulaw": ("wav", ["-c:a", "pcm_mulaw"]),
+    "mp3": ("mp3", ["-c:a", "libmp3lame", "-b:a", "32k"]),
+    "ogg_opus": ("ogg", ["-c:a", "libopus", "-b:a", "24k"]),
+    "m4a_aac": ("m4a", ["-c:a", "aac", "-b:a", "48k"]),
+    "amr": ("amr", ["-c:a", "libopencore_amrnb", "-b:a", "12.2k"]),
+}
+
+
+def make_audio(path: Path, fmt: str = "wav_pcm", rate: int = 16000, channels: int = 1,
+               seconds: float = 7.0) -> Path:
+    """Write a recording: a warbling tone plus noise per channel, different on each channel."""
+    ext, codec = FORMATS[fmt]
+    path = Path(path).with_suffix("." + ext)
+    inputs, labels = [], []
+    for ch in range(channels):
+        freq = 220 + 110 * ch
+        expr = f"0.4*sin(2*PI*{freq}*t*(1+0.05*sin(2*PI*3*t)))+0.05*(random({ch})-0.5)"
+        inputs += ["-f", "lavfi", "-i", f"aevalsrc='{expr}':s={rate}:d={seconds}"]
+        labels.append(f"[{ch}:a]")
+    cmd = [ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *inputs]
+    if channels > 1:
+        cmd += ["-filter_complex", f"{''.join(labels)}join=inputs={channels}:channel_layout=stereo[a]",
+                "-map", "[a]"]
+    cmd += ["-ar", str(rate), "-ac", str(channels), *codec, str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def make_silence(path: Path, seconds: float = 4.0) -> Path:
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"anullsrc=r=16000:cl=mono", "-t", str(seconds), "-c:a", "pcm_s16le", str(path)],
+                   check=True)
+    return path
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | str | dict = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+class FakeServer:
+    """A real HTTP server on 127.0.0.1 with scripted answers per path; records every request."""
+
+    def __init__(self):
+        self.requests: list[Recorded] = []
+        self.routes: dict[str, Callable[[Recorded], Reply] | list[Reply] | Reply] = {}
+        self.default: Reply = Reply(404, b"not found")
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                rec = Recorded(self.command, self.path, dict(self.headers.items()), body)
+                outer.requests.append(rec)
+                reply = outer._reply(rec)
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                data = reply.body
+                if isinstance(data, dict):
+                    data = json.dumps(data, ensure_ascii=False).encode()
+                elif isinstance(data, str):
+                    data = data.encode()
+                self.send_response(reply.status)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                if "Content-Length" not in reply.headers and "Transfer-Encoding" not in reply.headers:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if reply.headers.get("Transfer-Encoding") == "chunked":
+                    for i in range(0, len(data), 65536):
+                        part = data[i:i + 65536]
+                        self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _reply(self, rec: Recorded) -> Reply:
+        route = self.routes.get(rec.path.split("?")[0], self.default)
+        if callable(route):
+            return route(rec)
+        if isinstance(route, list):
+            return route.pop(0) if len(route) > 1 else route[0]
+        return route
+
+    def serve_file(self, path: str, file: Path) -> str:
+        self.routes[path] = Reply(200, Path(file).read_bytes(), {"Content-Type": "audio/*"})
+        return self.url + path
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def wecom_robot(rec: Recorded) -> Reply:
+    """Answer like the WeCom group robot, checking the documented markdown body."""
+    try:
+        body = rec.json()
+    except ValueError:
+        return Reply(200, {"errcode": 40001, "errmsg": "invalid json"})
+    content = body.get("markdown", {}).get("content") if isinstance(body, dict) else None
+    if body.get("msgtype") != "markdown" or not isinstance(content, str) or not content:
+        return Reply(200, {"errcode": 40008, "errmsg": "invalid message type"})
+    if len(content.encode("utf-8")) > 4096:
+        return Reply(200, {"errcode": 40058, "errmsg": "markdown.content exceed max length 4096"})
+    return Reply(200, {"errcode": 0, "errmsg": "ok"})
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,96 @@
+"""The `callmood` command, run as a user runs it."""
+
+import csv
+import io
+import subprocess
+import sys
+
+from tests.helpers import free_port, make_audio, wait_until
+
+
+def callmood(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "plugin.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def cfg_file(tmp_path, model_dir, extra=""):
+    p = tmp_path / "config.yaml"
+    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}}}\n{extra}")
+    return p
+
+
+def test_analyze_files(tmp_path, model_dir):
+    a = make_audio(tmp_path / "a", "wav_pcm", 16000, 1, 7.0)
+    b = make_audio(tmp_path / "b", "mp3", 44100, 2, 4.0)
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), str(a), str(b), "--roles", "0=agent,1=customer")
+    assert r.returncode == 0, r.stderr
+    assert f"== {a} (7.0s, 3 segments" in r.stdout and f"== {b} (4.0s, 4 segments" in r.stdout
+    assert r.stdout.count("verdict:") == 2 and "customer" in r.stdout and "agent" in r.stdout
+
+
+def test_analyze_csv(tmp_path, model_dir):
+    a = make_audio(tmp_path / "a", "wav_pcm", 16000, 1, 7.0)
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), "--csv", str(a))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [(float(x["start"]), float(x["end"])) for x in rows] == [(0, 3), (3, 6), (6, 7)]
+    assert {x["role"] for x in rows} == {"mixed"} and all(0 < float(x["confidence"]) <= 1 for x in rows)
+
+
+def test_analyze_reports_bad_files_and_exits_nonzero(tmp_path, model_dir):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"garbage" * 100)
+    good = make_audio(tmp_path / "g", "wav_pcm", 16000, 1, 3.0)
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), str(bad), str(good))
+    assert r.returncode == 1 and f"{bad}: cannot decode recording" in r.stderr
+    assert f"== {good}" in r.stdout
+
+
+def test_clear_one_line_errors(tmp_path, model_dir):
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir, "modle: {}\n")), "x.wav")
+    assert r.returncode != 0
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir, "modle: {}\n")),
+                 str(make_audio(tmp_path / "x", "wav_pcm", 16000, 1, 2.0)))
+    assert r.returncode == 1 and r.stderr.strip().endswith("modle: unknown key (check the spelling against config.example.yaml)")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+    missing = tmp_path / "no-model"
+    p = tmp_path / "m.yaml"
+    p.write_text(f"model: {{path: {missing}}}\n")
+    r = callmood("analyze", "-c", str(p), str(make_audio(tmp_path / "y", "wav_pcm", 16000, 1, 2.0)))
+    assert r.returncode == 1 and f"model.path '{missing}' is not a directory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_starts_and_answers(tmp_path, model_dir):
+    import requests
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "serve", "-c",
+                             str(cfg_file(tmp_path, model_dir)), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = wait_until(lambda: _get(f"http://127.0.0.1:{port}/health"), timeout=90)
+        assert health == {"status": "success", "message": "Model is ready for inference"}
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert f"listening on http://127.0.0.1:{port}" in out
+
+
+def _get(url):
+    import requests
+    try:
+        r = requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return None
+    if r.status_code != 200:
+        return None
+    body = r.json()
+    return {"status": body["status"], "message": body["message"]}
+
+
+def test_make_random_model(tmp_path):
+    r = callmood("make-random-model", str(tmp_path / "m"))
+    assert r.returncode == 0 and (tmp_path / "m" / "model.pt").exists()
