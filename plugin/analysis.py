@@ -23,26 +23,27 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
                   on_progress: Callable[[int, int], None] | None = None) -> tuple[CallAnalysis, dict]:
     """Classify every non-silent window of every track; returns the analysis and notes."""
     tracks, note = seg.tracks_for(audio, channel_roles)
-    todo: list[tuple[seg.Window, object]] = []
+    wins = [w for t in tracks for w in seg.windows(audio, t, cfg.window_s, cfg.min_segment_s)]
+    results: list[SegmentResult] = []
     skipped_s = 0.0
-    for track in tracks:
-        for w in seg.windows(audio, track, cfg.window_s, cfg.min_segment_s):
+    # Samples are read from the memory-mapped decode one batch at a time, so a long
+    # call is never held in memory whole.
+    for i in range(0, len(wins), BATCH):
+        batch = []
+        for w in wins[i:i + BATCH]:
             x = seg.samples(audio, w)
             if seg.dbfs(x) < cfg.silence_dbfs:
                 skipped_s += (w.end - w.start) / audio.sample_rate
                 continue
-            todo.append((w, x))
-    results: list[SegmentResult] = []
-    for i in range(0, len(todo), BATCH):
-        chunk = todo[i:i + BATCH]
-        for (w, _), scores in zip(chunk, model.classify([x for _, x in chunk])):
+            batch.append((w, x))
+        for (w, _), scores in zip(batch, model.classify([x for _, x in batch])):
             label = max(scores, key=scores.get)
             results.append(SegmentResult(
                 start=round(w.start / audio.sample_rate, 3), end=round(w.end / audio.sample_rate, 3),
-                channel=w.channel, role=w.role, label=label,
-                confidence=round(scores[label], 6), scores={k: round(v, 6) for k, v in scores.items()}))
+                channel=w.channel, role=w.role, label=label, confidence=round(scores[label], 6),
+                scores={k: round(v, 6) for k, v in scores.items()}))
         if on_progress:
-            on_progress(len(results), len(todo))
+            on_progress(min(i + BATCH, len(wins)), len(wins))
     notes = {"tracks": [{"channel": t.channel, "role": t.role} for t in tracks],
              "channels_in_file": audio.channels, "skipped_silence_s": round(skipped_s, 3)}
     if note:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import threading
 import time
 import warnings
@@ -155,7 +154,3 @@ class ModelService:
             raise ModelUnavailable(self.reason)
         return self.model
 
-
-def quiet_funasr_logging() -> None:
-    # FunASR logs every checkpoint key at INFO through the root logger.
-    os.environ.setdefault("MODELSCOPE_LOG_LEVEL", "40")

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from plugin import queue
+from plugin import metrics, queue
 from plugin.analysis import analyze_audio
 from plugin.audio.decode import DecodeError, decode
 from plugin.audio.fetch import FetchError, fetch
@@ -59,6 +59,7 @@ def _fail(svc: Services, job_id: int, owner: str, call_id: int, error: str, retr
     delay = queue.backoff(attempts, svc.config.worker.retry_backoff_s, 3600) if retry else None
     status = queue.fail_job(svc.sessions, job_id, owner, error, delay)
     log.warning("call %s: %s (%s)", call_id, error, "will retry" if status == "queued" else "failed")
+    metrics.CALLS.labels(outcome="retry" if status == "queued" else "failed").inc()
     if status == "failed":
         with svc.sessions.begin() as s:
             call = s.get(Call, call_id)
@@ -125,6 +126,9 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
         call.timings = {k: round(v, 4) for k, v in timings.items()}
         if job_id is not None:
             queue.finish_job(s, job_id, owner)
+    metrics.CALLS.labels(outcome="analyzed").inc()
+    for stage, seconds in timings.items():
+        metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
     log.info("call %s analyzed: %s segments, emotion=%s, %d alert(s), scenario=%s",
              call_id, len(analysis.segments), analysis.emotion, len(alerts), call.scenario)
 

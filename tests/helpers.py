@@ -48,7 +48,7 @@ def make_audio(path: Path, fmt: str = "wav_pcm", rate: int = 16000, channels: in
 
 def make_silence(path: Path, seconds: float = 4.0) -> Path:
     subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"anullsrc=r=16000:cl=mono", "-t", str(seconds), "-c:a", "pcm_s16le", str(path)],
+                    "anullsrc=r=16000:cl=mono", "-t", str(seconds), "-c:a", "pcm_s16le", str(path)],
                    check=True)
     return path
 

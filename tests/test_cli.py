@@ -63,8 +63,6 @@ def test_clear_one_line_errors(tmp_path, model_dir):
 
 
 def test_serve_starts_and_answers(tmp_path, model_dir):
-    import requests
-
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "serve", "-c",
                              str(cfg_file(tmp_path, model_dir)), "--port", str(port)],
@@ -94,3 +92,50 @@ def _get(url):
 def test_make_random_model(tmp_path):
     r = callmood("make-random-model", str(tmp_path / "m"))
     assert r.returncode == 0 and (tmp_path / "m" / "model.pt").exists()
+
+
+def test_accepted_event_survives_kill_9(tmp_path, model_dir, recordings):
+    """A receiver killed with SIGKILL right after the 202 loses nothing: the next start processes it."""
+    import json
+    import signal
+
+    import requests
+
+    from connectors.sources.generic import sign
+
+    url = recordings.serve_file("/k.wav", make_audio(tmp_path / "k", "wav_pcm", 16000, 1, 4.0))
+    extra = 'sources: {generic: {secret: s}}\nfetch: {allow_networks: ["127.0.0.0/8"]}\n'
+    receiver_only = cfg_file(tmp_path, model_dir, extra + "worker: {enabled: false}\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "serve", "-c", str(receiver_only),
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _get(base + "/health"), timeout=90)
+        body = json.dumps({"call_id": "kill-1", "recording_url": url, "customer_id": "c"}).encode()
+        r = requests.post(base + "/webhooks/generic", data=body,
+                          headers={"X-CallMood-Signature": sign(body, "s")})
+        assert r.status_code == 202
+        call_id = r.json()["call_id"]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "serve", "-c",
+                             str(cfg_file(tmp_path, model_dir, extra)), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        call = wait_until(lambda: _call(base, call_id), timeout=90)
+        assert call["status"] == "analyzed" and call["segments"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _call(base, call_id):
+    import requests
+    try:
+        c = requests.get(f"{base}/api/calls/{call_id}", timeout=2).json()
+    except requests.ConnectionError:
+        return None
+    return c if c.get("status") == "analyzed" else None

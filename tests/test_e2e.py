@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.conftest import event, make_config
-from tests.helpers import FORMATS, Reply, make_audio, wait_until
+from tests.helpers import Reply, make_audio, wait_until
 
 
 def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, recordings, crm, wecom):
