@@ -52,13 +52,23 @@ class EmotionModel:
         self.source = cfg.path or cfg.name
 
     def _load(self):
-        # FunASR prints notices to stdout at import and load time; keep stdout for our
-        # own output (e.g. `callmood analyze --csv`) and send them to the debug log.
+        # FunASR prints notices (and hub download failures) to stdout at import and load
+        # time; keep stdout for our own output (e.g. `callmood analyze --csv`).
         chatter = io.StringIO()
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
             warnings.simplefilter("ignore")  # pydub/funasr import-time noise about ffmpeg
             try:
                 return self._build()
+            except ModelUnavailable as exc:
+                failed = [ln for ln in chatter.getvalue().splitlines() if "failed!:" in ln]
+                if failed and not self.cfg.path:
+                    # FunASR goes on after a failed download and then reports the model as
+                    # "not registered"; the download error is the useful reason.
+                    why = failed[-1].split("failed!:", 1)[1].strip()[:200]
+                    raise ModelUnavailable(
+                        f"cannot download emotion2vec model {self.cfg.name!r} from hub {self.cfg.hub!r}: "
+                        f"{why} (offline? set model.path to a downloaded model directory)") from exc
+                raise
             finally:
                 if chatter.getvalue().strip():
                     log.debug("funasr: %s", chatter.getvalue().strip())
