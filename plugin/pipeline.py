@@ -28,10 +28,6 @@ from rules.engine import alert_context, evaluate
 log = logging.getLogger(__name__)
 
 
-class PermanentError(Exception):
-    """Retrying will not help (corrupt audio, refused URL...): the job fails for good."""
-
-
 def run_job(svc: Services, job_id: int, owner: str) -> None:
     """Process a claimed job and record its outcome."""
     cfg = svc.config.worker
@@ -40,7 +36,7 @@ def run_job(svc: Services, job_id: int, owner: str) -> None:
         call_id, attempts = job.call_id, job.attempts
     try:
         analyze_call(svc, call_id, job_id=job_id, owner=owner)
-    except (PermanentError, DecodeError) as exc:
+    except DecodeError as exc:  # corrupt or not audio: retrying will not help
         _fail(svc, job_id, owner, call_id, str(exc), retry=False)
     except FetchError as exc:
         retry = exc.retryable and attempts < cfg.max_attempts
@@ -58,6 +54,8 @@ def _fail(svc: Services, job_id: int, owner: str, call_id: int, error: str, retr
           attempts: int = 1) -> None:
     delay = queue.backoff(attempts, svc.config.worker.retry_backoff_s, 3600) if retry else None
     status = queue.fail_job(svc.sessions, job_id, owner, error, delay)
+    if status is None:
+        return  # our lease expired and another worker has the job now
     log.warning("call %s: %s (%s)", call_id, error, "will retry" if status == "queued" else "failed")
     metrics.CALLS.labels(outcome="retry" if status == "queued" else "failed").inc()
     if status == "failed":

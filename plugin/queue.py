@@ -46,16 +46,19 @@ def finish_job(s: Session, job_id: int, owner: str) -> None:
 
 
 def fail_job(sessions: sessionmaker[Session], job_id: int, owner: str, error: str,
-             retry_in_s: float | None) -> str:
-    """Record a failure: queue it again after ``retry_in_s``, or mark it failed for good."""
+             retry_in_s: float | None) -> str | None:
+    """Record a failure: queue it again after ``retry_in_s``, or mark it failed for good.
+
+    Returns the job's new status, or None when ``owner`` no longer holds the job."""
     values: dict = {"last_error": error[:2000], "lease_expires_at": None}
     if retry_in_s is None:
         values.update(status="failed", finished_at=utcnow())
     else:
         values.update(status="queued", run_after=utcnow() + timedelta(seconds=retry_in_s))
     with sessions.begin() as s:
-        s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(**values))
-    return values["status"]
+        res = s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner,
+                                          Job.status == "running").values(**values))
+    return values["status"] if res.rowcount == 1 else None
 
 
 def claim_delivery(sessions: sessionmaker[Session], lease_s: float) -> int | None:

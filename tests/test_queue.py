@@ -31,6 +31,7 @@ def test_claim_lease_and_takeover(db_url):
     time.sleep(0.4)
     assert queue.claim_job(sessions, "w2", lease_s=30) == first  # w1 died: lease expired
     assert not queue.renew_job(sessions, first, "w1", 30)  # w1 lost it
+    assert queue.fail_job(sessions, first, "w1", "late failure", retry_in_s=None) is None
     assert queue.renew_job(sessions, first, "w2", 30)
     with sessions.begin() as s:
         queue.finish_job(s, first, "w2")
