@@ -21,10 +21,13 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def delivery_json(d: Delivery) -> dict:
+    payload = dict(d.payload)
+    if "url" in payload:  # query strings often carry API keys
+        payload["url"] = payload["url"].split("?", 1)[0] + ("?…" if "?" in payload["url"] else "")
     return {"id": d.id, "sink": d.sink, "status": d.status, "attempts": d.attempts,
             "last_status_code": d.last_status_code, "last_error": d.last_error,
             "next_attempt_at": _iso(d.next_attempt_at) if d.status == "pending" else None,
-            "delivered_at": _iso(d.delivered_at), "payload": d.payload}
+            "delivered_at": _iso(d.delivered_at), "payload": payload}
 
 
 def alert_json(a: AlertRow) -> dict:

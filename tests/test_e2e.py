@@ -42,6 +42,7 @@ def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, re
     call = svc.wait_deliveries(accepted["call_id"])
     assert sorted((d["sink"], d["status"], d["attempts"]) for d in call["alerts"][0]["deliveries"]) == [
         ("crm", "delivered", 1), ("wecom", "delivered", 1)]
+    assert "robot-key" not in str(call) and "crm-token" not in str(call)  # secrets stay in the config
 
     [tag] = crm.requests
     assert tag.method == "POST" and tag.path == "/api/customers/cust-42/tags"

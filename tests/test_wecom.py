@@ -15,7 +15,7 @@ def ctx(summary="客户很生气", matched=((0.0, 3.0), (63.0, 66.0))):
 def test_markdown_body():
     sink = WeComRobotSink("wecom", SinkConfig(type="wecom_robot", url="http://w/send?key=k", mentioned_list=["boss"]))
     payload = sink.render(ctx())
-    assert payload["url"] == "http://w/send?key=k"
+    assert "url" not in payload  # the robot key stays in the config
     body = payload["body"]
     assert body["msgtype"] == "markdown" and list(body["markdown"]) == ["content"]
     content = body["markdown"]["content"]

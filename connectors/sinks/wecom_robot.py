@@ -61,12 +61,12 @@ class WeComRobotSink(Sink):
         template = ctx.get("action", {}).get("template") or TEMPLATE
         content = render(template, color=SEVERITY_COLOR.get(alert["severity"], "comment"),
                          times=times or "-", mentions=mentions, **ctx)
-        body = {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content)}}
-        return {"url": self.cfg.url, "body": body}
+        # The robot URL carries its key: it is read from config at send time, never stored.
+        return {"body": {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content)}}}
 
     def send(self, payload: dict[str, Any], http: requests.Session, timeout: float,
              idempotency_key: str) -> SendResult:
-        resp = post_json(http, "POST", payload["url"], payload["body"],
+        resp = post_json(http, "POST", self.cfg.url, payload["body"],
                          self.headers(idempotency_key), timeout)
         if isinstance(resp, SendResult):
             return resp
