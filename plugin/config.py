@@ -7,13 +7,14 @@ or a bad value is reported as one line naming where it is.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_CONFIG = "CALLMOOD_CONFIG"
 
@@ -61,15 +62,27 @@ class AudioConfig(Section):
 
 
 class FetchConfig(Section):
-    timeout_s: float = 30.0
-    max_bytes: int = 500 * 1024 * 1024
-    max_redirects: int = 3
+    timeout_s: float = Field(30.0, gt=0)  # to connect, and between two reads
+    max_seconds: float = Field(300.0, gt=0)  # for the whole download
+    max_bytes: int = Field(500 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(3, ge=0)
+    ca_bundle: str | None = None  # PEM file of CAs for https recording servers (default: certifi's)
     # Recording hosts on these networks are allowed even though they are private,
     # e.g. ["10.0.0.0/8"] for an on-premises recording server. Loopback, private and
     # link-local addresses are refused otherwise (no fetching cloud metadata or
     # internal admin pages on behalf of whoever can send a webhook).
     allow_networks: list[str] = Field(default_factory=list)
     allowed_schemes: list[str] = Field(default_factory=lambda: ["https", "http"])
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network (e.g. 10.0.0.0/8)") from None
+        return v
 
 
 class WorkerConfig(Section):
@@ -138,6 +151,23 @@ class Config(Section):
     sources: dict[str, SourceConfig] = Field(default_factory=lambda: {"generic": SourceConfig()})
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        # Limits that only make sense together; caught here rather than as odd behaviour later.
+        if self.audio.min_segment_s > self.audio.window_s:
+            raise ValueError(f"audio.min_segment_s ({self.audio.min_segment_s}) must not exceed "
+                             f"audio.window_s ({self.audio.window_s})")
+        if self.fetch.max_seconds >= self.worker.lease_s:
+            raise ValueError(f"fetch.max_seconds ({self.fetch.max_seconds}) must be below worker.lease_s "
+                             f"({self.worker.lease_s}), or another worker takes the job mid-download")
+        for name, sink in {"deliveries": self.deliveries, **self.sinks}.items():
+            timeout = sink.timeout_s
+            if timeout is not None and timeout >= self.deliveries.lease_s:
+                where = "deliveries" if name == "deliveries" else f"sinks.{name}"
+                raise ValueError(f"{where}.timeout_s ({timeout}) must be below deliveries.lease_s "
+                                 f"({self.deliveries.lease_s}), or a slow send is sent twice")
+        return self
+
     @property
     def database_url(self) -> str:
         if self.database.url:
@@ -172,12 +202,12 @@ def _expand_env(value: Any, where: str) -> Any:
 
 def _describe(err: ValidationError, origin: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling against config.example.yaml)"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{origin}: {loc}: {msg}{more}"
+    return f"{origin}: {loc + ': ' if loc else ''}{msg}{more}"
 
 
 def from_dict(data: dict | None, origin: str = "config") -> Config:

@@ -35,7 +35,8 @@ class CallEvent:
     ticket_id: str | None = None
     # channel index -> role, e.g. {0: "agent", 1: "customer"}; None = mixed mono
     channel_roles: dict[int, str] | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # fields the source does not know
+    raw: dict[str, Any] = field(default_factory=dict)  # the event as received, kept for audit
 
 
 @dataclass(frozen=True)

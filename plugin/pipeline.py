@@ -28,6 +28,10 @@ from rules.engine import alert_context, evaluate
 log = logging.getLogger(__name__)
 
 
+class LeaseLost(Exception):
+    """Another worker took the job over (our lease expired): stop and change nothing."""
+
+
 def run_job(svc: Services, job_id: int, owner: str) -> None:
     """Process a claimed job and record its outcome."""
     cfg = svc.config.worker
@@ -36,14 +40,17 @@ def run_job(svc: Services, job_id: int, owner: str) -> None:
         call_id, attempts = job.call_id, job.attempts
     try:
         analyze_call(svc, call_id, job_id=job_id, owner=owner)
+    except LeaseLost:
+        log.warning("job %s (call %s): lease lost to another worker; abandoning this attempt", job_id, call_id)
     except DecodeError as exc:  # corrupt or not audio: retrying will not help
         _fail(svc, job_id, owner, call_id, str(exc), retry=False)
     except FetchError as exc:
         retry = exc.retryable and attempts < cfg.max_attempts
         _fail(svc, job_id, owner, call_id, str(exc), retry=retry, attempts=attempts)
     except ModelUnavailable as exc:
-        # Not the call's fault: put it back without using up an attempt's worth of backoff.
-        queue.fail_job(svc.sessions, job_id, owner, str(exc), retry_in_s=svc.config.model.retry_interval_s)
+        # Not the call's fault: put it back until the model is there again.
+        with svc.sessions.begin() as s:
+            queue.fail_job(s, job_id, owner, str(exc), retry_in_s=svc.config.model.retry_interval_s)
     except Exception as exc:
         log.exception("job %s (call %s) failed", job_id, call_id)
         retry = attempts < cfg.max_attempts
@@ -53,15 +60,12 @@ def run_job(svc: Services, job_id: int, owner: str) -> None:
 def _fail(svc: Services, job_id: int, owner: str, call_id: int, error: str, retry: bool,
           attempts: int = 1) -> None:
     delay = queue.backoff(attempts, svc.config.worker.retry_backoff_s, 3600) if retry else None
-    status = queue.fail_job(svc.sessions, job_id, owner, error, delay)
+    with svc.sessions.begin() as s:  # the job and its call fail together
+        status = queue.fail_job(s, job_id, owner, error, delay)
     if status is None:
         return  # our lease expired and another worker has the job now
     log.warning("call %s: %s (%s)", call_id, error, "will retry" if status == "queued" else "failed")
     metrics.CALLS.labels(outcome="retry" if status == "queued" else "failed").inc()
-    if status == "failed":
-        with svc.sessions.begin() as s:
-            call = s.get(Call, call_id)
-            call.status, call.error = "failed", error[:2000]
 
 
 def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: str | None = None) -> None:
@@ -74,11 +78,13 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
         received_at = call.received_at
     channel_roles = {int(k): v for k, v in roles.items()} if roles else None
 
+    keep_lease = _lease_keeper(svc, job_id, owner)
     workdir = Path(tempfile.mkdtemp(prefix=f"call{call_id}-", dir=_tmp_dir(cfg.data_dir)))
     try:
         t = time.perf_counter()
         fetched = fetch(url, workdir / "recording", cfg.fetch)
         timings["fetch"] = time.perf_counter() - t
+        keep_lease(force=True)
 
         t = time.perf_counter()
         audio = decode(fetched.path, workdir / "decoded.wav", cfg.audio.max_duration_s)
@@ -88,10 +94,11 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
             keep.mkdir(parents=True, exist_ok=True)
             shutil.copy(fetched.path, keep / f"call-{call_id}")
         fetched.path.unlink()
+        keep_lease(force=True)
 
         t = time.perf_counter()
         analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles,
-                                        on_progress=_lease_keeper(svc, job_id, owner))
+                                        on_progress=lambda done, total: keep_lease())
         timings["segment_and_infer"] = time.perf_counter() - t
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -103,9 +110,12 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
     scenario, alerts = evaluate(svc.rules, analysis, ctx)
     timings["judge"] = time.perf_counter() - t
 
-    # Results, verdict, alerts, deliveries and the job's completion commit together.
+    # Results, verdict, alerts, deliveries and the job's completion commit together,
+    # and only while we still hold the job.
     t = time.perf_counter()
     with svc.sessions.begin() as s:
+        if job_id is not None and not queue.finish_job(s, job_id, owner):
+            raise LeaseLost(job_id)
         s.execute(delete(Segment).where(Segment.call_id == call_id))
         s.add_all(Segment(call_id=call_id, channel=r.channel, role=r.role, start=r.start, end=r.end,
                           label=r.label, confidence=r.confidence, scores=r.scores)
@@ -122,8 +132,6 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
         timings["store_and_plan"] = time.perf_counter() - t
         timings["received_to_analyzed"] = (call.analyzed_at - received_at).total_seconds()
         call.timings = {k: round(v, 4) for k, v in timings.items()}
-        if job_id is not None:
-            queue.finish_job(s, job_id, owner)
     metrics.CALLS.labels(outcome="analyzed").inc()
     for stage, seconds in timings.items():
         metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
@@ -151,24 +159,30 @@ def plan_alert(svc: Services, s: Session, call: Call, ctx: dict, alert: Alert) -
             continue
         if action.sink in have:
             continue
-        payload = sink.render({"call": ctx, "alert": alert_context(alert), "action": action.params,
-                               "link": svc.call_link(call.id)})
-        s.add(Delivery(alert_id=row.id, sink=action.sink, payload=payload))
+        try:
+            payload = sink.render({"call": ctx, "alert": alert_context(alert), "action": action.params,
+                                   "link": svc.call_link(call.id)})
+        except Exception as exc:  # a bad template must not throw the call's analysis away
+            log.error("alert %s: cannot render the %s payload: %s", row.id, action.sink, exc)
+            s.add(Delivery(alert_id=row.id, sink=action.sink, payload={}, status="dead",
+                           last_error=f"cannot render payload: {exc.__class__.__name__}: {exc}"[:2000]))
+        else:
+            s.add(Delivery(alert_id=row.id, sink=action.sink, payload=payload))
         have.add(action.sink)
     return row
 
 
 def _lease_keeper(svc: Services, job_id: int | None, owner: str | None):
-    """Renews the job's lease while a long call is being classified."""
-    if job_id is None:
-        return None
+    """Renews the job's lease during a long call; raises LeaseLost once another worker has it."""
     lease_s = svc.config.worker.lease_s
     last = [time.monotonic()]
 
-    def keep(done: int, total: int) -> None:
-        if time.monotonic() - last[0] > lease_s / 3:
-            queue.renew_job(svc.sessions, job_id, owner, lease_s)
-            last[0] = time.monotonic()
+    def keep(force: bool = False) -> None:
+        if job_id is None or not (force or time.monotonic() - last[0] > lease_s / 3):
+            return
+        if not queue.renew_job(svc.sessions, job_id, owner, lease_s):
+            raise LeaseLost(job_id)
+        last[0] = time.monotonic()
     return keep
 
 

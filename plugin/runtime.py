@@ -61,7 +61,7 @@ class Runtime:
 
     def _deliver(self) -> None:
         try:
-            outbox.drain(self.svc, self._http)
+            outbox.drain(self.svc, self._http, self.owner)
         except Exception:
             log.exception("delivery loop error")
 
@@ -73,15 +73,16 @@ class Runtime:
                 self._stop.wait(cfg.poll_interval_s)
                 continue
             try:
-                job_id = queue.claim_job(self.svc.sessions, self.owner, cfg.lease_s)
+                job_id = queue.claim_job(self.svc.sessions, self.owner, cfg.lease_s, cfg.max_attempts)
+                if job_id is None:
+                    self._stop.wait(cfg.poll_interval_s)
+                    continue
+                run_job(self.svc, job_id, self.owner)
             except Exception:
-                log.exception("cannot claim a job")
-                self._stop.wait(cfg.poll_interval_s)
-                continue
-            if job_id is None:
-                self._stop.wait(cfg.poll_interval_s)
-                continue
-            run_job(self.svc, job_id, self.owner)
+                # The database went away mid-job, say: the job's lease will expire and it
+                # is taken again; this thread must live on to take it.
+                log.exception("worker error; retrying in %.0fs", cfg.retry_backoff_s)
+                self._stop.wait(min(cfg.retry_backoff_s, 30))
 
 
 def _now():

@@ -3,7 +3,6 @@ one transaction, then answer 202 at once. The same event twice makes one job."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, jsonify, request
@@ -44,12 +43,12 @@ def receive(source: str):
     except EventError as exc:
         metrics.WEBHOOKS.labels(source=source, outcome="malformed").inc()
         return jsonify(error=exc.message, field=exc.field), 400
-    call_id, job_id, duplicate = accept(svc, event, json.loads(body))
+    call_id, job_id, duplicate = accept(svc, event)
     metrics.WEBHOOKS.labels(source=source, outcome="duplicate" if duplicate else "accepted").inc()
     return jsonify(status="duplicate" if duplicate else "accepted", call_id=call_id, job_id=job_id), 202
 
 
-def accept(svc: Services, event: CallEvent, raw: dict) -> tuple[int, int, bool]:
+def accept(svc: Services, event: CallEvent) -> tuple[int, int, bool]:
     """Store the call and its analysis job together; (call id, job id, was it a duplicate)."""
     try:
         with svc.sessions.begin() as s:
@@ -62,7 +61,7 @@ def accept(svc: Services, event: CallEvent, raw: dict) -> tuple[int, int, bool]:
                         scenario_hint=event.scenario, ticket_id=event.ticket_id,
                         channel_roles={str(k): v for k, v in event.channel_roles.items()}
                         if event.channel_roles else None,
-                        event=raw)
+                        event=event.raw)
             s.add(call)
             s.flush()
             job = Job(call_id=call.id)

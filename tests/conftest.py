@@ -117,7 +117,7 @@ def make_config(tmp_path: Path, model_dir: Path | str | None, db_url: str, crm=N
         "model": {"path": str(model_dir) if model_dir else None, "retry_interval_s": 0.2},
         "rules": {"path": str(HERE / "rules")},
         "sources": {"generic": {"secret": SECRET}},
-        "fetch": {"allow_networks": ["127.0.0.0/8"], "timeout_s": 5},
+        "fetch": {"allow_networks": ["127.0.0.0/8"], "timeout_s": 5, "max_seconds": 10},
         "worker": {"poll_interval_s": 0.05, "retry_backoff_s": 0.05, "lease_s": 30},
         "deliveries": {"poll_interval_s": 0.05, "backoff_base_s": 0.05, "backoff_max_s": 0.2,
                        "max_attempts": 4},

@@ -75,7 +75,7 @@ class Reply:
 class FakeServer:
     """A real HTTP server on 127.0.0.1 with scripted answers per path; records every request."""
 
-    def __init__(self):
+    def __init__(self, tls_context=None):
         self.requests: list[Recorded] = []
         self.routes: dict[str, Callable[[Recorded], Reply] | list[Reply] | Reply] = {}
         self.default: Reply = Reply(404, b"not found")
@@ -120,6 +120,9 @@ class FakeServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls_context is not None:
+            self.httpd.socket = tls_context.wrap_socket(self.httpd.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 

@@ -59,3 +59,16 @@ def test_env_references(tmp_path, monkeypatch):
 def test_config_from_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("CALLMOOD_CONFIG", str(write(tmp_path, "server: {port: 9999}\n")))
     assert config.load().server.port == 9999
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("fetch: {allow_networks: ['10.0.0.0/33']}\n", "fetch.allow_networks: '10.0.0.0/33' is not a network"),
+    ("audio: {window_s: 2, min_segment_s: 2.5}\n", "audio.min_segment_s (2.5) must not exceed audio.window_s (2.0)"),
+    ("worker: {lease_s: 60}\n", "fetch.max_seconds (300.0) must be below worker.lease_s (60.0)"),
+    ("sinks: {crm: {type: rest, url: 'http://x', timeout_s: 90}}\n",
+     "sinks.crm.timeout_s (90.0) must be below deliveries.lease_s (60.0)"),
+])
+def test_inconsistent_limits(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path, text))
+    assert expected in str(err.value)

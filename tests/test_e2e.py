@@ -253,7 +253,8 @@ def test_accepted_event_survives_restart(tmp_path, model_dir, db_url, service_fa
 def test_job_of_a_dead_worker_is_taken_over(tmp_path, model_dir, db_url, service_factory, recordings):
     from plugin import queue
 
-    cfg = make_config(tmp_path, model_dir, db_url, worker={"lease_s": 0.5, "poll_interval_s": 0.05})
+    cfg = make_config(tmp_path, model_dir, db_url, worker={"lease_s": 0.5, "poll_interval_s": 0.05},
+                      fetch={"max_seconds": 0.4})
     url = recordings.serve_file("/l.wav", make_audio(tmp_path / "l", "wav_pcm", 16000, 1, 4.0))
     svc = service_factory(cfg, start_runtime=False)
     call_id = svc.post_event(event("lease-1", url)).json()["call_id"]

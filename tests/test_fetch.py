@@ -86,3 +86,67 @@ def test_empty_body(tmp_path, recordings):
     recordings.routes["/empty"] = Reply(200, b"")
     with pytest.raises(FetchError, match="empty"):
         fetch(recordings.url + "/empty", tmp_path / "a", LOCAL)
+
+
+def test_backslash_url_cannot_smuggle_another_host(tmp_path, recordings):
+    # urlsplit sees host 1.1.1.1, urllib3 would connect to 127.0.0.1: refuse such URLs outright
+    url = f"http://127.0.0.1:{recordings.port}\\@1.1.1.1/admin"
+    with pytest.raises(FetchError, match="backslash"):
+        fetch(url, tmp_path / "a", FetchConfig())
+    assert recordings.requests == []
+
+
+@pytest.mark.parametrize("ip", ["::ffff:127.0.0.1", "64:ff9b::7f00:1", "::ffff:10.1.2.3"])
+def test_ipv4_inside_ipv6_is_checked_as_ipv4(ip):
+    import ipaddress
+
+    from plugin.audio.fetch import _allowed
+    assert not _allowed(ipaddress.ip_address(ip), [])
+    assert _allowed(ipaddress.ip_address(ip), [ipaddress.ip_network("0.0.0.0/0")])
+
+
+def test_dns_is_resolved_once_and_the_checked_address_is_used(tmp_path, recordings, monkeypatch):
+    import socket
+    real, calls = socket.getaddrinfo, []
+
+    def rebinding(host, *a, **k):
+        if host == "rebind.test":
+            calls.append(host)
+            if len(calls) > 1:  # a second lookup would answer with a forbidden address
+                return real("10.9.9.9", *a, **k)
+            return real("127.0.0.1", *a, **k)
+        return real(host, *a, **k)
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    recordings.routes["/a.wav"] = Reply(200, b"abc")
+    got = fetch(f"http://rebind.test:{recordings.port}/a.wav", tmp_path / "a", LOCAL)
+    assert got.path.read_bytes() == b"abc" and calls == ["rebind.test"]
+    assert recordings.requests[0].headers["Host"] == f"rebind.test:{recordings.port}"
+
+
+def test_whole_download_deadline(tmp_path, recordings):
+    recordings.routes["/drip"] = Reply(200, b"x" * 400_000, {"Transfer-Encoding": "chunked"})
+    cfg = LOCAL.model_copy(update={"max_seconds": 0.000001, "max_bytes": 10_000_000})
+    with pytest.raises(FetchError, match="longer than") as err:
+        fetch(recordings.url + "/drip", tmp_path / "a", cfg)
+    assert err.value.retryable
+
+
+def test_https_with_hostname_verification(tmp_path):
+    import ssl
+    import trustme
+
+    from tests.helpers import FakeServer
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    server = FakeServer(tls_context=server_ctx)
+    try:
+        server.routes["/s.wav"] = Reply(200, b"secure")
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        cfg = FetchConfig(allow_networks=["127.0.0.0/8", "::1/128"], ca_bundle=str(ca_file), timeout_s=5)
+        assert fetch(server.url + "/s.wav", tmp_path / "a", cfg).path.read_bytes() == b"secure"
+        with pytest.raises(FetchError, match="TLS verification failed"):
+            fetch(server.url + "/s.wav", tmp_path / "b", cfg.model_copy(update={"ca_bundle": None}))
+    finally:
+        server.close()

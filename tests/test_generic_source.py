@@ -31,6 +31,7 @@ def test_valid_signature_and_event():
     ({"X-CallMood-Signature": "sha256=00"}, CFG, "does not match"),
     ({"X-CallMood-Signature": sign(raw(), "other")}, CFG, "does not match"),
     ({"X-CallMood-Signature": sign(raw(), "k")}, SourceConfig(), "no secret configured"),
+    ({"X-CallMood-Signature": "sha256=ü" + "0" * 63}, CFG, "does not match"),
 ])
 def test_bad_signatures(headers, cfg, match):
     with pytest.raises(SignatureError, match=match):
@@ -56,6 +57,12 @@ def test_malformed_events_name_the_field(change, field):
     with pytest.raises(EventError) as err:
         SRC.parse(raw(body))
     assert err.value.field == field
+
+
+def test_nan_is_not_json():
+    body = raw().replace(b'"crm_extra": {"x": 1}', b'"score": NaN')
+    with pytest.raises(EventError, match="NaN is not valid JSON"):
+        SRC.parse(body)
 
 
 def test_not_json_or_not_object():

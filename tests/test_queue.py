@@ -31,10 +31,12 @@ def test_claim_lease_and_takeover(db_url):
     time.sleep(0.4)
     assert queue.claim_job(sessions, "w2", lease_s=30) == first  # w1 died: lease expired
     assert not queue.renew_job(sessions, first, "w1", 30)  # w1 lost it
-    assert queue.fail_job(sessions, first, "w1", "late failure", retry_in_s=None) is None
+    with sessions.begin() as s:
+        assert queue.fail_job(s, first, "w1", "late failure", retry_in_s=None) is None
     assert queue.renew_job(sessions, first, "w2", 30)
     with sessions.begin() as s:
-        queue.finish_job(s, first, "w2")
+        assert not queue.finish_job(s, first, "w1")
+        assert queue.finish_job(s, first, "w2")
     with sessions() as s:
         job = s.get(Job, first)
         assert (job.status, job.attempts, job.lease_owner) == ("done", 2, "w2")
@@ -45,13 +47,16 @@ def test_claim_lease_and_takeover(db_url):
 def test_failures_retry_later_or_fail(db_url):
     engine, sessions = setup(db_url, jobs=1)
     job_id = queue.claim_job(sessions, "w", 30)
-    assert queue.fail_job(sessions, job_id, "w", "network down", retry_in_s=0.3) == "queued"
+    with sessions.begin() as s:
+        assert queue.fail_job(s, job_id, "w", "network down", retry_in_s=0.3) == "queued"
     assert queue.claim_job(sessions, "w", 30) is None  # not before run_after
     time.sleep(0.35)
     assert queue.claim_job(sessions, "w", 30) == job_id
-    assert queue.fail_job(sessions, job_id, "w", "corrupt", retry_in_s=None) == "failed"
+    with sessions.begin() as s:
+        assert queue.fail_job(s, job_id, "w", "corrupt", retry_in_s=None) == "failed"
     with sessions() as s:
         assert s.get(Job, job_id).last_error == "corrupt"
+        assert s.get(Call, s.get(Job, job_id).call_id).status == "failed"  # in the same transaction
     engine.dispose()
 
 
@@ -82,11 +87,44 @@ def test_deliveries_claim_and_backoff(db_url):
         s.add(alert)
         s.flush()
         s.add(Delivery(alert_id=alert.id, sink="crm", payload={"a": 1}))
-    d = queue.claim_delivery(sessions, lease_s=0.2)
-    assert d is not None and queue.claim_delivery(sessions, lease_s=0.2) is None
+    d = queue.claim_delivery(sessions, "s1", lease_s=0.2)
+    assert d is not None and queue.claim_delivery(sessions, "s2", lease_s=0.2) is None
     time.sleep(0.3)
-    assert queue.claim_delivery(sessions, lease_s=30) == d  # sender died mid-send
+    assert queue.claim_delivery(sessions, "s2", lease_s=30) == d  # sender died mid-send
     with sessions() as s:
         assert s.execute(select(Delivery.attempts)).scalar() == 2
     assert [queue.backoff(n, 5, 60) for n in range(1, 6)] == [5, 10, 20, 40, 60]
+    engine.dispose()
+
+
+def test_a_job_that_keeps_killing_its_worker_is_failed(db_url):
+    engine, sessions = setup(db_url, jobs=1)
+    for _ in range(3):  # three workers die on it, one after another
+        assert queue.claim_job(sessions, "w", lease_s=0.05, max_attempts=3) is not None
+        time.sleep(0.1)
+    assert queue.claim_job(sessions, "w", lease_s=30, max_attempts=3) is None
+    with sessions() as s:
+        job, call = s.get(Job, 1), s.get(Call, 1)
+        assert job.status == "failed" and "stopped 3 times" in job.last_error
+        assert call.status == "failed" and call.error == job.last_error
+    engine.dispose()
+
+
+def test_a_sender_that_lost_its_lease_cannot_overwrite_the_outcome(db_url):
+    engine, sessions = setup(db_url, jobs=1)
+    with sessions.begin() as s:
+        alert = AlertRow(call_id=1, rule="r", scenario="s", severity="info", role="customer", emotions=["angry"],
+                         share=1.0, confidence=0.9, matched=[], summary="x")
+        s.add(alert)
+        s.flush()
+        s.add(Delivery(alert_id=alert.id, sink="crm", payload={}))
+    d = queue.claim_delivery(sessions, "slow", lease_s=0.05)
+    time.sleep(0.1)
+    assert queue.claim_delivery(sessions, "fast", lease_s=30) == d
+    with sessions.begin() as s:
+        assert queue.settle_delivery(s, d, "fast", status="delivered")
+    with sessions.begin() as s:
+        assert not queue.settle_delivery(s, d, "slow", status="pending", last_error="timeout")
+    with sessions() as s:
+        assert s.get(Delivery, d).status == "delivered"
     engine.dispose()

@@ -19,6 +19,7 @@ class SendResult:
     ok: bool
     status_code: int | None = None
     error: str | None = None
+    retryable: bool = True  # False: the same request can never succeed (the delivery dies at once)
 
 
 class Sink:

@@ -25,7 +25,7 @@ DEFAULT_BODY = {
     "customer_phone": "{{ call.customer_phone }}",
     "ticket_id": "{{ call.ticket_id }}",
     "call_id": "{{ call.external_id }}",
-    "tags": ["{{ action.tag or 'callmood-' ~ alert.rule }}"],
+    "tags": ["{{ action.get('tag') or 'callmood-' ~ alert.rule }}"],
     "note": "{{ alert.summary }}",
     "severity": "{{ alert.severity }}",
     "emotion": "{{ alert.emotions | join(',') }}",
@@ -60,4 +60,8 @@ class RestSink(Sink):
             return resp
         if 200 <= resp.status_code < 300:
             return SendResult(True, resp.status_code)
-        return SendResult(False, resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
+        # A request the CRM calls malformed or aimed at nothing will not succeed later;
+        # auth errors may (an admin fixes the token), so they are retried.
+        final = resp.status_code in (400, 404, 405, 410, 422)
+        return SendResult(False, resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}",
+                          retryable=not final)

@@ -19,6 +19,9 @@ from rules.engine import render
 
 MAX_BYTES = 4096
 
+# Errors the same message can never get past (malformed body, content too long).
+FINAL_ERRCODES = {40008, 40058, 44004}
+
 SEVERITY_COLOR = {"critical": "warning", "warning": "warning", "info": "info"}
 
 TEMPLATE = """\
@@ -76,7 +79,8 @@ class WeComRobotSink(Sink):
             answer = resp.json()
         except ValueError:
             return SendResult(False, resp.status_code, f"not JSON: {resp.text[:200]}")
-        if answer.get("errcode") == 0:
+        code = answer.get("errcode")
+        if code == 0:
             return SendResult(True, resp.status_code)
-        return SendResult(False, resp.status_code,
-                          f"errcode {answer.get('errcode')}: {answer.get('errmsg', '')}"[:300])
+        return SendResult(False, resp.status_code, f"errcode {code}: {answer.get('errmsg', '')}"[:300],
+                          retryable=code not in FINAL_ERRCODES)

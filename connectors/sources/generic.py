@@ -72,15 +72,16 @@ class GenericSource:
         given = headers.get(cfg.signature_header, "")
         if not given:
             raise SignatureError(f"missing {cfg.signature_header} header")
-        expected = sign(body, cfg.secret)
+        expected = sign(body, cfg.secret).encode()
         if not given.startswith("sha256="):
             given = "sha256=" + given
-        if not hmac.compare_digest(given.lower(), expected):
+        # Compare bytes: compare_digest refuses non-ASCII str, and a header is attacker-chosen.
+        if not hmac.compare_digest(given.lower().encode("utf-8", "replace"), expected):
             raise SignatureError(f"{cfg.signature_header} does not match the body")
 
     def parse(self, body: bytes) -> CallEvent:
         try:
-            data = json.loads(body)
+            data = json.loads(body, parse_constant=_no_nan)
         except (ValueError, UnicodeDecodeError) as exc:
             raise EventError("body", f"not valid JSON ({exc})") from None
         if not isinstance(data, dict):
@@ -99,4 +100,10 @@ class GenericSource:
             scenario=ev.scenario or ev.queue, ticket_id=ev.ticket_id,
             channel_roles={int(k): v for k, v in ev.channels.items()} if ev.channels else None,
             metadata={k: v for k, v in data.items() if k not in known},
+            raw=data,
         )
+
+
+def _no_nan(name: str):
+    # Python's json accepts NaN and Infinity; JSON (and PostgreSQL's json type) do not.
+    raise ValueError(f"{name} is not valid JSON")

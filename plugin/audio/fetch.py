@@ -1,20 +1,32 @@
 """Download a recording safely: streamed, time-limited, size-capped, redirects
-bounded, and never to an address the operator did not allow."""
+bounded, and never to an address the operator did not allow.
+
+Each hop is resolved once, every address is checked, and the connection goes to
+the checked address (Host header and TLS name kept), so neither a URL that two
+parsers read differently nor a DNS answer that changes between check and use
+can lead the download somewhere else.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-import requests
+import certifi
+import urllib3
+from urllib3.exceptions import HTTPError, LocationParseError, SSLError, TimeoutError as Urllib3Timeout
+from urllib3.util import Timeout, parse_url
 
 from plugin.config import FetchConfig
 
 CHUNK = 64 * 1024
+REDIRECTS = (301, 302, 303, 307, 308)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class FetchError(Exception):
@@ -33,30 +45,69 @@ class Fetched:
     final_url: str
 
 
-def check_url(url: str, cfg: FetchConfig) -> None:
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str  # as in the URL (brackets stripped for IPv6)
+    port: int
+    ip: str  # the checked address we connect to
+    request_uri: str
+    host_header: str
+
+
+def check_url(url: str, cfg: FetchConfig) -> Target:
     """Refuse schemes and hosts that a webhook sender must not make us reach."""
-    parts = urlsplit(url)
-    if parts.scheme not in cfg.allowed_schemes:
-        raise FetchError(f"recording URL scheme {parts.scheme!r} is not allowed "
-                         f"(allowed: {', '.join(cfg.allowed_schemes)})")
-    host = parts.hostname
-    if not host:
-        raise FetchError("recording URL has no host")
+    if any(c.isspace() or ord(c) < 32 or c == "\\" for c in url):
+        raise FetchError("recording URL contains whitespace, control characters or a backslash")
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
+        u = parse_url(url)  # the parser urllib3 itself uses for the request
+    except LocationParseError:
+        raise FetchError("recording URL cannot be parsed") from None
+    scheme = (u.scheme or "").lower()
+    if scheme not in cfg.allowed_schemes:
+        raise FetchError(f"recording URL scheme {scheme!r} is not allowed "
+                         f"(allowed: {', '.join(cfg.allowed_schemes)})")
+    if not u.host:
+        raise FetchError("recording URL has no host")
+    if u.auth:
+        raise FetchError("credentials in the recording URL are not supported")
+    host = u.host.strip("[]")
+    port = u.port or (443 if scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise FetchError(f"cannot resolve recording host {host!r}: {exc.strerror}", retryable=True)
+        raise FetchError(f"cannot resolve recording host {host!r}: {exc.strerror}", retryable=True) from None
     allowed = [ipaddress.ip_network(n, strict=False) for n in cfg.allow_networks]
+    ips = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if ip.is_global and not ip.is_multicast:
-            continue
-        if any(ip in net for net in allowed):
-            continue
-        raise FetchError(
-            f"recording host {host!r} resolves to non-public address {ip}; "
-            f"add its network to fetch.allow_networks to allow it")
+        if not _allowed(ip, allowed):
+            raise FetchError(f"recording host {host!r} resolves to non-public address {ip}; "
+                             f"add its network to fetch.allow_networks to allow it")
+        ips.append(str(ip))
+    host_header = u.host if u.port is None else f"{u.host}:{u.port}"
+    return Target(scheme, host, port, ips[0], u.request_uri, host_header)
+
+
+def _allowed(ip, allowed) -> bool:
+    if any(ip in net for net in allowed):
+        return True
+    inner = ip.ipv4_mapped if ip.version == 6 else None
+    if ip.version == 6 and ip in NAT64:
+        inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if inner is not None:
+        return _allowed(inner, allowed)
+    return ip.is_global and not ip.is_multicast
+
+
+def _pool(t: Target, cfg: FetchConfig):
+    timeout = Timeout(connect=cfg.timeout_s, read=cfg.timeout_s)
+    if t.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            t.ip, t.port, timeout=timeout, retries=False, maxsize=1,
+            cert_reqs="CERT_REQUIRED", ca_certs=cfg.ca_bundle or certifi.where(),
+            server_hostname=t.host, assert_hostname=t.host)
+    return urllib3.HTTPConnectionPool(t.ip, t.port, timeout=timeout, retries=False, maxsize=1)
 
 
 def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
@@ -65,54 +116,63 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    session = requests.Session()
-    session.trust_env = False  # no proxy or netrc surprises from the environment
+    deadline = time.monotonic() + cfg.max_seconds
     current = url
     try:
-        for hop in range(cfg.max_redirects + 1):
-            check_url(current, cfg)
+        for _hop in range(cfg.max_redirects + 1):
+            target = check_url(current, cfg)
+            pool = _pool(target, cfg)
             try:
-                resp = session.get(current, stream=True, allow_redirects=False,
-                                   timeout=(cfg.timeout_s, cfg.timeout_s), headers=headers)
-            except requests.Timeout:
-                raise FetchError(f"timed out fetching recording from {_host(current)}", retryable=True)
-            except requests.RequestException as exc:
-                raise FetchError(f"cannot fetch recording from {_host(current)}: {exc.__class__.__name__}",
-                                 retryable=True)
-            with resp:
-                if resp.is_redirect:
+                resp = pool.urlopen("GET", target.request_uri, redirect=False, preload_content=False,
+                                    retries=False, headers={"Host": target.host_header, "Accept": "*/*",
+                                                            "User-Agent": "CallMood", **(headers or {})})
+            except SSLError as exc:
+                raise FetchError(f"TLS verification failed for {target.host}: {exc}"[:300]) from None
+            except Urllib3Timeout:
+                raise FetchError(f"timed out fetching recording from {target.host}", retryable=True) from None
+            except HTTPError as exc:
+                raise FetchError(f"cannot fetch recording from {target.host}: {exc.__class__.__name__}",
+                                 retryable=True) from None
+            try:
+                if resp.status in REDIRECTS:
                     location = resp.headers.get("Location")
                     if not location:
                         raise FetchError("redirect without a Location header")
                     current = urljoin(current, location)
                     continue
-                if resp.status_code != 200:
-                    retryable = resp.status_code >= 500 or resp.status_code in (408, 425, 429)
-                    raise FetchError(f"recording server answered HTTP {resp.status_code}", retryable=retryable)
-                length = resp.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > cfg.max_bytes:
-                    raise FetchError(f"recording is {int(length)} bytes, over the {cfg.max_bytes}-byte "
-                                     f"limit (fetch.max_bytes)")
-                size = 0
-                try:
-                    with open(tmp, "wb") as out:
-                        for chunk in resp.iter_content(CHUNK):
-                            size += len(chunk)
-                            if size > cfg.max_bytes:
-                                raise FetchError(f"recording exceeds the {cfg.max_bytes}-byte limit "
-                                                 f"(fetch.max_bytes)")
-                            out.write(chunk)
-                except requests.RequestException as exc:
-                    raise FetchError(f"download interrupted: {exc.__class__.__name__}", retryable=True)
-                if size == 0:
-                    raise FetchError("recording is empty")
-                os.replace(tmp, dest)
-                return Fetched(dest, size, resp.headers.get("Content-Type"), current)
+                return _save(resp, current, tmp, dest, cfg, deadline)
+            finally:
+                resp.release_conn()
+                pool.close()
         raise FetchError(f"more than {cfg.max_redirects} redirects (fetch.max_redirects)")
     finally:
         tmp.unlink(missing_ok=True)
-        session.close()
 
 
-def _host(url: str) -> str:
-    return urlsplit(url).hostname or url
+def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, deadline: float) -> Fetched:
+    if resp.status != 200:
+        retryable = resp.status >= 500 or resp.status in (408, 425, 429)
+        raise FetchError(f"recording server answered HTTP {resp.status}", retryable=retryable)
+    length = resp.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > cfg.max_bytes:
+        raise FetchError(f"recording is {int(length)} bytes, over the {cfg.max_bytes}-byte limit "
+                         f"(fetch.max_bytes)")
+    size = 0
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in resp.stream(CHUNK):
+                size += len(chunk)
+                if size > cfg.max_bytes:
+                    raise FetchError(f"recording exceeds the {cfg.max_bytes}-byte limit (fetch.max_bytes)")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"download took longer than {cfg.max_seconds:.0f}s (fetch.max_seconds)",
+                                     retryable=True)
+                out.write(chunk)
+    except Urllib3Timeout:
+        raise FetchError("timed out while downloading the recording", retryable=True) from None
+    except HTTPError as exc:
+        raise FetchError(f"download interrupted: {exc.__class__.__name__}", retryable=True) from None
+    if size == 0:
+        raise FetchError("recording is empty")
+    os.replace(tmp, dest)
+    return Fetched(dest, size, resp.headers.get("Content-Type"), url)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 12:32:51.741416
+Create Date: 2026-11-24 13:19:42.347777
 """
 from alembic import op
 import sqlalchemy as sa
@@ -107,6 +107,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(), nullable=False),
+    sa.Column('lease_owner', sa.String(length=128), nullable=True),
     sa.Column('lease_expires_at', sa.DateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('last_status_code', sa.Integer(), nullable=True),

@@ -5,7 +5,8 @@ from plugin.config import SinkConfig
 
 
 def ctx(summary="客户很生气", matched=((0.0, 3.0), (63.0, 66.0))):
-    return {"call": {"customer_id": "c-1", "customer_phone": "+86 138", "agent_id": "a-1", "ticket_id": "T-9"},
+    return {"call": {"customer_id": "c-1", "customer_phone": "+86 138", "agent_id": "a-1", "ticket_id": "T-9",
+                     "external_id": "call-77"},
             "alert": {"rule": "angry_customer", "scenario": "general", "severity": "critical", "role": "customer",
                       "emotions": ["angry"], "share": 0.5, "confidence": 0.91, "matched": [list(m) for m in matched],
                       "summary": summary},
@@ -32,3 +33,20 @@ def test_long_content_is_cut_at_4096_bytes_without_breaking_characters():
     assert len(data) <= MAX_BYTES and content.endswith("…")
     assert "(+488)" in content  # times beyond the first 12 are counted, not listed
     assert truncate_utf8("短" * 10, 12) == "短" * 2 + "\n…"
+
+
+def test_rest_default_body_without_a_tag():
+    from connectors.sinks.rest import RestSink
+    sink = RestSink("crm", SinkConfig(type="rest", url="http://crm/{{ call.customer_id }}/tags"))
+    payload = sink.render(ctx())
+    assert payload["url"] == "http://crm/c-1/tags" and payload["method"] == "POST"
+    assert payload["body"]["tags"] == ["callmood-angry_customer"]
+    assert sink.render({**ctx(), "action": {"tag": "vip-angry"}})["body"]["tags"] == ["vip-angry"]
+
+
+def test_rest_body_template_from_config():
+    from connectors.sinks.rest import RestSink
+    sink = RestSink("crm", SinkConfig(type="rest", url="http://crm/notes", method="put",
+                                      body={"ref": "{{ call.ticket_id }}", "items": ["{{ alert.severity }}", 3]}))
+    payload = sink.render(ctx())
+    assert payload == {"method": "PUT", "url": "http://crm/notes", "body": {"ref": "T-9", "items": ["critical", 3]}}
