@@ -152,3 +152,35 @@ def test_serve_refuses_broken_rules_and_database_in_one_line(tmp_path, model_dir
     r = callmood("serve", "-c", str(cfg_file(tmp_path, model_dir, "database: {url: 'nosuchdb://x'}\n")))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "cannot open database 'nosuchdb://x'" in r.stderr
+
+
+def test_receiver_and_separate_worker_process(tmp_path, model_dir, recordings):
+    """Scale-out shape: `serve --no-worker` takes webhooks, `callmood worker` does the work."""
+    import json
+
+    import requests
+
+    from connectors.sources.generic import sign
+
+    cfg = cfg_file(tmp_path, model_dir, 'sources: {generic: {secret: s}}\nfetch: {allow_networks: ["127.0.0.0/8"]}\n')
+    r = callmood("migrate", "-c", str(cfg))
+    assert r.returncode == 0 and "newest schema" in r.stdout
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    receiver = subprocess.Popen([sys.executable, "-m", "plugin.cli", "serve", "-c", str(cfg), "--port", str(port),
+                                 "--no-worker"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "plugin.cli", "worker", "-c", str(cfg)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _get(base + "/health"), timeout=90)
+        url = recordings.serve_file("/w.wav", make_audio(tmp_path / "w", "wav_pcm", 16000, 1, 4.0))
+        body = json.dumps({"call_id": "w-1", "recording_url": url, "customer_id": "c"}).encode()
+        r = requests.post(base + "/webhooks/generic", data=body, headers={"X-CallMood-Signature": sign(body, "s")})
+        call = wait_until(lambda: _call(base, r.json()["call_id"]), timeout=90)
+        assert call["segments"]
+    finally:
+        receiver.terminate()
+        worker.terminate()
+        receiver.wait(timeout=30)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0 and "worker" in err
