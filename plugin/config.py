@@ -119,8 +119,9 @@ class SinkConfig(Section):
     type: Literal["rest", "wecom_robot"]
     url: str
     method: str = "POST"
+    # rest: extra request headers (Jinja2 templates, stored with each delivery: no secrets here).
     headers: dict[str, str] = Field(default_factory=dict)
-    # Full value of the Authorization header, e.g. "Bearer ${CRM_TOKEN}".
+    # Full value of the Authorization header, e.g. "Bearer ${CRM_TOKEN}"; added at send time, never stored.
     auth_header: str | None = None
     # rest: Jinja2 template of the JSON body, rendered with call and alert.
     body: Any = None

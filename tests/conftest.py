@@ -125,7 +125,7 @@ def make_config(tmp_path: Path, model_dir: Path | str | None, db_url: str, crm=N
     }
     if crm is not None:
         data["sinks"]["crm"] = {
-            "type": "rest", "auth_header": "Bearer crm-token",
+            "type": "rest", "auth_header": "Bearer crm-token", "headers": {"X-Call": "{{ call.external_id }}"},
             "url": crm.url + "/api/customers/{{ call.customer_id }}/tags"}
     if wecom is not None:
         data["sinks"]["wecom"] = {"type": "wecom_robot",

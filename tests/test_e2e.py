@@ -46,7 +46,7 @@ def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, re
 
     [tag] = crm.requests
     assert tag.method == "POST" and tag.path == "/api/customers/cust-42/tags"
-    assert tag.headers["Authorization"] == "Bearer crm-token"
+    assert tag.headers["Authorization"] == "Bearer crm-token" and tag.headers["X-Call"] == "c-1"
     assert tag.headers["Idempotency-Key"].startswith("callmood-delivery-")
     body = tag.json()
     assert body["tags"] == ["emotion-seen"] and body["customer_id"] == "cust-42"

@@ -47,6 +47,9 @@ def test_rest_default_body_without_a_tag():
 def test_rest_body_template_from_config():
     from connectors.sinks.rest import RestSink
     sink = RestSink("crm", SinkConfig(type="rest", url="http://crm/notes", method="put",
+                                      headers={"X-Ticket": "{{ call.ticket_id }}"}, auth_header="Bearer s3cret",
                                       body={"ref": "{{ call.ticket_id }}", "items": ["{{ alert.severity }}", 3]}))
     payload = sink.render(ctx())
-    assert payload == {"method": "PUT", "url": "http://crm/notes", "body": {"ref": "T-9", "items": ["critical", 3]}}
+    assert payload == {"method": "PUT", "url": "http://crm/notes", "headers": {"X-Ticket": "T-9"},
+                       "body": {"ref": "T-9", "items": ["critical", 3]}}
+    assert "s3cret" not in str(payload)

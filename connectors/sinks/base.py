@@ -39,7 +39,7 @@ class Sink:
 
     def headers(self, idempotency_key: str) -> dict[str, str]:
         # Secrets are added here, at send time, so they are never stored with the payload.
-        h = {"User-Agent": "CallMood", **self.cfg.headers, "Idempotency-Key": idempotency_key}
+        h = {"User-Agent": "CallMood", "Idempotency-Key": idempotency_key}
         if self.cfg.auth_header:
             h["Authorization"] = self.cfg.auth_header
         return h

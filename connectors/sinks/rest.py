@@ -7,8 +7,10 @@
         auth_header: "Bearer ${CRM_TOKEN}"
         body: {"tag": "{{ action.tag }}", "note": "{{ alert.summary }}"}
 
-String values in ``url`` and ``body`` are Jinja2 templates over call, alert,
-action and link. Any 2xx answer is success.
+String values in ``url``, ``headers`` and ``body`` are Jinja2 templates over
+call, alert, action and link, rendered when the action is planned and stored
+with the delivery; ``auth_header`` is added at send time and never stored, so
+secrets belong there. Any 2xx answer is success.
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ class RestSink(Sink):
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         body = self.cfg.body if self.cfg.body is not None else DEFAULT_BODY
         return {"method": self.cfg.method, "url": render(self.cfg.url, **ctx),
-                "body": render_tree(body, ctx)}
+                "headers": render_tree(self.cfg.headers, ctx), "body": render_tree(body, ctx)}
 
     def send(self, payload: dict[str, Any], http: requests.Session, timeout: float,
              idempotency_key: str) -> SendResult:
-        resp = post_json(http, payload["method"], payload["url"], payload["body"],
-                         self.headers(idempotency_key), timeout)
+        headers = {**payload.get("headers", {}), **self.headers(idempotency_key)}
+        resp = post_json(http, payload["method"], payload["url"], payload["body"], headers, timeout)
         if isinstance(resp, SendResult):
             return resp
         if 200 <= resp.status_code < 300:
