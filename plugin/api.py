@@ -86,21 +86,30 @@ def list_calls():
 
 
 def flagged_customers(limit: int = 100) -> list[dict]:
-    """Customers with alerts, most recent first: the red-flag list support teams watch."""
+    """Customers with alerts, most recent first: the red-flag list support teams watch.
+
+    Severity is the worst of each customer's 20 latest alerts."""
     with services().sessions() as s:
         rows = s.execute(
             select(AlertRow.customer_id, func.count(AlertRow.id), func.max(AlertRow.created_at))
             .where(AlertRow.customer_id.is_not(None))
             .group_by(AlertRow.customer_id)
             .order_by(func.max(AlertRow.created_at).desc()).limit(limit)).all()
-        out = []
-        for customer_id, count, last in rows:
-            latest = s.execute(select(AlertRow).where(AlertRow.customer_id == customer_id)
-                               .order_by(AlertRow.id.desc()).limit(20)).scalars().all()
-            worst = max(latest, key=lambda a: SEVERITY_RANK.get(a.severity, 0))
-            out.append({"customer_id": customer_id, "alerts": count, "last_alert_at": _iso(last),
-                        "severity": worst.severity, "last_call_id": latest[0].call_id,
-                        "last_summary": latest[0].summary, "emotions": latest[0].emotions})
+        rank = func.row_number().over(partition_by=AlertRow.customer_id,
+                                      order_by=AlertRow.id.desc()).label("rank")
+        recent = (select(AlertRow.id, rank)
+                  .where(AlertRow.customer_id.in_([r[0] for r in rows])).subquery())
+        latest: dict[str, list[AlertRow]] = {}
+        for a in s.execute(select(AlertRow).join(recent, recent.c.id == AlertRow.id)
+                           .where(recent.c.rank <= 20).order_by(AlertRow.id.desc())).scalars():
+            latest.setdefault(a.customer_id, []).append(a)
+    out = []
+    for customer_id, count, last in rows:
+        mine = latest[customer_id]
+        worst = max(mine, key=lambda a: SEVERITY_RANK.get(a.severity, 0))
+        out.append({"customer_id": customer_id, "alerts": count, "last_alert_at": _iso(last),
+                    "severity": worst.severity, "last_call_id": mine[0].call_id,
+                    "last_summary": mine[0].summary, "emotions": mine[0].emotions})
     return out
 
 

@@ -74,6 +74,7 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
     timings: dict[str, float] = {}
     with svc.sessions() as s:
         call = s.get(Call, call_id)
+        ctx = call_context(call)  # what rules and templates see of the call
         url, roles = call.recording_url, call.channel_roles
         received_at = call.received_at
     channel_roles = {int(k): v for k, v in roles.items()} if roles else None
@@ -104,8 +105,6 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
         shutil.rmtree(workdir, ignore_errors=True)
 
     t = time.perf_counter()
-    with svc.sessions() as s:
-        ctx = call_context(s.get(Call, call_id))
     ctx["duration_s"] = analysis.duration
     scenario, alerts = evaluate(svc.rules, analysis, ctx)
     timings["judge"] = time.perf_counter() - t

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import datetime, timezone
 import socket
 import threading
 
@@ -37,7 +38,7 @@ class Runtime:
     def start(self) -> Runtime:
         cfg = self.svc.config
         self.scheduler.add_job(self._load_model, "interval", id="load_model",
-                               seconds=cfg.model.retry_interval_s, next_run_time=_now())
+                               seconds=cfg.model.retry_interval_s, next_run_time=datetime.now(timezone.utc))
         if self.run_deliveries:
             self.scheduler.add_job(self._deliver, "interval", id="deliveries",
                                    seconds=cfg.deliveries.poll_interval_s)
@@ -84,7 +85,3 @@ class Runtime:
                 log.exception("worker error; retrying in %.0fs", cfg.retry_backoff_s)
                 self._stop.wait(min(cfg.retry_backoff_s, 30))
 
-
-def _now():
-    from datetime import datetime, timezone
-    return datetime.now(timezone.utc)

@@ -193,6 +193,12 @@ def service_factory(tmp_path, model_dir):
         s.close()
 
 
+def by_sink(call: dict) -> dict[str, dict]:
+    """The deliveries of a call's single alert, keyed by sink."""
+    [alert] = call["alerts"]
+    return {d["sink"]: d for d in alert["deliveries"]}
+
+
 def event(call_id: str, url: str, **extra) -> dict:
     body = {"call_id": call_id, "recording_url": url, "customer_id": "cust-42",
             "customer_phone": "+8613800000000", "agent_id": "agent-7", "queue": "support",

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.conftest import event, make_config
+from tests.conftest import by_sink, event, make_config
 from tests.helpers import Reply, make_audio, wait_until
 
 
@@ -155,7 +155,7 @@ def test_sink_fails_twice_then_succeeds(tmp_path, model_dir, db_url, service_fac
     url = recordings.serve_file("/f.wav", make_audio(tmp_path / "f", "wav_pcm", 16000, 1, 4.0))
     call_id = svc.post_event(event("retry-1", url)).json()["call_id"]
     call = svc.wait_deliveries(call_id)
-    got = {d["sink"]: d for d in call["alerts"][0]["deliveries"]}
+    got = by_sink(call)
     assert got["crm"]["status"] == "delivered" and got["crm"]["attempts"] == 3
     assert got["wecom"]["status"] == "delivered" and got["wecom"]["attempts"] == 3
     assert got["crm"]["last_status_code"] == 201 and got["crm"]["last_error"] is None
@@ -172,7 +172,7 @@ def test_sink_that_never_succeeds_is_visibly_dead(tmp_path, model_dir, sqlite_ur
     url = recordings.serve_file("/x.wav", make_audio(tmp_path / "x", "wav_pcm", 16000, 1, 4.0))
     call_id = svc.post_event(event("dead-1", url)).json()["call_id"]
     call = svc.wait_deliveries(call_id)
-    got = {d["sink"]: d for d in call["alerts"][0]["deliveries"]}
+    got = by_sink(call)
     assert got["wecom"]["status"] == "dead" and got["wecom"]["attempts"] == 4
     assert "93000" in got["wecom"]["last_error"]
     assert got["crm"]["status"] == "delivered"

@@ -23,6 +23,16 @@ def setup(db_url, jobs=0):
     return engine, sessions
 
 
+def add_delivery(sessions):
+    """An alert on call 1 with one pending CRM delivery."""
+    with sessions.begin() as s:
+        alert = AlertRow(call_id=1, rule="r", scenario="s", severity="info", role="customer", emotions=["angry"],
+                         share=1.0, confidence=0.9, matched=[], summary="x")
+        s.add(alert)
+        s.flush()
+        s.add(Delivery(alert_id=alert.id, sink="crm", payload={}))
+
+
 def test_claim_lease_and_takeover(db_url):
     engine, sessions = setup(db_url, jobs=1)
     first = queue.claim_job(sessions, "w1", lease_s=0.3)
@@ -81,12 +91,7 @@ def test_concurrent_workers_never_share_a_job(db_url):
 
 def test_deliveries_claim_and_backoff(db_url):
     engine, sessions = setup(db_url, jobs=1)
-    with sessions.begin() as s:
-        alert = AlertRow(call_id=1, rule="r", scenario="s", severity="info", role="customer", emotions=["angry"],
-                         share=1.0, confidence=0.9, matched=[], summary="x")
-        s.add(alert)
-        s.flush()
-        s.add(Delivery(alert_id=alert.id, sink="crm", payload={"a": 1}))
+    add_delivery(sessions)
     d = queue.claim_delivery(sessions, "s1", lease_s=0.2)
     assert d is not None and queue.claim_delivery(sessions, "s2", lease_s=0.2) is None
     time.sleep(0.3)
@@ -112,12 +117,7 @@ def test_a_job_that_keeps_killing_its_worker_is_failed(db_url):
 
 def test_a_sender_that_lost_its_lease_cannot_overwrite_the_outcome(db_url):
     engine, sessions = setup(db_url, jobs=1)
-    with sessions.begin() as s:
-        alert = AlertRow(call_id=1, rule="r", scenario="s", severity="info", role="customer", emotions=["angry"],
-                         share=1.0, confidence=0.9, matched=[], summary="x")
-        s.add(alert)
-        s.flush()
-        s.add(Delivery(alert_id=alert.id, sink="crm", payload={}))
+    add_delivery(sessions)
     d = queue.claim_delivery(sessions, "slow", lease_s=0.05)
     time.sleep(0.1)
     assert queue.claim_delivery(sessions, "fast", lease_s=30) == d

@@ -5,8 +5,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from plugin import pipeline, queue
-from plugin.models import AlertRow, Delivery, Segment
-from tests.conftest import event, make_config
+from plugin.models import AlertRow, Delivery, Job, Segment, utcnow
+from tests.conftest import by_sink, event, make_config
 from tests.helpers import Reply, make_audio
 
 
@@ -16,8 +16,6 @@ def test_a_worker_that_lost_its_lease_commits_nothing(tmp_path, model_dir, db_ur
     call_id = svc.post_event(event("lease-lost", url)).json()["call_id"]
     job_id = queue.claim_job(svc.svc.sessions, "slow-worker", lease_s=400)
     # The slow worker's lease runs out and another worker takes the job.
-    from plugin.models import Job
-    from plugin.models import utcnow
     with svc.svc.sessions.begin() as s:
         s.get(Job, job_id).lease_expires_at = utcnow()
     assert queue.claim_job(svc.svc.sessions, "new-worker", lease_s=400) == job_id
@@ -43,7 +41,7 @@ def test_a_bad_payload_template_kills_that_delivery_only(tmp_path, model_dir, sq
     url = recordings.serve_file("/t.wav", make_audio(tmp_path / "t", "wav_pcm", 16000, 1, 4.0))
     call = svc.wait_deliveries(svc.post_event(event("tmpl-1", url)).json()["call_id"])
     assert call["status"] == "analyzed" and call["segments"]
-    got = {d["sink"]: d for d in call["alerts"][0]["deliveries"]}
+    got = by_sink(call)
     assert got["crm"]["status"] == "dead" and "no_such_field" in got["crm"]["last_error"]
     assert got["wecom"]["status"] == "delivered"
     assert crm.requests == []
@@ -56,7 +54,7 @@ def test_requests_that_can_never_succeed_die_at_once(tmp_path, model_dir, sqlite
     svc = service_factory(make_config(tmp_path, model_dir, sqlite_url, crm=crm, wecom=wecom))
     url = recordings.serve_file("/n.wav", make_audio(tmp_path / "n", "wav_pcm", 16000, 1, 4.0))
     call = svc.wait_deliveries(svc.post_event(event("final-1", url)).json()["call_id"])
-    got = {d["sink"]: (d["status"], d["attempts"]) for d in call["alerts"][0]["deliveries"]}
+    got = {k: (d["status"], d["attempts"]) for k, d in by_sink(call).items()}
     assert got == {"crm": ("dead", 1), "wecom": ("dead", 1)}
 
 
