@@ -10,30 +10,45 @@ from collections import Counter
 from typing import Callable
 
 from plugin.audio import segment as seg
+from plugin.audio import vad
 from plugin.audio.decode import DecodedAudio
 from plugin.config import AudioConfig
 from plugin.data import CallAnalysis, RoleSummary, SegmentResult
 from plugin.inference import EmotionModel
 
-BATCH = 16  # windows per model call: bounds memory on long calls
+# Windows a call hands to the model at a time: bounds memory on long calls (the model
+# batches them, together with other calls' windows, by its own batch size).
+CHUNK = 128
 
 
 def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
                   channel_roles: dict[int, str] | None = None,
                   on_progress: Callable[[int, int], None] | None = None) -> tuple[CallAnalysis, dict]:
-    """Classify every non-silent window of every track; returns the analysis and notes."""
+    """Classify the speech (or every audible window) of every track; returns the analysis and notes."""
     tracks, note = seg.tracks_for(audio, channel_roles)
-    wins = [w for t in tracks for w in seg.windows(audio, t, cfg.window_s, cfg.min_segment_s)]
+    wins: list[seg.Window] = []
+    speech_frames = 0
+    for track in tracks:
+        regions = None
+        if cfg.vad == "silero":
+            probs = vad.speech_probs(lambda a, b, t=track: seg.read(audio, t, a, b), audio.frames)
+            regions = vad.regions_from_probs(probs, audio.frames, cfg.vad_threshold, cfg.min_speech_s,
+                                             cfg.min_silence_s, cfg.speech_pad_s)
+            speech_frames += sum(b - a for a, b in regions)
+        wins += seg.windows(audio, track, cfg.window_s, cfg.min_segment_s, regions)
+    if on_progress:
+        on_progress(0, len(wins))
+
     results: list[SegmentResult] = []
-    skipped_s = 0.0
-    # Samples are read from the memory-mapped decode one batch at a time, so a long
-    # call is never held in memory whole.
-    for i in range(0, len(wins), BATCH):
+    quiet_frames = 0
+    # Samples are read from the memory-mapped decode a chunk at a time, so a long call
+    # is never held in memory whole.
+    for i in range(0, len(wins), CHUNK):
         batch = []
-        for w in wins[i:i + BATCH]:
+        for w in wins[i:i + CHUNK]:
             x = seg.samples(audio, w)
-            if seg.dbfs(x) < cfg.silence_dbfs:
-                skipped_s += (w.end - w.start) / audio.sample_rate
+            if cfg.vad == "energy" and seg.dbfs(x) < cfg.silence_dbfs:
+                quiet_frames += w.end - w.start
                 continue
             batch.append((w, x))
         for (w, _), scores in zip(batch, model.classify([x for _, x in batch])):
@@ -43,9 +58,22 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
                 channel=w.channel, role=w.role, label=label, confidence=round(scores[label], 6),
                 scores={k: round(v, 6) for k, v in scores.items()}))
         if on_progress:
-            on_progress(min(i + BATCH, len(wins)), len(wins))
+            on_progress(min(i + CHUNK, len(wins)), len(wins))
+
+    rate = audio.sample_rate
+    track_s = audio.duration * len(tracks)
+    classified_s = sum(r.end - r.start for r in results)
     notes = {"tracks": [{"channel": t.channel, "role": t.role} for t in tracks],
-             "channels_in_file": audio.channels, "skipped_silence_s": round(skipped_s, 3)}
+             "channels_in_file": audio.channels, "vad": cfg.vad,
+             # Seconds over all analysed tracks (a stereo call has two tracks).
+             "audio_s": round(track_s, 3),
+             "classified_s": round(classified_s, 3),
+             "skipped_s": round(max(track_s - classified_s, 0.0), 3),
+             "skipped_share": round(1 - classified_s / track_s, 4) if track_s else 0.0}
+    if cfg.vad == "silero":
+        notes["speech_s"] = round(speech_frames / rate, 3)
+    if cfg.vad == "energy":
+        notes["skipped_silence_s"] = round(quiet_frames / rate, 3)
     if note:
         notes["layout_note"] = note
     return summarize(results, audio.duration), notes

@@ -173,7 +173,7 @@ def analyze(config_path, files, as_csv, roles, scenario):
                                  f"{analysis.confidence:.4f}", fired])
             continue
         tqdm.write(f"== {f} ({analysis.duration:.1f}s, {len(analysis.segments)} segments, "
-                   f"{notes['skipped_silence_s']:.1f}s silence skipped)")
+                   f"{notes['skipped_s']:.1f}s of {notes['audio_s']:.1f}s track audio skipped as non-speech, vad={notes['vad']})")
         for s in analysis.segments:
             tqdm.write(f"  {s.start:8.2f}-{s.end:8.2f}  {s.role:<8} {s.label:<10} {s.confidence:.3f}")
         verdict = f"{analysis.emotion} ({analysis.confidence:.3f})" if analysis.emotion else "no speech"

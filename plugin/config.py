@@ -48,6 +48,14 @@ class ModelConfig(Section):
     path: str | None = None  # a local model directory; wins over name
     hub: Literal["ms", "hf"] = "ms"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # batched: our batched forward of FunASR's module (fast; same scores in fp32).
+    # funasr: FunASR's own AutoModel.generate, one window at a time (the reference).
+    engine: Literal["batched", "funasr"] = "batched"
+    # auto = bf16 on CUDA, fp32 on CPU. int8 (CPU only) is faster with slightly different
+    # scores; docs/benchmarks.md states its label agreement with fp32.
+    precision: Literal["auto", "fp32", "int8", "bf16", "fp16"] = "auto"
+    batch_size: int = Field(0, ge=0, le=1024)  # windows per forward; 0 = 64 on CUDA, 16 on CPU
+    threads: int = Field(0, ge=0, le=256)  # torch CPU threads; 0 = the CPUs this process may use
     # How often to try again when the model could not be loaded (offline, missing files).
     retry_interval_s: float = 60.0
 
@@ -57,6 +65,14 @@ class AudioConfig(Section):
     # A trailing piece shorter than this is dropped: too short to judge.
     min_segment_s: float = Field(1.0, gt=0, le=30)
     max_duration_s: float = Field(4 * 3600, gt=0)
+    # Which audio is classified: silero = only speech found by the silero-vad model
+    # (its weights ship in the pip package); energy = every window louder than
+    # silence_dbfs; off = every window.
+    vad: Literal["silero", "energy", "off"] = "silero"
+    vad_threshold: float = Field(0.5, gt=0, lt=1)  # silero speech probability
+    min_speech_s: float = Field(0.25, ge=0)  # shorter bursts are not speech
+    min_silence_s: float = Field(0.3, ge=0)  # shorter pauses do not split speech
+    speech_pad_s: float = Field(0.1, ge=0)  # kept around each stretch of speech
     # Windows quieter than this (RMS, dBFS) are not classified.
     silence_dbfs: float = -60.0
 
@@ -92,6 +108,9 @@ class WorkerConfig(Section):
     max_attempts: int = 5
     retry_backoff_s: float = 30.0
     keep_recordings: bool = False
+    # Calls one worker process handles at once: while one call is on the model, the
+    # next ones download, decode and find speech. Their windows share model batches.
+    concurrency: int = Field(2, ge=1, le=64)
 
 
 class DeliveryConfig(Section):

@@ -69,7 +69,7 @@ def predict():
         shutil.rmtree(workdir, ignore_errors=True)
     if not analysis.segments:
         return jsonify(error="no speech long enough to classify "
-                             f"(need at least {svc.config.audio.min_segment_s}s above silence)"), 422
+                             f"(need at least {svc.config.audio.min_segment_s}s of speech)"), 422
     return jsonify(
         filename=upload.filename,
         emotion=analysis.emotion,
@@ -78,5 +78,5 @@ def predict():
         duration=round(analysis.duration, 3),
         segments=[{"start": s.start, "end": s.end, "emotion": s.label,
                    "confidence": round(s.confidence, 4)} for s in analysis.segments],
-        skipped_silence_s=notes["skipped_silence_s"],
+        skipped_silence_s=notes["skipped_s"],  # not speech (or too quiet): not classified
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import threading
 import time
 import warnings
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from plugin.batcher import Batcher
 from plugin.config import ModelConfig
 from plugin.data import EMOTIONS, normalize_label
 
@@ -47,9 +49,29 @@ class EmotionModel:
     def __init__(self, cfg: ModelConfig):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        self.threads = cfg.threads or len(os.sched_getaffinity(0))
         self._lock = threading.Lock()
         self.automodel = self._load()
         self.source = cfg.path or cfg.name
+        self.precision = "fp32"
+        self.batch_size = cfg.batch_size or (64 if self.device == "cuda" else 16)
+        self.batcher: Batcher | None = None
+        if cfg.engine == "batched":
+            from plugin.batched import BatchedEmotion2vec  # imports torch: only where a model loads
+
+            try:
+                fast = BatchedEmotion2vec(self.automodel.model, self.automodel.kwargs["tokenizer"].token_list,
+                                          self.device, cfg.precision)
+            except (ValueError, TypeError) as exc:
+                raise ModelUnavailable(f"cannot prepare the batched model: {exc}") from exc
+            self.precision = fast.precision
+            self.batcher = Batcher(fast, self.batch_size)
+        elif cfg.precision not in ("auto", "fp32"):
+            raise ModelUnavailable(f"model.precision {cfg.precision!r} needs model.engine 'batched'")
+
+    def describe(self) -> str:
+        return (f"{self.source} on {self.device} ({self.cfg.engine}, {self.precision}, "
+                f"batch {self.batch_size if self.batcher else 1}, {self.threads} threads)")
 
     def _load(self):
         # FunASR prints notices (and hub download failures) to stdout at import and load
@@ -82,7 +104,8 @@ class EmotionModel:
         else:
             target = self.cfg.name
         try:
-            model = AutoModel(model=target, hub=self.cfg.hub, device=self.device,
+            # ncpu: FunASR would set torch to 4 threads whatever the machine has.
+            model = AutoModel(model=target, hub=self.cfg.hub, device=self.device, ncpu=self.threads,
                               disable_update=True, disable_pbar=True, log_level="ERROR")
         except Exception as exc:  # FunASR raises plain RuntimeError/AssertionError
             where = "local directory" if self.cfg.path else f"hub {self.cfg.hub!r}"
@@ -94,9 +117,16 @@ class EmotionModel:
         return model
 
     def classify(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
-        """Scores over the 9 emotions for each 16 kHz mono float32 waveform."""
+        """Scores over the 9 emotions for each 16 kHz mono float32 waveform.
+
+        Safe to call from many threads at once: with the batched engine their windows
+        share batches on the one inference thread.
+        """
         if not waveforms:
             return []
+        if self.batcher is not None:
+            rows = self.batcher.classify([np.asarray(w, dtype=np.float32) for w in waveforms])
+            return [{e: float(v) for e, v in zip(EMOTIONS, row)} for row in rows]
         with self._lock:
             results = self.automodel.generate(input=list(waveforms), granularity="utterance",
                                               extract_embedding=False, disable_pbar=True)
@@ -153,8 +183,7 @@ class ModelService:
                 log.exception("model loading failed")
                 return False
             self.state, self.reason = "ready", "Model is ready for inference"
-            log.info("model %s loaded on %s in %.1fs", self.model.source, self.model.device,
-                     time.perf_counter() - t0)
+            log.info("model %s loaded in %.1fs", self.model.describe(), time.perf_counter() - t0)
             return True
         finally:
             self._lock.release()

@@ -44,9 +44,12 @@ class Runtime:
                                    seconds=cfg.deliveries.poll_interval_s)
         self.scheduler.start()
         if self.run_worker:
-            t = threading.Thread(target=self._work, name="callmood-worker", daemon=True)
-            t.start()
-            self._threads.append(t)
+            # Several calls in flight: while one is on the model, the others download,
+            # decode and run the VAD, and their windows share the model's batches.
+            for i in range(cfg.worker.concurrency):
+                t = threading.Thread(target=self._work, name=f"callmood-worker-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
         return self
 
     def stop(self) -> None:

@@ -6,6 +6,10 @@ import subprocess
 import sys
 
 from tests.helpers import free_port, make_audio, wait_until
+from tests.speech import write_conversation
+
+AGENT = "Thank you for calling. How can I help you today with your account?"
+CUSTOMER = "I have been charged twice this month and nobody has called me back. This is unacceptable."
 
 
 def callmood(*args, env=None, timeout=120):
@@ -15,17 +19,24 @@ def callmood(*args, env=None, timeout=120):
 
 def cfg_file(tmp_path, model_dir, extra=""):
     p = tmp_path / "config.yaml"
+    if "audio:" not in extra:
+        extra += "audio: {vad: energy}\n"  # tones are not speech to silero (see conftest.make_config)
     p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}}}\n{extra}")
     return p
 
 
 def test_analyze_files(tmp_path, model_dir):
-    a = make_audio(tmp_path / "a", "wav_pcm", 16000, 1, 7.0)
-    b = make_audio(tmp_path / "b", "mp3", 44100, 2, 4.0)
-    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), str(a), str(b), "--roles", "0=agent,1=customer")
+    # Real speech: silero finds it, and only speech is classified (default vad: silero).
+    a = write_conversation(tmp_path / "a", [(0, 2.0, CUSTOMER)], 12.0, rate=8000, fmt="wav_mulaw")
+    b = write_conversation(tmp_path / "b", [(0, 0.5, AGENT), (1, 6.0, CUSTOMER)], 14.0, channels=2,
+                           rate=44100, fmt="mp3")
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir, "audio: {vad: silero}\n")), str(a), str(b),
+                 "--roles", "0=agent,1=customer")
     assert r.returncode == 0, r.stderr
-    assert f"== {a} (7.0s, 3 segments" in r.stdout and f"== {b} (4.0s, 4 segments" in r.stdout
+    assert f"== {a} (12.0s," in r.stdout and f"== {b} (14.0s," in r.stdout
+    assert "track audio skipped as non-speech, vad=silero" in r.stdout
     assert r.stdout.count("verdict:") == 2 and "customer" in r.stdout and "agent" in r.stdout
+    assert "no speech" not in r.stdout
 
 
 def test_analyze_csv(tmp_path, model_dir):

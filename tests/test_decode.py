@@ -55,12 +55,13 @@ def test_windows_and_tracks(tmp_path):
     assert tracks == [Track(-1, "mixed")] and "mono" in note
 
 
-def test_silence_is_not_classified(tmp_path, model_dir):
+@pytest.mark.parametrize("vad", ["silero", "energy"])
+def test_silence_is_not_classified(tmp_path, model_dir, vad):
     from plugin.analysis import analyze_audio
     from plugin.config import AudioConfig, ModelConfig
     from plugin.inference import EmotionModel
 
     audio = decode(make_silence(tmp_path / "quiet.wav", 6.0), tmp_path / "o.wav")
-    analysis, notes = analyze_audio(audio, EmotionModel(ModelConfig(path=str(model_dir))), AudioConfig())
+    analysis, notes = analyze_audio(audio, EmotionModel(ModelConfig(path=str(model_dir))), AudioConfig(vad=vad))
     assert analysis.segments == [] and analysis.emotion is None
-    assert notes["skipped_silence_s"] == pytest.approx(6.0)
+    assert notes["skipped_s"] == pytest.approx(6.0) and notes["classified_s"] == 0

@@ -37,22 +37,42 @@ def tracks_for(audio: DecodedAudio, channel_roles: dict[int, str] | None) -> tup
     return [Track(-1, "mixed")], None
 
 
-def windows(audio: DecodedAudio, track: Track, window_s: float, min_segment_s: float) -> list[Window]:
+# Tails are trimmed to a multiple of this, so windows come in a few lengths only and
+# batch without padding (see plugin/batched.py); it trims at most 0.25 s off a tail.
+QUANTUM_S = 0.25
+
+
+def windows(audio: DecodedAudio, track: Track, window_s: float, min_segment_s: float,
+            regions: list[tuple[int, int]] | None = None) -> list[Window]:
+    """Fixed windows inside each region (default: the whole track), true offsets kept.
+
+    A region's remainder shorter than a window becomes one shorter, end-aligned window
+    if it is at least min_segment_s long; shorter scraps are not judged.
+    """
     step = int(round(window_s * audio.sample_rate))
     min_len = int(round(min_segment_s * audio.sample_rate))
+    quantum = int(QUANTUM_S * audio.sample_rate)
     out = []
-    for start in range(0, audio.frames, step):
-        end = min(start + step, audio.frames)
-        if end - start < min_len:
-            break
-        out.append(Window(track.channel, track.role, start, end))
+    for a, b in regions if regions is not None else [(0, audio.frames)]:
+        start = a
+        while start + step <= b:
+            out.append(Window(track.channel, track.role, start, start + step))
+            start += step
+        tail = (b - start) // quantum * quantum
+        if tail >= min_len and tail > 0:
+            out.append(Window(track.channel, track.role, b - tail, b))
     return out
 
 
 def samples(audio: DecodedAudio, w: Window) -> np.ndarray:
-    if w.channel < 0:
-        return audio.mixed(w.start, w.end) if audio.channels > 1 else audio.channel(0, w.start, w.end)
-    return audio.channel(w.channel, w.start, w.end)
+    return read(audio, Track(w.channel, w.role), w.start, w.end)
+
+
+def read(audio: DecodedAudio, track: Track, start: int, end: int) -> np.ndarray:
+    """float32 samples of a track, read from the memory-mapped decode."""
+    if track.channel < 0:
+        return audio.mixed(start, end) if audio.channels > 1 else audio.channel(0, start, end)
+    return audio.channel(track.channel, start, end)
 
 
 def dbfs(x: np.ndarray) -> float:
