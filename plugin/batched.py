@@ -17,6 +17,8 @@ tests/test_batched.py holds them to it), just computed together:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -96,8 +98,10 @@ class BatchedEmotion2vec:
         if gemm_front_end and not isinstance(encoder.local_encoder, GemmFrontEnd):
             encoder.local_encoder = GemmFrontEnd(encoder.local_encoder)
         if self.precision == "int8":
-            torch.ao.quantization.quantize_dynamic(
-                model, {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, inplace=True)
+            with warnings.catch_warnings():  # torch 2.13 flags its quantized tensors as deprecated
+                warnings.simplefilter("ignore", UserWarning)
+                torch.ao.quantization.quantize_dynamic(
+                    model, {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, inplace=True)
         self.model = model
         self.normalize = bool(model.cfg.get("normalize", False))
         # FunASR drops the "unuse" tokens; softmax over the rest equals its -inf masking.
