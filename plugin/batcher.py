@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from plugin import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -89,6 +91,7 @@ class Batcher:
             return
         self.batches_run += 1
         self.largest_batch = max(self.largest_batch, len(items))
+        metrics.BATCH_WINDOWS.observe(len(items))
         for (_, req, i), row in zip(items, scores):
             req.results[i] = row
             req.left -= 1

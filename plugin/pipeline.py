@@ -132,6 +132,8 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
         timings["received_to_analyzed"] = (call.analyzed_at - received_at).total_seconds()
         call.timings = {k: round(v, 4) for k, v in timings.items()}
     metrics.CALLS.labels(outcome="analyzed").inc()
+    metrics.AUDIO_SECONDS.labels(outcome="classified").inc(notes["classified_s"])
+    metrics.AUDIO_SECONDS.labels(outcome="skipped").inc(notes["skipped_s"])
     for stage, seconds in timings.items():
         metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
     log.info("call %s analyzed: %s segments, emotion=%s, %d alert(s), scenario=%s",
