@@ -76,6 +76,8 @@ class Batcher:
             for items in buckets.values():
                 for i in range(0, len(items), self.batch_size):
                     self._run_batch(items[i:i + self.batch_size])
+            # Let the finished windows go now, not when the next request arrives.
+            del todo, buckets, items
 
     def _run_batch(self, items: list[tuple[np.ndarray, _Request, int]]) -> None:
         try:

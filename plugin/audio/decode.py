@@ -47,11 +47,14 @@ class DecodedAudio:
 
     def channel(self, index: int, start: int = 0, end: int | None = None) -> np.ndarray:
         """Samples [start, end) of one channel as float32 in [-1, 1)."""
-        return self._pcm()[start:end, index].astype(np.float32) / 32768.0
+        # One float32 copy (astype then divide would make two: it matters for long reads).
+        return np.multiply(self._pcm()[start:end, index], np.float32(1 / 32768), dtype=np.float32)
 
     def mixed(self, start: int = 0, end: int | None = None) -> np.ndarray:
         """All channels averaged to mono."""
-        return self._pcm()[start:end].astype(np.float32).mean(axis=1) / 32768.0
+        x = self._pcm()[start:end].astype(np.float32).mean(axis=1)
+        x /= 32768.0
+        return x
 
 
 def decode(src: str | Path, dest: str | Path, max_duration_s: float | None = None) -> DecodedAudio:
