@@ -183,6 +183,52 @@ def analyze(config_path, files, as_csv, roles, scenario):
         sys.exit(1)
 
 
+@main.group("rules")
+def rules_group():
+    """Check, and measure, scenario rules before they go live."""
+
+
+@rules_group.command("check")
+@config_option
+@click.argument("path", required=False, type=click.Path())
+def rules_check(config_path, path):
+    """Validate the rules at PATH (default: rules.path): every error, with file and line."""
+    from rules.check import check_rules
+
+    cfg = _load(config_path)
+    target = path or cfg.rules_path
+    problems, summary = check_rules(target, _sink_names(cfg))
+    for p in problems:
+        click.echo(p, err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in {target}; the rules were not changed")
+    click.echo(summary)
+
+
+@rules_group.command("backtest")
+@config_option
+@click.option("--rules", "candidate", type=click.Path(exists=True),
+              help="Candidate rules (a directory or one file); default: the rules in force.")
+@click.option("--since", default="7d", show_default=True, help="How far back: e.g. 90m, 12h, 7d.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Changed calls listed per rule.")
+def rules_backtest(config_path, candidate, since, limit):
+    """Replay stored segment results through the candidate rules (no model run)."""
+    from plugin.backtest import run_backtest
+
+    cfg = _load(config_path)
+    svc = _services(cfg)
+    try:
+        click.echo(run_backtest(svc, candidate, since, limit))
+    finally:
+        svc.close()
+
+
+def _sink_names(cfg) -> set[str] | None:
+    # With no sinks configured at all (the embedded defaults) alerts are only stored and
+    # shown; sink names cannot be checked against anything then.
+    return set(cfg.sinks) or None
+
+
 @main.command("make-random-model")
 @click.argument("dest", type=click.Path(file_okay=False))
 @click.option("--geometry", type=click.Choice(["tiny", "base", "large"]), default="tiny", show_default=True)

@@ -108,3 +108,6 @@ class Alert:
     matched: list[tuple[float, float]]  # (start, end) of matching segments
     summary: str
     actions: list[Action] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # the rule's labels (routing matches on them)
+    # The measures behind the verdict, e.g. {"share": 0.4, "longest_run_s": 12.0, "rise": 0.5}
+    details: dict[str, Any] = field(default_factory=dict)

@@ -3,7 +3,7 @@
 Every arrow in the flow that crosses a process or network boundary goes through
 these rows, so a crash anywhere loses nothing. Each stage is idempotent thanks
 to the unique keys: results by call+channel+start, alerts by call+rule,
-deliveries by alert+sink.
+deliveries by alert+sink (or by notification).
 """
 
 from __future__ import annotations
@@ -114,9 +114,62 @@ class AlertRow(Base):
     summary: Mapped[str] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)  # the rule's labels, for routing
+    details: Mapped[dict] = mapped_column(JSON, default=dict)  # measures behind the verdict
+    # What routing did with it: [{"receiver", "outcome", "reason", "notification_id"}]
+    routing: Mapped[list] = mapped_column(JSON, default=list)
 
     call: Mapped[Call] = relationship(back_populates="alerts")
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="alert", order_by="Delivery.id")
+    feedback: Mapped[Feedback | None] = relationship(back_populates="alert", uselist=False)
+
+
+class Notification(Base):
+    """A supervisor notification for one receiver and group (a customer, or the digest).
+
+    Alerts join an open notification until it is flushed into a Delivery; a later alert
+    for the same group within the cooldown is suppressed unless its severity is higher."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_group", "receiver", "group_key", "status"),
+                      Index("ix_notifications_due", "status", "flush_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receiver: Mapped[str] = mapped_column(String(128))
+    sink: Mapped[str] = mapped_column(String(64))
+    group_key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="alert")  # alert | digest
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open -> flushed
+    severity: Mapped[str] = mapped_column(String(16))  # the worst of its alerts
+    flush_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    flushed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    alerts: Mapped[list[AlertRow]] = relationship(secondary="notification_alerts", order_by="AlertRow.id")
+    delivery: Mapped[Delivery | None] = relationship(back_populates="notification", uselist=False)
+
+
+class NotificationAlert(Base):
+    __tablename__ = "notification_alerts"
+
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), primary_key=True)
+
+
+class Feedback(Base):
+    """A supervisor's verdict on an alert: the ground truth backtests measure precision with."""
+
+    __tablename__ = "alert_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), unique=True)
+    verdict: Mapped[str] = mapped_column(String(16))  # correct | false_alarm
+    by: Mapped[str | None] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    alert: Mapped[AlertRow] = relationship(back_populates="feedback")
 
 
 class Delivery(Base):
@@ -129,7 +182,9 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    # A rule's own action belongs to its alert; a routed notification to its Notification.
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), unique=True)
     sink: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(JSON)  # rendered at planning time; retries send the same body
     # pending -> sending -> delivered | pending (retry) | dead
@@ -143,4 +198,5 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    alert: Mapped[AlertRow] = relationship(back_populates="deliveries")
+    alert: Mapped[AlertRow | None] = relationship(back_populates="deliveries")
+    notification: Mapped[Notification | None] = relationship(back_populates="delivery")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,7 +14,7 @@ from connectors.sinks import Sink, build_sinks
 from plugin import db
 from plugin.config import Config
 from plugin.inference import ModelService
-from plugin.models import Call
+from plugin.models import Call, utcnow
 from rules.engine import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ class Services:
     model: ModelService
     rules: RuleSet
     sinks: dict[str, Sink]
+    # Naive-UTC "now" for cooldowns, grouping and quiet hours; tests substitute their own clock.
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     def call_link(self, call_id: int) -> str:
         return f"{self.config.server.public_url.rstrip('/')}/calls/{call_id}"
@@ -50,11 +53,21 @@ def build(config: Config, migrate: bool = True) -> Services:
 
 
 def call_context(call: Call) -> dict[str, Any]:
-    """What templates and rules see of a call."""
+    """What templates and rules see of a call.
+
+    ``tags`` and ``customer_tier`` come from the event's fields of those names when the
+    helpdesk sends them; ``metadata`` is the whole event as received."""
+    event = call.event if isinstance(call.event, dict) else {}
+    tags = event.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
     return {
         "id": call.id, "source": call.source, "external_id": call.external_id,
         "customer_id": call.customer_id, "customer_phone": call.customer_phone,
         "agent_id": call.agent_id, "ticket_id": call.ticket_id,
-        "scenario_hint": call.scenario_hint, "recording_url": call.recording_url,
-        "duration_s": call.duration_s,
+        "scenario_hint": call.scenario_hint, "queue": call.scenario_hint,
+        "recording_url": call.recording_url, "duration_s": call.duration_s,
+        "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+        "customer_tier": event.get("customer_tier"),
+        "metadata": event,
     }
