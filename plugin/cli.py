@@ -201,7 +201,7 @@ def rules_check(config_path, path):
     for p in problems:
         click.echo(p, err=True)
     if problems:
-        raise click.ClickException(f"{len(problems)} problem(s) in {target}; the rules were not changed")
+        raise click.ClickException(f"{len(problems)} problem(s) in {target}")
     click.echo(summary)
 
 

@@ -123,8 +123,11 @@ class DeliveryConfig(Section):
 
 
 class RulesConfig(Section):
-    # Directory of scenario YAML files; default: the scenarios shipped in rules/scenarios.
+    # Directory of scenario YAML files (and routing.yaml); default: the shipped rules/scenarios.
     path: str | None = None
+    # How often the running service looks for edited rule files (0 = never: restart to apply).
+    # An invalid edit is refused and the last good rules stay in force.
+    reload_interval_s: float = Field(2.0, ge=0)
 
 
 class SourceConfig(Section):

@@ -27,7 +27,7 @@ bp = Blueprint("demo", __name__)
 def health():
     svc = services()
     detail = {"model": {"state": svc.model.state, "source": svc.config.model.path or svc.config.model.name},
-              "rules": {"path": str(svc.rules.path), "scenarios": [s.scenario for s in svc.rules.scenarios]}}
+              "rules": svc.rules_holder.status()}
     try:
         with svc.sessions() as s:
             detail["queue"] = {

@@ -1,6 +1,6 @@
 """Prometheus metrics, served at /metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, Info
 
 WEBHOOKS = Counter("callmood_webhooks_total", "Webhooks received", ["source", "outcome"])
 CALLS = Counter("callmood_calls_total", "Calls processed by workers", ["outcome"])
@@ -11,3 +11,6 @@ BATCH_WINDOWS = Histogram("callmood_inference_batch_windows", "Windows per model
                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 AUDIO_SECONDS = Counter("callmood_audio_seconds_total", "Seconds of track audio by what became of it",
                         ["outcome"])  # classified | skipped
+RULES_RELOADS = Counter("callmood_rules_reloads_total", "Rule file changes seen by this process",
+                        ["outcome"])  # loaded | refused
+RULES_VERSION_INFO = Info("callmood_rules", "The rules in force (hash of their files)")

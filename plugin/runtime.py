@@ -39,6 +39,9 @@ class Runtime:
         cfg = self.svc.config
         self.scheduler.add_job(self._load_model, "interval", id="load_model",
                                seconds=cfg.model.retry_interval_s, next_run_time=datetime.now(timezone.utc))
+        if cfg.rules.reload_interval_s:
+            self.scheduler.add_job(self._reload_rules, "interval", id="reload_rules",
+                                   seconds=cfg.rules.reload_interval_s)
         if self.run_deliveries:
             self.scheduler.add_job(self._deliver, "interval", id="deliveries",
                                    seconds=cfg.deliveries.poll_interval_s)
@@ -62,6 +65,12 @@ class Runtime:
     def _load_model(self) -> None:
         if self.svc.model.try_load():
             self.scheduler.remove_job("load_model")
+
+    def _reload_rules(self) -> None:
+        try:
+            self.svc.rules_holder.reload_if_changed()
+        except Exception:
+            log.exception("rules reload error; the rules in force are unchanged")
 
     def _deliver(self) -> None:
         try:

@@ -15,7 +15,8 @@ from plugin import db
 from plugin.config import Config
 from plugin.inference import ModelService
 from plugin.models import Call, utcnow
-from rules.engine import RuleSet, load_rules
+from plugin.rules_watch import RulesHolder
+from rules.engine import RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,15 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     model: ModelService
-    rules: RuleSet
+    rules_holder: RulesHolder
     sinks: dict[str, Sink]
     # Naive-UTC "now" for cooldowns, grouping and quiet hours; tests substitute their own clock.
     clock: Callable[[], datetime] = field(default=utcnow)
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rules in force now (hot-reloaded: read it once per call, not once per process)."""
+        return self.rules_holder.current
 
     def call_link(self, call_id: int) -> str:
         return f"{self.config.server.public_url.rstrip('/')}/calls/{call_id}"
@@ -43,9 +49,11 @@ def build(config: Config, migrate: bool = True) -> Services:
     engine = db.make_engine(config.database_url, echo=config.database.echo)
     if migrate:
         db.upgrade(engine)
-    rules = load_rules(config.rules_path)
     sinks = build_sinks(config.sinks)
-    for name in sorted(rules.sinks() - set(sinks)):
+    # With sinks configured, a rule naming another one is a typo and is refused. With none
+    # (the embedded defaults) alerts are stored and shown, and their actions skipped.
+    rules = RulesHolder.load(config.rules_path, set(sinks) or None)
+    for name in sorted(rules.current.sinks() - set(sinks)):
         log.warning("rules use sink %r but config has no sinks.%s: those actions are skipped",
                     name, name)
     return Services(config, engine, db.make_sessionmaker(engine), ModelService(config.model),

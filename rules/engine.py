@@ -2,79 +2,103 @@
 
 Pure: reads files and data, never the network or the database. Rule tests feed
 known SegmentResults in, since a random-weight model gives arbitrary labels.
+
+Files in a rules directory: one scenario per ``*.yaml`` (see rules/scenarios/general.yaml)
+and optionally ``routing.yaml``, which routes alerts to supervisors (rules/routing.py).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from plugin.data import EMOTIONS, Action, Alert, CallAnalysis, SegmentResult
+from plugin.data import Action, Alert, CallAnalysis
+from rules.conditions import Condition, judge
+from rules.source import RulesError, Source, read
+from rules.templates import render, trial_error
+
+__all__ = ["RuleSet", "RulesError", "Scenario", "Rule", "evaluate", "load_rules", "render",
+           "alert_context", "SEVERITIES", "severity_rank"]
 
 SEVERITIES = ("info", "warning", "critical")
-_templates = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+ROUTING_FILES = ("routing.yaml", "routing.yml")
 
 
-class RulesError(Exception):
-    """A scenario file is invalid; the message names the file and the key."""
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Condition(_Strict):
-    # Whose segments to judge. "customer" falls back to the mixed track when the
-    # recording does not separate the customer's channel.
-    role: Literal["customer", "agent", "any"] = "customer"
-    emotions: list[str] = Field(min_length=1)
-    min_confidence: float = Field(0.7, ge=0, le=1)
-    min_share: float = Field(0.0, ge=0, le=1)
-    min_segments: int = Field(1, ge=1)
-
-    @field_validator("emotions")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        bad = [e for e in v if e not in EMOTIONS]
-        if bad:
-            raise ValueError(f"unknown emotion {bad[0]!r}; known: {', '.join(EMOTIONS)}")
-        return v
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class ActionSpec(_Strict):
-    model_config = ConfigDict(extra="allow")  # sink-specific parameters, e.g. tag, template
+    # Sink-specific parameters, e.g. tag. String values are templates over call and alert,
+    # rendered when the rule fires; `template` is the sink's own and is rendered by it.
+    model_config = ConfigDict(extra="allow")
     sink: str
 
 
+DEFAULT_SUMMARY = ("{{ call.customer_id or 'unknown customer' }}: {{ alert.emotions | join('/') }} "
+                   "in {{ (alert.share * 100) | round | int }}% of {{ alert.role }} speech")
+
+
 class Rule(_Strict):
-    name: str
+    name: str = Field(min_length=1, max_length=128)
     severity: Literal["info", "warning", "critical"] = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)  # free-form, e.g. team: quality; routes match on them
     when: Condition
-    summary: str = ("{{ call.customer_id or 'unknown customer' }}: {{ alert.emotions | join('/') }} "
-                    "in {{ (alert.share * 100) | round | int }}% of {{ alert.role }} speech")
+    summary: str = DEFAULT_SUMMARY
     actions: list[ActionSpec] = Field(default_factory=list)
 
-    @field_validator("summary")
-    @classmethod
-    def _template(cls, v: str) -> str:
-        try:
-            _templates.from_string(v)
-        except TemplateError as exc:
-            raise ValueError(f"bad template: {exc}") from None
-        return v
+
+Patterns = list[str]
 
 
 class Match(_Strict):
-    # Glob patterns (case-insensitive) over the helpdesk's queue/scenario hint.
-    hints: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list)
+    """Which calls a scenario claims. Every key given must match; within a key any
+    pattern may (glob patterns, case-insensitive)."""
+
+    queue: Patterns = Field(default_factory=list)  # the helpdesk's queue / scenario hint
+    source: Patterns = Field(default_factory=list)  # which source sent the event (generic, ...)
+    tags: Patterns = Field(default_factory=list)  # any of the call's tags
+    customer_tier: Patterns = Field(default_factory=list)
+    agent_id: Patterns = Field(default_factory=list)
+    metadata: dict[str, Patterns] = Field(default_factory=dict)  # any other field of the event
+    # Earlier names of queue and source, still accepted.
+    hints: Patterns = Field(default_factory=list)
+    sources: Patterns = Field(default_factory=list)
+
+    @field_validator("queue", "source", "tags", "customer_tier", "agent_id", "hints", "sources",
+                     mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    def criteria(self) -> list[tuple[str, list[str]]]:
+        out = [("queue", self.queue + self.hints), ("source", self.source + self.sources),
+               ("tags", self.tags), ("customer_tier", self.customer_tier), ("agent_id", self.agent_id)]
+        out += [(f"metadata.{k}", [v] if isinstance(v, str) else v) for k, v in self.metadata.items()]
+        return [(k, v) for k, v in out if v]
+
+    def matches(self, call: dict[str, Any]) -> bool:
+        crit = self.criteria()
+        if not crit:
+            return False  # only a default scenario claims every call
+        for key, patterns in crit:
+            if key.startswith("metadata."):
+                value = (call.get("metadata") or {}).get(key[len("metadata."):])
+            else:
+                value = call.get(key)
+            values = value if isinstance(value, list) else [value]
+            values = [str(v).lower() for v in values if v is not None]
+            if not any(fnmatch.fnmatchcase(v, p.lower()) for v in values for p in patterns):
+                return False
+        return True
 
 
 class Scenario(_Strict):
@@ -85,35 +109,44 @@ class Scenario(_Strict):
     match: Match = Field(default_factory=Match)
     rules: list[Rule] = Field(default_factory=list)
 
-    def matches(self, hint: str | None, source: str | None) -> bool:
-        if not self.match.hints and not self.match.sources:
-            return False
-        if self.match.sources and source not in self.match.sources:
-            return False
-        if self.match.hints:
-            h = (hint or "").lower()
-            return any(fnmatch.fnmatch(h, p.lower()) for p in self.match.hints)
-        return True
+    def matches(self, call: dict[str, Any]) -> bool:
+        return self.match.matches(call)
 
 
 @dataclass
 class RuleSet:
     scenarios: list[Scenario]
     path: Path | None = None
+    routing: Any = None  # rules.routing.Routing, or None: alerts only run their rules' actions
+    files: list[Path] = field(default_factory=list)
 
-    def select(self, hint: str | None, source: str | None = None) -> Scenario | None:
-        found = [s for s in self.scenarios if s.matches(hint, source)]
+    def select(self, call: dict[str, Any] | str | None, source: str | None = None) -> Scenario | None:
+        """The scenario for a call context (or, for short, a queue hint and source)."""
+        if not isinstance(call, dict):
+            call = {"queue": call, "scenario_hint": call, "source": source}
+        elif "queue" not in call:
+            call = {**call, "queue": call.get("scenario_hint")}
+        found = [s for s in self.scenarios if s.matches(call)]
         if found:
             return max(found, key=lambda s: s.priority)
         defaults = [s for s in self.scenarios if s.default]
         return defaults[0] if defaults else None
 
     def sinks(self) -> set[str]:
-        return {a.sink for s in self.scenarios for r in s.rules for a in r.actions}
+        names = {a.sink for s in self.scenarios for r in s.rules for a in r.actions}
+        if self.routing is not None:
+            names |= self.routing.sinks()
+        return names
+
+    def rule_count(self) -> int:
+        return sum(len(s.rules) for s in self.scenarios)
 
 
-def load_rules(path: str | Path) -> RuleSet:
-    """Load every *.yaml / *.yml under ``path`` (a directory or one file)."""
+def load_rules(path: str | Path, known_sinks: set[str] | None = None) -> RuleSet:
+    """Load every *.yaml / *.yml under ``path`` (a directory or one file).
+
+    Raises RulesError listing every problem found, each with file and line. With
+    ``known_sinks``, an action or receiver naming another sink is a problem too."""
     path = Path(path)
     if path.is_dir():
         files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
@@ -121,94 +154,123 @@ def load_rules(path: str | Path) -> RuleSet:
         files = [path]
     else:
         raise RulesError(f"{path}: rules path does not exist")
-    if not files:
+    if not any(f.name not in ROUTING_FILES for f in files):
         raise RulesError(f"{path}: no scenario files (*.yaml)")
+    problems: list[str] = []
     scenarios: list[Scenario] = []
+    routing = None
     seen: dict[str, Path] = {}
+    defaults: list[Path] = []
     for f in files:
-        s = _load_file(f)
-        if s.scenario in seen:
-            raise RulesError(f"{f}: scenario {s.scenario!r} is already defined in {seen[s.scenario]}")
-        names = [r.name for r in s.rules]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup:
-            raise RulesError(f"{f}: rule name {dup!r} is used twice")
-        seen[s.scenario] = f
-        scenarios.append(s)
-    if sum(s.default for s in scenarios) > 1:
-        raise RulesError(f"{path}: more than one scenario has default: true")
-    return RuleSet(scenarios, path)
+        try:
+            src = read(f)
+        except RulesError as exc:
+            problems += exc.problems
+            continue
+        if f.name in ROUTING_FILES:
+            from rules.routing import parse_routing
+            routing, found = parse_routing(src, known_sinks)
+            problems += found
+            continue
+        scenario, found = _scenario(src, known_sinks)
+        problems += found
+        if scenario is None:
+            continue
+        if scenario.scenario in seen:
+            problems.append(src.problem(("scenario",), f"scenario {scenario.scenario!r} is already "
+                                                       f"defined in {seen[scenario.scenario]}"))
+        seen[scenario.scenario] = f
+        if scenario.default:
+            defaults.append(f)
+        scenarios.append(scenario)
+    if len(defaults) > 1:
+        problems.append(f"{path}: more than one scenario has default: true "
+                        f"({', '.join(d.name for d in defaults)})")
+    if problems:
+        raise RulesError(problems)
+    return RuleSet(scenarios, path, routing, files)
 
 
-def _load_file(f: Path) -> Scenario:
-    try:
-        data = yaml.safe_load(f.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise RulesError(f"{f}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    except OSError as exc:
-        raise RulesError(f"{f}: cannot read: {exc.strerror}") from None
+def _scenario(src: Source, known_sinks: set[str] | None) -> tuple[Scenario | None, list[str]]:
+    data = src.data
     if not isinstance(data, dict):
-        raise RulesError(f"{f}: expected a mapping with 'scenario' and 'rules'")
-    data.setdefault("scenario", f.stem)
+        return None, [src.problem((), "expected a mapping with 'scenario' and 'rules'")]
+    data = {"scenario": src.path.stem, **data}
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        e = err.errors()[0]
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        raise RulesError(f"{f}: {loc}: {msg}") from None
+        return None, src.problems(err)
+    problems = []
+    names: dict[str, int] = {}
+    for i, rule in enumerate(scenario.rules):
+        where = ("rules", i)
+        if rule.name in names:
+            problems.append(src.problem(where + ("name",), f"rule name {rule.name!r} is used twice "
+                                                           f"(also rules.{names[rule.name]})"))
+        names.setdefault(rule.name, i)
+        problem = trial_error(rule.summary, rule.labels)
+        if problem:
+            problems.append(src.problem(where + ("summary",), problem))
+        for j, action in enumerate(rule.actions):
+            if known_sinks is not None and action.sink not in known_sinks:
+                problems.append(src.problem(where + ("actions", j, "sink"),
+                                            f"unknown sink {action.sink!r} (configured: "
+                                            f"{', '.join(sorted(known_sinks)) or 'none'})"))
+            for key, value in _params(action).items():
+                if isinstance(value, str):
+                    problem = trial_error(value, rule.labels, _params(action))
+                    if problem:
+                        problems.append(src.problem(where + ("actions", j, key), problem))
+    return scenario, problems
 
 
-def _role_segments(analysis: CallAnalysis, role: str) -> list[SegmentResult]:
-    if role == "any":
-        return list(analysis.segments)
-    own = [s for s in analysis.segments if s.role == role]
-    if own or role != "customer":
-        return own
-    return [s for s in analysis.segments if s.role == "mixed"]
+def _params(action: ActionSpec) -> dict[str, Any]:
+    return {k: v for k, v in action.model_dump().items() if k != "sink"}
 
 
 def evaluate(ruleset: RuleSet, analysis: CallAnalysis, call: dict[str, Any],
              scenario: Scenario | None = None) -> tuple[Scenario | None, list[Alert]]:
     """The scenario picked for the call and the alerts its rules fire."""
-    scenario = scenario or ruleset.select(call.get("scenario_hint"), call.get("source"))
+    scenario = scenario or ruleset.select(call)
     if scenario is None:
         return None, []
     alerts = []
     for rule in scenario.rules:
-        alert = _judge(rule, scenario, analysis, call)
+        alert = fire(rule, scenario, analysis, call)
         if alert:
             alerts.append(alert)
     return scenario, alerts
 
 
-def _judge(rule: Rule, scenario: Scenario, analysis: CallAnalysis, call: dict) -> Alert | None:
-    c = rule.when
-    segs = _role_segments(analysis, c.role)
-    if not segs:
+def fire(rule: Rule, scenario: Scenario, analysis: CallAnalysis, call: dict) -> Alert | None:
+    """The alert ``rule`` raises on this call, or None."""
+    verdict = judge(rule.when, analysis)
+    if not verdict.held:
         return None
-    hits = [s for s in segs if s.label in c.emotions and s.confidence >= c.min_confidence]
-    share = len(hits) / len(segs)
-    if len(hits) < c.min_segments or share < c.min_share:
-        return None
-    role = segs[0].role if c.role == "customer" else c.role
+    ev = verdict.evidence
+    hits = {(s.channel, s.start): s for e in ev for s in e.hits}
+    segs = sorted(hits.values(), key=lambda s: (s.start, s.channel))
+    primary = ev[0] if ev else None
+    details: dict[str, Any] = dict(primary.measures) if primary else {}
+    details["conditions"] = [{"role": e.role, **e.measures} for e in ev]
     alert = Alert(
-        rule=rule.name, scenario=scenario.scenario, severity=rule.severity, role=role,
-        emotions=sorted({s.label for s in hits}), share=round(share, 4),
-        confidence=round(sum(s.confidence for s in hits) / len(hits), 4),
-        matched=[(round(s.start, 2), round(s.end, 2)) for s in hits], summary="",
-        actions=[Action(a.sink, {k: v for k, v in a.model_dump().items() if k != "sink"})
-                 for a in rule.actions],
+        rule=rule.name, scenario=scenario.scenario, severity=rule.severity,
+        role=primary.role if primary else rule.when.clauses()[0].role,
+        emotions=sorted({s.label for s in segs}),
+        share=primary.measures["share"] if primary else 0.0,
+        confidence=round(sum(s.confidence for s in segs) / len(segs), 4) if segs else 0.0,
+        matched=[(round(s.start, 2), round(s.end, 2)) for s in segs], summary="",
+        labels=dict(rule.labels), details=details,
     )
-    summary = render(rule.summary, call=call, alert=alert_context(alert))
-    return Alert(**{**alert.__dict__, "summary": summary})
+    ctx = alert_context(alert)
+    summary = render(rule.summary, call=call, alert=ctx)
+    ctx["summary"] = summary
+    actions = [Action(a.sink, {k: (render(v, call=call, alert=ctx, action=_params(a))
+                                   if isinstance(v, str) and k != "template" else v)
+                               for k, v in _params(a).items()})
+               for a in rule.actions]
+    return Alert(**{**alert.__dict__, "summary": summary, "actions": actions})
 
 
 def alert_context(alert: Alert) -> dict[str, Any]:
     return {k: v for k, v in alert.__dict__.items() if k != "actions"}
-
-
-def render(template: str, **context: Any) -> str:
-    return _templates.from_string(template).render(**context)
