@@ -158,7 +158,7 @@ def test_serve_refuses_broken_rules_and_database_in_one_line(tmp_path, model_dir
     (rules / "bad.yaml").write_text("rules:\n  - name: r\n    when: {emotions: [angry], min_confidence: 7}\n")
     r = callmood("serve", "-c", str(cfg_file(tmp_path, model_dir, f"rules: {{path: {rules}}}\n")))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
-    assert "bad.yaml: rules.0.when.min_confidence: Input should be less than or equal to 1" in r.stderr
+    assert "bad.yaml:3: rules.0.when.min_confidence: Input should be less than or equal to 1" in r.stderr
 
     r = callmood("serve", "-c", str(cfg_file(tmp_path, model_dir, "database: {url: 'nosuchdb://x'}\n")))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
