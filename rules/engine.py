@@ -196,32 +196,56 @@ def _scenario(src: Source, known_sinks: set[str] | None) -> tuple[Scenario | Non
     if not isinstance(data, dict):
         return None, [src.problem((), "expected a mapping with 'scenario' and 'rules'")]
     data = {"scenario": src.path.stem, **data}
+    scenario, problems = None, []
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        return None, src.problems(err)
-    problems = []
+        problems = src.problems(err)
+    # Names, sinks and templates are checked on the file as written, so that one run of
+    # `rules check` lists them beside any schema errors.
+    rules = data.get("rules") if isinstance(data.get("rules"), list) else []
     names: dict[str, int] = {}
-    for i, rule in enumerate(scenario.rules):
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue
         where = ("rules", i)
-        if rule.name in names:
-            problems.append(src.problem(where + ("name",), f"rule name {rule.name!r} is used twice "
-                                                           f"(also rules.{names[rule.name]})"))
-        names.setdefault(rule.name, i)
-        problem = trial_error(rule.summary, rule.labels)
-        if problem:
-            problems.append(src.problem(where + ("summary",), problem))
-        for j, action in enumerate(rule.actions):
-            if known_sinks is not None and action.sink not in known_sinks:
+        name = rule.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(src.problem(where + ("name",), f"rule name {name!r} is used twice "
+                                                               f"(also rules.{names[name]})"))
+            names.setdefault(name, i)
+        labels = rule.get("labels") if isinstance(rule.get("labels"), dict) else {}
+        labels = {str(k): str(v) for k, v in labels.items()}
+        if isinstance(rule.get("summary"), str):
+            problem = trial_error(rule["summary"], labels)
+            if problem:
+                problems.append(src.problem(where + ("summary",), problem))
+        actions = rule.get("actions") if isinstance(rule.get("actions"), list) else []
+        for j, action in enumerate(actions):
+            if not isinstance(action, dict):
+                continue
+            sink = action.get("sink")
+            if known_sinks is not None and isinstance(sink, str) and sink not in known_sinks:
                 problems.append(src.problem(where + ("actions", j, "sink"),
-                                            f"unknown sink {action.sink!r} (configured: "
+                                            f"unknown sink {sink!r} (configured: "
                                             f"{', '.join(sorted(known_sinks)) or 'none'})"))
-            for key, value in _params(action).items():
+            params = {k: v for k, v in action.items() if k != "sink"}
+            for key, value in params.items():
                 if isinstance(value, str):
-                    problem = trial_error(value, rule.labels, _params(action))
+                    problem = trial_error(value, labels, params)
                     if problem:
                         problems.append(src.problem(where + ("actions", j, key), problem))
-    return scenario, problems
+    problems.sort(key=lambda p: _line_of(p))
+    return (scenario if not problems else None), problems
+
+
+def _line_of(problem: str) -> int:
+    # "file:LINE: ..." -> LINE, so a file's problems read top to bottom
+    try:
+        return int(problem.split(":", 2)[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def _params(action: ActionSpec) -> dict[str, Any]:

@@ -289,8 +289,9 @@ def test_every_problem_is_reported(tmp_path):
     problems = err.value.problems
     assert any("a.yaml:3: rules.0.when.emotions: unknown emotion 'furious'" in p for p in problems)
     assert any("a.yaml:3: rules.0.when.min_share" in p for p in problems)
+    assert any("a.yaml:4: rules.0.actions.0.sink: unknown sink 'crmm'" in p for p in problems)
     assert any("b.yaml:6: rules.0.actions.0.tag: bad template" in p for p in problems)
-    assert "and 2 more" in str(err.value)
+    assert "and 3 more" in str(err.value)
 
 
 def test_unknown_sink(tmp_path):
