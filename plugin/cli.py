@@ -163,8 +163,7 @@ def analyze(config_path, files, as_csv, roles, scenario):
                 click.echo(f"{f}: {exc}", err=True)
                 continue
             analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles)
-        picked, alerts = evaluate(rules, analysis, {"scenario_hint": scenario, "source": "cli",
-                                                    "customer_id": None, "external_id": f})
+        picked, alerts = evaluate(rules, analysis, _cli_call(f, scenario, analysis.duration))
         fired = ";".join(a.rule for a in alerts)
         if writer:
             for s in analysis.segments:
@@ -241,6 +240,14 @@ def make_random_model(dest, geometry):
     path = build_random_model_dir(dest, geometry)
     click.echo(f"random-weight emotion2vec ({geometry}) written to {path}; "
                f"set model.path: {path} to use it")
+
+
+def _cli_call(path: str, scenario: str | None, duration: float) -> dict:
+    # Every key a webhook's call has (plugin.services.call_context), so templates render alike.
+    return {"id": None, "source": "cli", "external_id": path, "customer_id": None,
+            "customer_phone": None, "agent_id": None, "ticket_id": None, "scenario_hint": scenario,
+            "queue": scenario, "recording_url": path, "duration_s": duration, "tags": [],
+            "customer_tier": None, "metadata": {}}
 
 
 def _parse_roles(spec: str | None) -> dict[int, str] | None:
