@@ -318,3 +318,14 @@ def test_missing_path(tmp_path):
         load_rules(tmp_path / "nope")
     with pytest.raises(RulesError, match="no scenario files"):
         load_rules(tmp_path)
+
+
+def test_templates_are_tried_with_the_keys_a_call_really_has():
+    # rules/templates.py checks templates against a sample call: it must have every key the
+    # pipeline gives, or a valid template would be refused (and a typo let through).
+    from plugin.models import Call
+    from plugin.services import call_context
+    from rules.templates import SAMPLE_CALL
+    call = Call(id=1, source="generic", external_id="x", recording_url="u", event={"tags": "a, b"})
+    ctx = call_context(call)
+    assert set(ctx) == set(SAMPLE_CALL) and ctx["tags"] == ["a", "b"]
