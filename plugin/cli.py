@@ -213,11 +213,16 @@ def rules_check(config_path, path):
 def rules_backtest(config_path, candidate, since, limit):
     """Replay stored segment results through the candidate rules (no model run)."""
     from plugin.backtest import run_backtest
+    from rules.source import RulesError
 
     cfg = _load(config_path)
     svc = _services(cfg)
     try:
         click.echo(run_backtest(svc, candidate, since, limit))
+    except RulesError as exc:
+        raise click.ClickException(f"candidate rules: {exc}") from None
+    except ValueError as exc:  # --since
+        raise click.ClickException(str(exc)) from None
     finally:
         svc.close()
 

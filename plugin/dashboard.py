@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, url_for
 
-from plugin.api import call_json, flagged_customers, load_call
+from plugin.api import call_json, flagged_customers, load_call, with_notification_status
 
 bp = Blueprint("dashboard", __name__)
 
@@ -21,4 +21,4 @@ def flagged():
 
 @bp.get("/calls/<int:call_id>")
 def call(call_id: int):
-    return render_template("call.html", call=call_json(load_call(call_id)))
+    return render_template("call.html", call=with_notification_status(call_json(load_call(call_id))))

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from plugin import metrics, queue
+from plugin import metrics, notify, queue
 from plugin.analysis import analyze_audio
 from plugin.audio.decode import DecodeError, decode
 from plugin.audio.fetch import FetchError, fetch
@@ -126,8 +126,9 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
         call.scenario = scenario.scenario if scenario else None
         call.emotion, call.confidence = analysis.emotion, analysis.confidence
         call.summary = {**analysis.summary(), **notes}
-        for alert in alerts:
-            plan_alert(svc, s, call, ctx, alert)
+        planned = [(alert, plan_alert(svc, s, call, ctx, alert)) for alert in alerts]
+        # Supervisor notifications (routing.yaml: grouping, cooldown, quiet hours).
+        notify.route_alerts(svc, s, call, ctx, planned, svc.clock())
         timings["store_and_plan"] = time.perf_counter() - t
         timings["received_to_analyzed"] = (call.analyzed_at - received_at).total_seconds()
         call.timings = {k: round(v, 4) for k, v in timings.items()}
@@ -149,7 +150,8 @@ def plan_alert(svc: Services, s: Session, call: Call, ctx: dict, alert: Alert) -
                        severity=alert.severity, role=alert.role, emotions=alert.emotions,
                        share=alert.share, confidence=alert.confidence,
                        matched=[list(m) for m in alert.matched], summary=alert.summary,
-                       customer_id=call.customer_id)
+                       customer_id=call.customer_id, labels=dict(alert.labels),
+                       details=dict(alert.details), routing=[], created_at=svc.clock())
         s.add(row)
         s.flush()
     have = {d.sink for d in s.execute(select(Delivery).where(Delivery.alert_id == row.id)).scalars()}

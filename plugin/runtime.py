@@ -15,7 +15,7 @@ import threading
 import requests
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from plugin import outbox, queue
+from plugin import notify, outbox, queue
 from plugin.pipeline import run_job
 from plugin.services import Services
 
@@ -45,6 +45,9 @@ class Runtime:
         if self.run_deliveries:
             self.scheduler.add_job(self._deliver, "interval", id="deliveries",
                                    seconds=cfg.deliveries.poll_interval_s)
+            # Notifications whose time has come (group_wait, quiet-hours digests) become deliveries.
+            self.scheduler.add_job(self._flush_notifications, "interval", id="notifications",
+                                   seconds=cfg.deliveries.poll_interval_s)
         self.scheduler.start()
         if self.run_worker:
             # Several calls in flight: while one is on the model, the others download,
@@ -71,6 +74,12 @@ class Runtime:
             self.svc.rules_holder.reload_if_changed()
         except Exception:
             log.exception("rules reload error; the rules in force are unchanged")
+
+    def _flush_notifications(self) -> None:
+        try:
+            notify.flush_pending(self.svc)
+        except Exception:
+            log.exception("notification flush error")
 
     def _deliver(self) -> None:
         try:

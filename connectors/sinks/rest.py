@@ -11,6 +11,11 @@ String values in ``url``, ``headers`` and ``body`` are Jinja2 templates over
 call, alert, action and link, rendered when the action is planned and stored
 with the delivery; ``auth_header`` is added at send time and never stored, so
 secrets belong there. Any 2xx answer is success.
+
+As a routing receiver's sink (routing.yaml) the templates also see ``alerts`` (every
+alert of the notification: ``{"alert", "call", "link", "time"}`` each), ``count`` and
+``digest`` (true for a quiet-hours digest); ``alert`` and ``call`` are its worst alert's,
+e.g. ``note: "{{ count }} alert(s): {% for i in alerts %}{{ i.alert.summary }}; {% endfor %}"``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@
 The robot answers HTTP 200 with {"errcode": 0, "errmsg": "ok"} on success and a
 non-zero errcode otherwise (45009: rate limited, 40058: content too long...).
 Markdown content is capped at 4096 bytes of UTF-8; mentions are "<@userid>".
+
+One alert renders as TEMPLATE. A routed notification (plugin/notify.py) may carry several
+alerts of one group (``alerts``: the worst one is ``alert``, the others are listed briefly
+under it) or be a quiet-hours digest (``digest``: every alert, one line each). Lists stop
+before the byte cap, so the link and the mentions always make it. ``action.mentions``
+(a routing receiver's list) replaces the sink's ``mentioned_list``.
 """
 
 from __future__ import annotations
@@ -33,9 +39,16 @@ TEMPLATE = """\
 > 情绪 Emotion: **{{ alert.emotions | join('/') }}** · 置信度 Confidence: {{ '%.2f' | format(alert.confidence) }} · 占比 Share: {{ (alert.share * 100) | round | int }}% ({{ alert.role }})
 > 时间点 In call: {{ times }}
 
-{{ alert.summary }}
+{{ alert.summary }}{{ more }}
 
 [查看通话 / Open the call]({{ link }}){{ mentions }}"""
+
+DIGEST_HEADER = """\
+### 夜间汇总 / Quiet-hours digest
+> 免打扰时段内的 {n} 条告警 / {n} alert(s) held during quiet hours
+"""
+
+SUMMARY_CHARS = 100  # of each alert's summary in a list
 
 
 def fmt_time(seconds: float) -> str:
@@ -52,20 +65,90 @@ def truncate_utf8(text: str, limit: int = MAX_BYTES) -> str:
     return cut + marker
 
 
+def _clip(text: str, chars: int = SUMMARY_CHARS) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def _fit(lines: list[str], budget: int) -> list[str]:
+    """As many of ``lines`` as fit in ``budget`` bytes (newlines included), then a count."""
+    out, used = [], 0
+    for i, line in enumerate(lines):
+        rest = len(lines) - i - 1
+        size = len(line.encode("utf-8")) + 1
+        reserve = 48 if rest else 0  # room for the "… and N more" line
+        if used + size + reserve > budget:
+            out.append(f"- … 另有 {len(lines) - i} 条 / and {len(lines) - i} more")
+            return out
+        out.append(line)
+        used += size
+    return out
+
+
+def _more(ctx: dict[str, Any], others: list[dict[str, Any]], budget: int) -> str:
+    """The group's other alerts, one line each, under the main one."""
+    customers = {(i["call"] or {}).get("customer_id") for i in others} | {(ctx.get("call") or {}).get("customer_id")}
+    n = len(others)
+    if len(customers) == 1 and None not in customers:
+        head = f"\n\n**该客户另有 {n} 条告警 / {n} more alert(s) for this customer:**"
+    else:
+        head = f"\n\n**另有 {n} 条告警 / {n} more alert(s):**"
+    lines = []
+    for item in others:
+        a, c = item["alert"], item["call"]
+        agent = f" · 坐席 Agent {c['agent_id']}" if c.get("agent_id") else ""
+        lines.append(f"- {item.get('time') or '-'} · {a['severity']} · {a['rule']}{agent} · "
+                     f"{_clip(a['summary'])} [查看 / Open]({item['link']})")
+    room = budget - len(head.encode("utf-8")) - 1
+    if room < 48:  # the main alert alone fills the message
+        return ""
+    return head + "\n" + "\n".join(_fit(lines, room))
+
+
 class WeComRobotSink(Sink):
     kind = "wecom_robot"
 
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         alert = ctx["alert"]
+        action = ctx.get("action") or {}
         spans = [f"{fmt_time(a)}–{fmt_time(b)}" for a, b in alert["matched"]]
         times = ", ".join(spans[:12]) + (f" (+{len(spans) - 12})" if len(spans) > 12 else "")
-        mentions = "".join(f" <@{u}>" for u in self.cfg.mentioned_list)
+        users = action.get("mentions")
+        if users is None:
+            users = self.cfg.mentioned_list
+        elif isinstance(users, str):
+            users = [u.strip() for u in users.split(",") if u.strip()]
+        mentions = "".join(f" <@{u}>" for u in users)
         mentions = ("\n" + mentions.strip()) if mentions else ""
-        template = ctx.get("action", {}).get("template") or TEMPLATE
-        content = render(template, color=SEVERITY_COLOR.get(alert["severity"], "comment"),
-                         times=times or "-", mentions=mentions, **ctx)
+        extras = {"color": SEVERITY_COLOR.get(alert["severity"], "comment"), "times": times or "-",
+                  "mentions": mentions}
+        others = [i for i in ctx.get("alerts") or [] if not i.get("primary")]
+        if action.get("template"):
+            content = render(action["template"], more="", **extras, **ctx)
+        elif ctx.get("digest"):
+            content = self._digest(ctx, mentions)
+        else:
+            content = render(TEMPLATE, more="", **extras, **ctx)
+            if others:
+                more = _more(ctx, others, MAX_BYTES - len(content.encode("utf-8")))
+                content = render(TEMPLATE, more=more, **extras, **ctx)
         # The robot URL carries its key: it is read from config at send time, never stored.
         return {"body": {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content)}}}
+
+    def _digest(self, ctx: dict[str, Any], mentions: str) -> str:
+        items = ctx.get("alerts") or [{"alert": ctx["alert"], "call": ctx["call"], "link": ctx["link"]}]
+        head = DIGEST_HEADER.format(n=len(items))
+        tail = mentions
+        if ctx.get("dashboard"):
+            tail = f"\n\n[红色预警客户 / Flagged customers]({ctx['dashboard']})" + tail
+        lines = []
+        for item in items:
+            a, c = item["alert"], item["call"]
+            lines.append(f"- {item.get('time') or '-'} · {c.get('customer_id') or '-'} · {a['scenario']} · "
+                         f"<font color=\"{SEVERITY_COLOR.get(a['severity'], 'comment')}\">{a['severity']}</font>"
+                         f" · {_clip(a['summary'])} [查看 / Open]({item['link']})")
+        body = _fit(lines, MAX_BYTES - len((head + "\n" + tail).encode("utf-8")))
+        return head + "\n" + "\n".join(body) + tail
 
     def send(self, payload: dict[str, Any], http: requests.Session, timeout: float,
              idempotency_key: str) -> SendResult:
