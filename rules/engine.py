@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from plugin.data import Action, Alert, CallAnalysis
 from rules.conditions import Condition, judge
-from rules.source import RulesError, Source, read
+from rules.source import RulesError, Source, line_of, read, unknown_sink
 from rules.templates import render, trial_error
 
 __all__ = ["RuleSet", "RulesError", "Scenario", "Rule", "evaluate", "load_rules", "render",
@@ -227,25 +227,16 @@ def _scenario(src: Source, known_sinks: set[str] | None) -> tuple[Scenario | Non
                 continue
             sink = action.get("sink")
             if known_sinks is not None and isinstance(sink, str) and sink not in known_sinks:
-                problems.append(src.problem(where + ("actions", j, "sink"),
-                                            f"unknown sink {sink!r} (configured: "
-                                            f"{', '.join(sorted(known_sinks)) or 'none'})"))
+                problems.append(src.problem(where + ("actions", j, "sink"), unknown_sink(sink, known_sinks)))
             params = {k: v for k, v in action.items() if k != "sink"}
             for key, value in params.items():
                 if isinstance(value, str):
                     problem = trial_error(value, labels, params)
                     if problem:
                         problems.append(src.problem(where + ("actions", j, key), problem))
-    problems.sort(key=lambda p: _line_of(p))
+    problems.sort(key=line_of)
     return (scenario if not problems else None), problems
 
-
-def _line_of(problem: str) -> int:
-    # "file:LINE: ..." -> LINE, so a file's problems read top to bottom
-    try:
-        return int(problem.split(":", 2)[1])
-    except (IndexError, ValueError):
-        return 0
 
 
 def _params(action: ActionSpec) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from plugin.data import Alert
-from rules.source import Source, parse_duration
+from rules.source import Source, line_of, parse_duration, unknown_sink
 from rules.templates import trial_error
 
 __all__ = ["Routing", "RouteSpec", "ReceiverSpec", "RouteMatch", "QuietHours", "Defaults",
@@ -363,8 +363,7 @@ def parse_routing(src: Source, known_sinks: set[str] | None) -> tuple[Routing | 
         where = ("receivers", name)
         sink = receiver.get("sink")
         if known_sinks is not None and isinstance(sink, str) and sink and sink not in known_sinks:
-            problems.append(src.problem(where + ("sink",), f"unknown sink {sink!r} (configured: "
-                                                          f"{', '.join(sorted(known_sinks)) or 'none'})"))
+            problems.append(src.problem(where + ("sink",), unknown_sink(sink, known_sinks)))
         template = receiver.get("template")
         if isinstance(template, str):
             params = {k: v for k, v in receiver.items() if k != "sink"}
@@ -380,12 +379,6 @@ def parse_routing(src: Source, known_sinks: set[str] | None) -> tuple[Routing | 
             problems.append(src.problem(("routes", i, "receiver"),
                                         f"unknown receiver {name!r} (defined: "
                                         f"{', '.join(sorted(map(str, receivers))) or 'none'})"))
-    problems = sorted(dict.fromkeys(problems), key=_line_of)
+    problems = sorted(dict.fromkeys(problems), key=line_of)
     return (routing if not problems else None), problems
 
-
-def _line_of(problem: str) -> int:
-    try:
-        return int(problem.split(":", 2)[1])
-    except (IndexError, ValueError):
-        return 0

@@ -120,3 +120,15 @@ def parse_duration(text: str | int | float) -> float:
     if not s:
         raise ValueError("empty duration")
     return total
+
+
+def line_of(problem: str) -> int:
+    """The line in a "file:LINE: ..." problem (0 when it has none), to sort problems by."""
+    try:
+        return int(problem.split(":", 2)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def unknown_sink(name: str, known: set[str]) -> str:
+    return f"unknown sink {name!r} (configured: {', '.join(sorted(known)) or 'none'})"
