@@ -44,6 +44,7 @@ def alert_json(a: AlertRow) -> dict:
             "severity": a.severity,
             "role": a.role, "emotions": a.emotions, "share": a.share, "confidence": a.confidence,
             "matched": a.matched, "summary": a.summary, "created_at": _iso(a.created_at),
+            "labels": a.labels or {}, "details": a.details or {},
             "deliveries": [delivery_json(d) for d in a.deliveries],
             "feedback": feedback_json(a.feedback),
             # What routing.yaml did with it: [{receiver, outcome, reason, notification_id, ...}]
@@ -179,6 +180,7 @@ def post_feedback(alert_id: int):
             if attempt:
                 raise
     return jsonify(alert_json(load_alert(alert_id)))
+
 
 def flagged_customers(limit: int = 100) -> list[dict]:
     """Customers with alerts, most recent first: the red-flag list support teams watch.
