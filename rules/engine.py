@@ -238,7 +238,6 @@ def _scenario(src: Source, known_sinks: set[str] | None) -> tuple[Scenario | Non
     return (scenario if not problems else None), problems
 
 
-
 def _params(action: ActionSpec) -> dict[str, Any]:
     return {k: v for k, v in action.model_dump().items() if k != "sink"}
 
