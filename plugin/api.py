@@ -11,11 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from plugin.app import services
+from plugin.data import severity_rank
 from plugin.models import AlertRow, Call, Delivery, Feedback, Notification
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -203,7 +202,7 @@ def flagged_customers(limit: int = 100) -> list[dict]:
     out = []
     for customer_id, count, last in rows:
         mine = latest[customer_id]
-        worst = max(mine, key=lambda a: SEVERITY_RANK.get(a.severity, 0))
+        worst = max(mine, key=lambda a: severity_rank(a.severity))
         out.append({"customer_id": customer_id, "alerts": count, "last_alert_at": _iso(last),
                     "severity": worst.severity, "last_call_id": mine[0].call_id,
                     "last_summary": mine[0].summary, "emotions": mine[0].emotions})

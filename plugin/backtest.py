@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sqlalchemy import select
+
+from plugin.analysis import summarize
 from plugin.data import CallAnalysis, SegmentResult
-
-if TYPE_CHECKING:
-    from plugin.services import Services
-    from rules.engine import RuleSet
+from plugin.models import AlertRow, Call, Feedback, Segment
+from plugin.services import Services, call_context
+from rules.engine import RuleSet, evaluate, load_rules
+from rules.source import parse_duration
 
 # Calls read per query (their segments and alerts come in one query each per chunk), so a
 # month of calls never sits in memory at once.
@@ -50,7 +53,6 @@ class ReplayedCall:
     feedback: dict[str, str] = field(default_factory=dict)  # rule key -> correct | false_alarm
 
     def analysis(self) -> CallAnalysis:
-        from plugin.analysis import summarize
         return summarize(self.segments, self.duration)
 
 
@@ -119,7 +121,6 @@ def _rule_keys(ruleset: RuleSet) -> list[str]:
 
 
 def _judge(ruleset: RuleSet, analysis: CallAnalysis, ctx: dict) -> tuple[str | None, set[str]]:
-    from rules.engine import evaluate
     scenario, alerts = evaluate(ruleset, analysis, dict(ctx))
     return (scenario.scenario if scenario else None), {rule_key(a.scenario, a.rule) for a in alerts}
 
@@ -255,11 +256,6 @@ def read_calls(svc: Services, cutoff: datetime, chunk: int | None = None) -> Ite
 
     Each chunk reads its calls, their segments and their alerts with feedback in one
     query each, in a short session."""
-    from sqlalchemy import select
-
-    from plugin.models import AlertRow, Call, Feedback, Segment
-    from plugin.services import call_context
-
     chunk = chunk or CHUNK
     last_id = 0
     while True:
@@ -306,9 +302,6 @@ def run_backtest(svc: Services, candidate_path: str | None, since: str, limit: i
     """The report for ``callmood rules backtest``.
 
     Raises ValueError for a bad ``since`` and RulesError for invalid candidate rules."""
-    from rules.engine import load_rules
-    from rules.source import parse_duration
-
     try:
         seconds = parse_duration(since)
     except ValueError as exc:

@@ -70,14 +70,18 @@ class Batcher:
                 if self._closed and not self._pending:
                     return
                 todo, self._pending = self._pending, []
-            buckets: dict[int, list[tuple[np.ndarray, _Request, int]]] = defaultdict(list)
-            for item in todo:
-                buckets[len(item[0])].append(item)
-            for items in buckets.values():
-                for i in range(0, len(items), self.batch_size):
-                    self._run_batch(items[i:i + self.batch_size])
+            self._run_all(todo)
             # Let the finished windows go now, not when the next request arrives.
-            del todo, buckets, items
+            del todo
+
+    def _run_all(self, todo: list[tuple[np.ndarray, _Request, int]]) -> None:
+        """Equal-length windows batched together, ``batch_size`` at a time."""
+        buckets: dict[int, list[tuple[np.ndarray, _Request, int]]] = defaultdict(list)
+        for item in todo:
+            buckets[len(item[0])].append(item)
+        for items in buckets.values():
+            for i in range(0, len(items), self.batch_size):
+                self._run_batch(items[i:i + self.batch_size])
 
     def _run_batch(self, items: list[tuple[np.ndarray, _Request, int]]) -> None:
         try:

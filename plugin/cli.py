@@ -248,11 +248,12 @@ def make_random_model(dest, geometry):
 
 
 def _cli_call(path: str, scenario: str | None, duration: float) -> dict:
-    # Every key a webhook's call has (plugin.services.call_context), so templates render alike.
-    return {"id": None, "source": "cli", "external_id": path, "customer_id": None,
-            "customer_phone": None, "agent_id": None, "ticket_id": None, "scenario_hint": scenario,
-            "queue": scenario, "recording_url": path, "duration_s": duration, "tags": [],
-            "customer_tier": None, "metadata": {}}
+    # What a webhook's call gives rules and templates, for an unsaved call of this file.
+    from plugin.models import Call
+    from plugin.services import call_context
+
+    return call_context(Call(source="cli", external_id=path, scenario_hint=scenario,
+                             recording_url=path, duration_s=duration, event={}))
 
 
 def _parse_roles(spec: str | None) -> dict[int, str] | None:

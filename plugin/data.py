@@ -7,12 +7,21 @@ depend on it freely.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 # emotion2vec+ labels, in model output order (FunASR gives them as "生气/angry").
 EMOTIONS = (
     "angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown",
 )
+
+
+# An alert's severity, mildest first: rules set it, routing and the dashboard rank by it.
+SEVERITIES = ("info", "warning", "critical")
+Severity = Literal["info", "warning", "critical"]
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
 
 
 def normalize_label(token: str) -> str:

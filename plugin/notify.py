@@ -35,16 +35,13 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, selectinload
 
-from plugin.data import Alert
+from plugin.data import Alert, severity_rank
 from plugin.models import AlertRow, Call, Delivery, Notification, NotificationAlert
 from plugin.services import Services, call_context
-from rules.routing import DIGEST_KEY, ReceiverSpec, Routing, group_key, severity_rank
+from rules.engine import RuleSet
+from rules.routing import DIGEST_KEY, ReceiverSpec, Routing, group_key
 
 log = logging.getLogger(__name__)
-
-
-def _routing(svc: Services) -> Routing | None:
-    return getattr(svc.rules, "routing", None)
 
 
 def _hhmm(t: datetime) -> str:
@@ -80,12 +77,14 @@ def _attach(s: Session, n: Notification, row: AlertRow) -> None:
 
 def route_alerts(svc: Services, s: Session, call: Call, call_ctx: dict[str, Any],
                  alerts: list[tuple[Alert, AlertRow]], now: datetime | None = None,
-                 routing: Routing | None = None) -> None:
+                 rules: RuleSet | None = None) -> None:
     """Route a call's new alerts, inside the caller's transaction, then flush what is due.
 
+    ``rules``: the rule set that judged the call (default: the rules in force), so that a
+    reload in between cannot pair one version's alerts with another's routing.
     Alerts routed before (a re-run job) are left as they are. Without routing.yaml
     nothing is routed: alerts only run their rules' own actions."""
-    routing = routing if routing is not None else _routing(svc)
+    routing = (rules or svc.rules).routing
     now = now or svc.clock()
     if routing is None:
         return
@@ -204,7 +203,7 @@ def _flush(svc: Services, s: Session, n: Notification, now: datetime) -> bool:
     rows = s.execute(select(AlertRow).join(NotificationAlert, NotificationAlert.alert_id == AlertRow.id)
                      .where(NotificationAlert.notification_id == n.id)
                      .options(selectinload(AlertRow.call)).order_by(AlertRow.id)).scalars().all()
-    routing = _routing(svc)
+    routing = svc.rules.routing
     receiver = routing.receivers.get(n.receiver) if routing is not None else None
     if receiver is None:
         log.warning("notification %s: receiver %s is no longer in routing.yaml; sending with the "

@@ -106,7 +106,8 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
 
     t = time.perf_counter()
     ctx["duration_s"] = analysis.duration
-    scenario, alerts = evaluate(svc.rules, analysis, ctx)
+    rules = svc.rules  # one version for judging and routing, whatever a reload does meanwhile
+    scenario, alerts = evaluate(rules, analysis, ctx)
     timings["judge"] = time.perf_counter() - t
 
     # Results, verdict, alerts, deliveries and the job's completion commit together,
@@ -128,7 +129,7 @@ def analyze_call(svc: Services, call_id: int, job_id: int | None = None, owner: 
         call.summary = {**analysis.summary(), **notes}
         planned = [(alert, plan_alert(svc, s, call, ctx, alert)) for alert in alerts]
         # Supervisor notifications (routing.yaml: grouping, cooldown, quiet hours).
-        notify.route_alerts(svc, s, call, ctx, planned, svc.clock())
+        notify.route_alerts(svc, s, call, ctx, planned, svc.clock(), rules)
         timings["store_and_plan"] = time.perf_counter() - t
         timings["received_to_analyzed"] = (call.analyzed_at - received_at).total_seconds()
         call.timings = {k: round(v, 4) for k, v in timings.items()}

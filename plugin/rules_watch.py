@@ -16,7 +16,7 @@ from typing import Any
 
 from plugin import metrics
 from plugin.models import utcnow
-from rules.engine import RuleSet, load_rules
+from rules.engine import RuleSet, load_rules, rule_files
 from rules.source import RulesError
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,7 @@ log = logging.getLogger(__name__)
 def fingerprint(path: Path) -> str:
     """A hash over the names and bytes of every rules file under ``path``."""
     h = hashlib.sha256()
-    files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
-    for f in files:
+    for f in rule_files(path):
         h.update(f.name.encode() + b"\0")
         try:
             h.update(f.read_bytes())

@@ -20,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from plugin.data import EMOTIONS, CallAnalysis, SegmentResult
+from rules.schema import MaybeStrings, Strict
 
 # Threshold keys and what they measure; also the names templates see in alert.details.
 THRESHOLDS = ("min_share", "min_segments", "min_seconds", "min_consecutive",
@@ -31,11 +32,7 @@ MEASURES = ("segments", "share", "seconds", "longest_run", "longest_run_s", "ris
             "first_third_share", "last_third_share", "role_segments")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class Window(_Strict):
+class Window(Strict):
     """The part of the call a clause looks at (seconds; a segment counts if it overlaps)."""
 
     first_s: float | None = Field(None, gt=0)  # the call's first N seconds
@@ -61,7 +58,7 @@ class Window(_Strict):
         return self.from_s or 0.0, min(self.to_s if self.to_s is not None else duration, duration)
 
 
-class Condition(_Strict):
+class Condition(Strict):
     # Combinations (a condition is one of these, or a clause).
     all_: list[Condition] | None = Field(None, alias="all", min_length=1)
     any_: list[Condition] | None = Field(None, alias="any", min_length=1)
@@ -70,7 +67,7 @@ class Condition(_Strict):
     # A clause. Whose segments: "customer" falls back to the mixed track when the
     # recording does not separate the customer's channel; "agent" is for quality review.
     role: Literal["customer", "agent", "any"] = "customer"
-    emotions: list[str] | None = Field(None, min_length=1)
+    emotions: MaybeStrings = Field(None, min_length=1)
     min_confidence: float = Field(0.7, ge=0, le=1)  # a segment counts only this sure
     window: Window | None = None
     min_share: float | None = Field(None, ge=0, le=1)  # of the role's segments in the window
@@ -80,11 +77,6 @@ class Condition(_Strict):
     min_consecutive_s: float | None = Field(None, gt=0)  # speech seconds of that run
     # Share in the last third minus share in the first third (of the window, else the call).
     min_rise: float | None = Field(None, gt=0, le=1)
-
-    @field_validator("emotions", mode="before")
-    @classmethod
-    def _one_or_many(cls, v):
-        return [v] if isinstance(v, str) else v
 
     @field_validator("emotions")
     @classmethod

@@ -9,34 +9,30 @@ and optionally ``routing.yaml``, which routes alerts to supervisors (rules/routi
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError
 
-from plugin.data import Action, Alert, CallAnalysis
+from plugin.data import SEVERITIES, Action, Alert, CallAnalysis, Severity, severity_rank
 from rules.conditions import Condition, judge
+from rules.schema import Strict, Strings, matches_any
 from rules.source import RulesError, Source, line_of, read, unknown_sink
 from rules.templates import render, trial_error
 
 __all__ = ["RuleSet", "RulesError", "Scenario", "Rule", "evaluate", "load_rules", "render",
            "alert_context", "SEVERITIES", "severity_rank"]
 
-SEVERITIES = ("info", "warning", "critical")
 ROUTING_FILES = ("routing.yaml", "routing.yml")
 
 
-def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+def rule_files(path: Path) -> list[Path]:
+    """The YAML files of a rules directory (or the one file ``path`` names), in load order."""
+    return sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class ActionSpec(_Strict):
+class ActionSpec(Strict):
     # Sink-specific parameters, e.g. tag. String values are templates over call and alert,
     # rendered when the rule fires; `template` is the sink's own and is rendered by it.
     model_config = ConfigDict(extra="allow")
@@ -47,42 +43,33 @@ DEFAULT_SUMMARY = ("{{ call.customer_id or 'unknown customer' }}: {{ alert.emoti
                    "in {{ (alert.share * 100) | round | int }}% of {{ alert.role }} speech")
 
 
-class Rule(_Strict):
+class Rule(Strict):
     name: str = Field(min_length=1, max_length=128)
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = "warning"
     labels: dict[str, str] = Field(default_factory=dict)  # free-form, e.g. team: quality; routes match on them
     when: Condition
     summary: str = DEFAULT_SUMMARY
     actions: list[ActionSpec] = Field(default_factory=list)
 
 
-Patterns = list[str]
-
-
-class Match(_Strict):
+class Match(Strict):
     """Which calls a scenario claims. Every key given must match; within a key any
     pattern may (glob patterns, case-insensitive)."""
 
-    queue: Patterns = Field(default_factory=list)  # the helpdesk's queue / scenario hint
-    source: Patterns = Field(default_factory=list)  # which source sent the event (generic, ...)
-    tags: Patterns = Field(default_factory=list)  # any of the call's tags
-    customer_tier: Patterns = Field(default_factory=list)
-    agent_id: Patterns = Field(default_factory=list)
-    metadata: dict[str, Patterns] = Field(default_factory=dict)  # any other field of the event
+    queue: Strings = Field(default_factory=list)  # the helpdesk's queue / scenario hint
+    source: Strings = Field(default_factory=list)  # which source sent the event (generic, ...)
+    tags: Strings = Field(default_factory=list)  # any of the call's tags
+    customer_tier: Strings = Field(default_factory=list)
+    agent_id: Strings = Field(default_factory=list)
+    metadata: dict[str, list[str]] = Field(default_factory=dict)  # any other field of the event
     # Earlier names of queue and source, still accepted.
-    hints: Patterns = Field(default_factory=list)
-    sources: Patterns = Field(default_factory=list)
-
-    @field_validator("queue", "source", "tags", "customer_tier", "agent_id", "hints", "sources",
-                     mode="before")
-    @classmethod
-    def _one_or_many(cls, v):
-        return [v] if isinstance(v, str) else v
+    hints: Strings = Field(default_factory=list)
+    sources: Strings = Field(default_factory=list)
 
     def criteria(self) -> list[tuple[str, list[str]]]:
         out = [("queue", self.queue + self.hints), ("source", self.source + self.sources),
                ("tags", self.tags), ("customer_tier", self.customer_tier), ("agent_id", self.agent_id)]
-        out += [(f"metadata.{k}", [v] if isinstance(v, str) else v) for k, v in self.metadata.items()]
+        out += [(f"metadata.{k}", v) for k, v in self.metadata.items()]
         return [(k, v) for k, v in out if v]
 
     def matches(self, call: dict[str, Any]) -> bool:
@@ -94,14 +81,12 @@ class Match(_Strict):
                 value = (call.get("metadata") or {}).get(key[len("metadata."):])
             else:
                 value = call.get(key)
-            values = value if isinstance(value, list) else [value]
-            values = [str(v).lower() for v in values if v is not None]
-            if not any(fnmatch.fnmatchcase(v, p.lower()) for v in values for p in patterns):
+            if not matches_any(value, patterns):
                 return False
         return True
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     scenario: str
     description: str = ""
     default: bool = False  # used when no other scenario matches
@@ -148,12 +133,9 @@ def load_rules(path: str | Path, known_sinks: set[str] | None = None) -> RuleSet
     Raises RulesError listing every problem found, each with file and line. With
     ``known_sinks``, an action or receiver naming another sink is a problem too."""
     path = Path(path)
-    if path.is_dir():
-        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-    elif path.is_file():
-        files = [path]
-    else:
+    if not path.exists():
         raise RulesError(f"{path}: rules path does not exist")
+    files = rule_files(path)
     if not any(f.name not in ROUTING_FILES for f in files):
         raise RulesError(f"{path}: no scenario files (*.yaml)")
     problems: list[str] = []

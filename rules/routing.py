@@ -17,24 +17,22 @@ Pure: no database and no network. plugin/notify.py applies this to stored alerts
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import re
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from plugin.data import Alert
+from plugin.data import SEVERITIES, Alert, Severity, severity_rank
+from rules.schema import MaybeStrings, Strict, Strings, matches_any, one_or_many
 from rules.source import Source, line_of, parse_duration, unknown_sink
 from rules.templates import trial_error
 
 __all__ = ["Routing", "RouteSpec", "ReceiverSpec", "RouteMatch", "QuietHours", "Defaults",
            "parse_routing", "group_key", "SEVERITIES", "severity_rank", "DIGEST_KEY"]
 
-SEVERITIES = ("info", "warning", "critical")
-Severity = Literal["info", "warning", "critical"]
 DIGEST_KEY = "digest"  # the group key of a receiver's quiet-hours digest
 
 # What group_by may name: the call's fields, the alert's, or labels.X / metadata.X.
@@ -44,79 +42,44 @@ ALERT_FIELDS = ("scenario", "rule", "severity", "role")
 GROUP_KEY_MAX = 255  # Notification.group_key
 
 
-def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
-
-
 def _duration(v: Any) -> float:
     if isinstance(v, bool):
         raise ValueError(f"{v!r} is not a duration (e.g. 90s, 30m, 4h, 7d)")
     return parse_duration(v)
 
 
-def _one_or_many(v: Any) -> Any:
-    return [v] if isinstance(v, str) else v
-
-
-def _matches(value: Any, patterns: list[str]) -> bool:
-    values = value if isinstance(value, list) else [value]
-    values = [str(v).lower() for v in values if v is not None]
-    return any(fnmatch.fnmatchcase(v, p.lower()) for v in values for p in patterns)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class RouteMatch(_Strict):
+class RouteMatch(Strict):
     """Which alerts a route takes. Every key given must match; within a key any pattern may
     (glob patterns, case-insensitive). No key at all: every alert (a catch-all)."""
 
-    scenario: list[str] = Field(default_factory=list)
-    severity: list[Severity] = Field(default_factory=list)
+    scenario: Strings = Field(default_factory=list)
+    severity: Annotated[list[Severity], BeforeValidator(one_or_many)] = Field(default_factory=list)
     min_severity: Severity | None = None
-    rule: list[str] = Field(default_factory=list)
-    role: list[str] = Field(default_factory=list)
-    labels: dict[str, list[str]] = Field(default_factory=dict)
-
-    @field_validator("scenario", "severity", "rule", "role", mode="before")
-    @classmethod
-    def _lists(cls, v):
-        return _one_or_many(v)
-
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _label_lists(cls, v):
-        if isinstance(v, dict):
-            return {k: _one_or_many(p) for k, p in v.items()}
-        return v
+    rule: Strings = Field(default_factory=list)
+    role: Strings = Field(default_factory=list)
+    labels: dict[str, Strings] = Field(default_factory=dict)
 
     def matches(self, alert: Alert) -> bool:
-        if self.scenario and not _matches(alert.scenario, self.scenario):
+        if self.scenario and not matches_any(alert.scenario, self.scenario):
             return False
         if self.severity and alert.severity not in self.severity:
             return False
         if self.min_severity and severity_rank(alert.severity) < severity_rank(self.min_severity):
             return False
-        if self.rule and not _matches(alert.rule, self.rule):
+        if self.rule and not matches_any(alert.rule, self.rule):
             return False
-        if self.role and not _matches(alert.role, self.role):
+        if self.role and not matches_any(alert.role, self.role):
             return False
         for key, patterns in self.labels.items():
-            if not _matches((alert.labels or {}).get(key), patterns):
+            if not matches_any((alert.labels or {}).get(key), patterns):
                 return False
         return True
 
 
-class _Grouping(_Strict):
-    group_by: list[str] | None = None
+class _Grouping(Strict):
+    group_by: MaybeStrings = None
     group_wait: float | None = None
     cooldown: float | None = None
-
-    @field_validator("group_by", mode="before")
-    @classmethod
-    def _group_list(cls, v):
-        return _one_or_many(v)
 
     @field_validator("group_by")
     @classmethod
@@ -137,24 +100,19 @@ class _Grouping(_Strict):
 
 
 class Defaults(_Grouping):
-    group_by: list[str] | None = Field(default_factory=lambda: ["customer_id"])
+    group_by: MaybeStrings = Field(default_factory=lambda: ["customer_id"])
     group_wait: float | None = 0.0
     cooldown: float | None = 4 * 3600.0
 
 
-class ReceiverSpec(_Strict):
+class ReceiverSpec(Strict):
     """Who gets a notification: a sink (a name under ``sinks:`` in the config) and its
     parameters (WeCom user ids to @-mention; a template replacing the sink's own)."""
 
     sink: str = Field(min_length=1)
-    mentions: list[str] | None = None  # None: the sink's mentioned_list; [] mentions nobody
+    mentions: MaybeStrings = None  # None: the sink's mentioned_list; [] mentions nobody
     template: str | None = None
     _name: str = PrivateAttr("")
-
-    @field_validator("mentions", mode="before")
-    @classmethod
-    def _mention_list(cls, v):
-        return _one_or_many(v)
 
     @property
     def name(self) -> str:
@@ -181,7 +139,7 @@ class RouteSpec(_Grouping):
         return self._index
 
 
-class QuietHours(_Strict):
+class QuietHours(Strict):
     """Overnight (or any daily) hours when only alerts at ``min_severity`` or above are sent
     at once; the rest are collected into one digest per receiver, sent when they end."""
 
@@ -245,7 +203,7 @@ class QuietHours(_Strict):
         return end.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-class Routing(_Strict):
+class Routing(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     receivers: dict[str, ReceiverSpec] = Field(default_factory=dict)
     routes: list[RouteSpec] = Field(default_factory=list)
