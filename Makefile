@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 CONFIG ?= $(if $(wildcard config.yaml),config.yaml,)
 
-.PHONY: run test setup clean
+.PHONY: run test test-fast test-unit test-integration test-e2e setup clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,16 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/callmood serve $(if $(CONFIG),--config $(CONFIG),)
 
+# Every tier: tests/unit, tests/integration, tests/e2e.
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit and integration tiers only (no running service, no `callmood` processes).
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+test-unit test-integration test-e2e: test-%: setup
+	$(BIN)/python -m pytest tests/$* $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

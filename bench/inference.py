@@ -12,7 +12,7 @@ does not depend on the weight values) these variants:
   seed      the tutorial the project grew from: a Flask /predict service that saves each
             upload to a file and calls generate on it, and a client that cuts the recording
             into 3 s pieces with pydub and POSTs them one after another
-  ours      plugin.inference.EmotionModel with the batched engine (precision 'auto': fp32
+  ours      plugin.model.loading.EmotionModel with the batched engine (precision 'auto': fp32
             on CPU, bf16 on CUDA); ours-int8 / ours-bf16 / ours-fp16 / ours-fp32 pin it
 
 Each variant runs in its own child process, so its peak RSS (and GPU memory) is its own.
@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plugin.data import EMOTIONS, normalize_label  # noqa: E402  (numpy only: the parent stays torch-free)
+from plugin.core.data import EMOTIONS, normalize_label  # noqa: E402  (numpy only: the parent stays torch-free)
 
 RATE = 16000
 WINDOW_S = 3
@@ -443,7 +443,7 @@ def child_prepare(spec: dict) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from plugin.modeldir import build_random_model_dir
+    from plugin.model.modeldir import build_random_model_dir
 
     model_dir = Path(spec["model"])
     if not (model_dir / "model.pt").exists():
@@ -520,7 +520,7 @@ def run_stock(variant: str, model_dir: str, device: str, work: Path, count: int)
 
 def run_ours(variant: str, model_dir: str, device: str, work: Path, count: int):
     from plugin.config import ModelConfig
-    from plugin.inference import EmotionModel
+    from plugin.model.loading import EmotionModel
 
     wins = load_windows(work, count)
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ in a child process of its own, measures what the service does with such a call:
 
   model load      RSS once the emotion2vec model (random weights) is loaded
   decode          plugin.audio.decode.decode to a 16 kHz WAV: time, our peak RSS, ffmpeg's
-  analyze         plugin.analysis.analyze_audio with the default AudioConfig (silero VAD),
+  analyze         plugin.flow.analysis.analyze_audio with the default AudioConfig (silero VAD),
                   roles {0: agent, 1: customer}: time (VAD and classification apart),
                   peak RSS, notes, segment count
 
@@ -35,7 +35,6 @@ import io
 import json
 import logging
 import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -117,7 +116,7 @@ def model_directory(geometry: str) -> Path:
         progress(f"building a random-weight {geometry} model in {path} ...")
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from plugin.modeldir import build_random_model_dir
+            from plugin.model.modeldir import build_random_model_dir
 
             tmp = path.with_name(path.name + ".part")
             build_random_model_dir(tmp, geometry)
@@ -336,10 +335,10 @@ def child_main(spec: dict) -> None:
 
 
 def measure(spec: dict) -> dict:
-    from plugin.analysis import analyze_audio
     from plugin.audio.decode import decode
     from plugin.config import AudioConfig, ModelConfig
-    from plugin.inference import EmotionModel
+    from plugin.flow.analysis import analyze_audio
+    from plugin.model.loading import EmotionModel
 
     t_start = time.perf_counter()
     r: dict = {"rss_start_mb": read_status()["VmRSS"] / 1024, "cpus": len(os.sched_getaffinity(0))}

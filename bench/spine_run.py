@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.sources.generic import sign  # noqa: E402
-from plugin.modeldir import build_random_model_dir  # noqa: E402
+from plugin.model.modeldir import build_random_model_dir  # noqa: E402
 from tests.helpers import FakeServer, Reply, free_port, make_audio, wait_until, wecom_robot  # noqa: E402
 
 

@@ -72,13 +72,12 @@ def serve(config_path, host, port, no_worker):
     """Run the web receiver, API and dashboard, with a worker and the scheduler in-process."""
     from waitress import create_server
 
-    from plugin.app import create_app
-    from plugin.runtime import Runtime
+    from plugin.web.app import create_app
 
     cfg = _load(config_path)
     svc = _services(cfg)
     app = create_app(services=svc)
-    runtime = Runtime(svc, worker=cfg.worker.enabled and not no_worker).start()
+    runtime = svc.runtime(worker=cfg.worker.enabled and not no_worker).start()
     server = create_server(app, host=host or cfg.server.host, port=port or cfg.server.port,
                            threads=cfg.server.threads)
     log.info("CallMood listening on http://%s:%s (database %s)", server.effective_host,
@@ -99,11 +98,9 @@ def serve(config_path, host, port, no_worker):
 @config_option
 def worker(config_path):
     """Run only the worker and delivery loop (scale out: one per GPU machine)."""
-    from plugin.runtime import Runtime
-
     cfg = _load(config_path)
     svc = _services(cfg)
-    runtime = Runtime(svc).start()
+    runtime = svc.runtime().start()
     _on_signal(_exit)
     click.echo(f"CallMood worker {runtime.owner} running (database {cfg.database_url})", err=True)
     try:
@@ -130,14 +127,15 @@ def migrate(config_path):
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--csv", "as_csv", is_flag=True, help="Write CSV (one row per segment) to stdout.")
 @click.option("--roles", help="Channel layout of stereo files, e.g. 0=agent,1=customer.")
-@click.option("--scenario", help="Scenario hint for the rules (e.g. finance-complaints).")
-def analyze(config_path, files, as_csv, roles, scenario):
+@click.option("--queue", "--scenario", "queue", help="The call's queue, which picks the rules scenario "
+              "(e.g. finance-complaints).")
+def analyze(config_path, files, as_csv, roles, queue):
     """Analyse local recordings: per-segment emotions and the call verdict."""
     from tqdm import tqdm
 
-    from plugin.analysis import analyze_audio
     from plugin.audio.decode import DecodeError, decode
-    from plugin.inference import EmotionModel, ModelUnavailable
+    from plugin.flow.analysis import analyze_audio
+    from plugin.model.loading import EmotionModel, ModelUnavailable
     from rules.engine import RulesError, evaluate, load_rules
 
     cfg = _load(config_path)
@@ -163,7 +161,7 @@ def analyze(config_path, files, as_csv, roles, scenario):
                 click.echo(f"{f}: {exc}", err=True)
                 continue
             analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles)
-        picked, alerts = evaluate(rules, analysis, _cli_call(f, scenario, analysis.duration))
+        picked, alerts = evaluate(rules, analysis, _cli_call(f, queue, analysis.duration))
         fired = ";".join(a.rule for a in alerts)
         if writer:
             for s in analysis.segments:
@@ -212,13 +210,13 @@ def rules_check(config_path, path):
 @click.option("--limit", type=int, default=20, show_default=True, help="Changed calls listed per rule.")
 def rules_backtest(config_path, candidate, since, limit):
     """Replay stored segment results through the candidate rules (no model run)."""
-    from plugin.backtest import run_backtest
-    from rules.source import RulesError
+    from plugin.flow.backtest import run_backtest
+    from rules.yamlfile import RulesError
 
     cfg = _load(config_path)
     svc = _services(cfg)
     try:
-        click.echo(run_backtest(svc, candidate, since, limit))
+        click.echo(run_backtest(svc.sessions, svc.clock, svc.rules, candidate, since, limit, _sink_names(cfg)))
     except RulesError as exc:
         raise click.ClickException(f"candidate rules: {exc}") from None
     except ValueError as exc:  # --since
@@ -240,19 +238,19 @@ def make_random_model(dest, geometry):
     """Write an emotion2vec model directory with RANDOM weights (offline trials, tests, benchmarks).
 
     Its labels are meaningless: it exercises the real FunASR loading and inference path."""
-    from plugin.modeldir import build_random_model_dir
+    from plugin.model.modeldir import build_random_model_dir
 
     path = build_random_model_dir(dest, geometry)
     click.echo(f"random-weight emotion2vec ({geometry}) written to {path}; "
                f"set model.path: {path} to use it")
 
 
-def _cli_call(path: str, scenario: str | None, duration: float) -> dict:
+def _cli_call(path: str, queue: str | None, duration: float) -> dict:
     # What a webhook's call gives rules and templates, for an unsaved call of this file.
-    from plugin.models import Call
-    from plugin.services import call_context
+    from plugin.flow.context import call_context
+    from plugin.store.tables import Call
 
-    return call_context(Call(source="cli", external_id=path, scenario_hint=scenario,
+    return call_context(Call(source="cli", external_id=path, queue=queue,
                              recording_url=path, duration_s=duration, event={}))
 
 

@@ -11,10 +11,15 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+
+from connectors.sinks import SINK_TYPES
+from connectors.sources import SOURCES, SourceConfig
+from plugin.core.retry import RetryPolicy
+from plugin.core.validation import StrictModel, dotted, problems
 
 ENV_CONFIG = "CALLMOOD_CONFIG"
 
@@ -23,9 +28,8 @@ class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
 
 
-class Section(BaseModel):
-    # Unknown keys are errors: a typo must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid")
+# Unknown keys are errors: a typo must not silently fall back to a default.
+Section = StrictModel
 
 
 class ServerConfig(Section):
@@ -106,11 +110,15 @@ class WorkerConfig(Section):
     poll_interval_s: float = 1.0
     lease_s: float = 600.0
     max_attempts: int = 5
-    retry_backoff_s: float = 30.0
+    retry_backoff_s: float = Field(30.0, gt=0)  # the wait after a failed attempt, doubling each time
+    retry_max_s: float = Field(3600.0, gt=0)  # ... up to this
     keep_recordings: bool = False
     # Calls one worker process handles at once: while one call is on the model, the
     # next ones download, decode and find speech. Their windows share model batches.
     concurrency: int = Field(2, ge=1, le=64)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retry_backoff_s, self.retry_max_s, self.max_attempts)
 
 
 class DeliveryConfig(Section):
@@ -121,6 +129,9 @@ class DeliveryConfig(Section):
     timeout_s: float = 10.0
     lease_s: float = 60.0
 
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.backoff_base_s, self.backoff_max_s, self.max_attempts)
+
 
 class RulesConfig(Section):
     # Directory of scenario YAML files (and routing.yaml); default: the shipped rules/scenarios.
@@ -130,34 +141,12 @@ class RulesConfig(Section):
     reload_interval_s: float = Field(2.0, ge=0)
 
 
-class SourceConfig(Section):
-    enabled: bool = True
-    secret: str | None = None
-    signature_header: str = "X-CallMood-Signature"
-
-
-class SinkConfig(Section):
-    # "rest": a generic CRM REST endpoint; "wecom_robot": a WeCom group robot webhook.
-    type: Literal["rest", "wecom_robot"]
-    url: str
-    method: str = "POST"
-    # rest: extra request headers (Jinja2 templates, stored with each delivery: no secrets here).
-    headers: dict[str, str] = Field(default_factory=dict)
-    # Full value of the Authorization header, e.g. "Bearer ${CRM_TOKEN}"; added at send time, never stored.
-    auth_header: str | None = None
-    # rest: Jinja2 template of the JSON body, rendered with call and alert.
-    body: Any = None
-    # wecom_robot: WeCom user ids to @-mention in the alert ("<@userid>" in the markdown).
-    mentioned_list: list[str] = Field(default_factory=list)
-    timeout_s: float | None = None
-
-    @field_validator("method")
-    @classmethod
-    def _upper(cls, v: str) -> str:
-        v = v.upper()
-        if v not in {"POST", "PUT", "PATCH"}:
-            raise ValueError("must be POST, PUT or PATCH")
-        return v
+# Each source and each sink type owns its config model, next to its code (connectors/):
+# `sources:` has one section per source, `sinks:` one per named sink, picked by its `type`.
+SourcesConfig = create_model(
+    "SourcesConfig", __base__=Section,
+    **{name: (src.Config, Field(default_factory=src.Config)) for name, src in SOURCES.items()})
+AnySink = Annotated[Union[tuple(cls.Config for cls in SINK_TYPES.values())], Field(discriminator="type")]
 
 
 class Config(Section):
@@ -171,8 +160,8 @@ class Config(Section):
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     deliveries: DeliveryConfig = Field(default_factory=DeliveryConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
-    sources: dict[str, SourceConfig] = Field(default_factory=lambda: {"generic": SourceConfig()})
-    sinks: dict[str, SinkConfig] = Field(default_factory=dict)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    sinks: dict[str, AnySink] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -190,6 +179,10 @@ class Config(Section):
                 raise ValueError(f"{where}.timeout_s ({timeout}) must be below deliveries.lease_s "
                                  f"({self.deliveries.lease_s}), or a slow send is sent twice")
         return self
+
+    def source(self, name: str) -> SourceConfig | None:
+        """The config of source ``name`` (from a URL: anything), or None when there is no such source."""
+        return getattr(self.sources, name) if name in SOURCES else None
 
     @property
     def database_url(self) -> str:
@@ -224,13 +217,20 @@ def _expand_env(value: Any, where: str) -> Any:
 
 
 def _describe(err: ValidationError, origin: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling against config.example.yaml)"
+    loc, msg = problems(err)[0]
+    if len(loc) > 2 and loc[0] == "sinks" and loc[2] in SINK_TYPES:
+        loc = loc[:2] + loc[3:]  # pydantic names the sink type it tried; the file does not
+    kind = err.errors()[0]["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        types = ", ".join(SINK_TYPES)
+        got = err.errors()[0].get("ctx", {}).get("tag")
+        loc, msg = loc + ("type",), (f"unknown sink type {got!r} (known: {types})" if got is not None
+                                     else f"is required (one of {types})")
+    if msg == "unknown key":
+        msg += " (check the spelling against config.example.yaml)"
+    where = dotted(loc)
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{origin}: {loc + ': ' if loc else ''}{msg}{more}"
+    return f"{origin}: {where + ': ' if where else ''}{msg}{more}"
 
 
 def from_dict(data: dict | None, origin: str = "config") -> Config:

@@ -1,21 +1,28 @@
-"""Everything the web app, the worker and the delivery loop share, built once."""
+"""The composition root: everything the web app, the worker and the delivery loop share,
+built once from the config. Other modules take the parts they use, not this container."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Callable
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.sinks import Sink, build_sinks
-from plugin import db
 from plugin.config import Config
-from plugin.inference import ModelService
-from plugin.models import Call, utcnow
-from plugin.rules_watch import RulesHolder
+from plugin.core.clock import Clock, DatabaseClock
+from plugin.flow import notify
+from plugin.flow.context import Links
+from plugin.flow.outbox import Outbox
+from plugin.flow.outputs import Outputs
+from plugin.flow.pipeline import Pipeline
+from plugin.flow.rules_watch import RulesHolder
+from plugin.flow.runtime import Runtime
+from plugin.model.loading import ModelService
+from plugin.store import engine as db
+from plugin.store.deliveries import DeliveryQueue
+from plugin.store.jobs import JobQueue
 from rules.engine import RuleSet
 
 log = logging.getLogger(__name__)
@@ -26,19 +33,52 @@ class Services:
     config: Config
     engine: Engine
     sessions: sessionmaker[Session]
+    clock: Clock  # the one clock (the database's on PostgreSQL); tests put a ManualClock here
     model: ModelService
     rules_holder: RulesHolder
     sinks: dict[str, Sink]
-    # Naive-UTC "now" for cooldowns, grouping and quiet hours; tests substitute their own clock.
-    clock: Callable[[], datetime] = field(default=utcnow)
 
     @property
     def rules(self) -> RuleSet:
         """The rules in force now (hot-reloaded: read it once per call, not once per process)."""
         return self.rules_holder.current
 
-    def call_link(self, call_id: int) -> str:
-        return f"{self.config.server.public_url.rstrip('/')}/calls/{call_id}"
+    @property
+    def links(self) -> Links:
+        return Links(self.config.server.public_url)
+
+    # The parts are built on each use from the fields above, so a test that swaps the
+    # clock (or anything else) changes every part that uses it.
+
+    @property
+    def jobs(self) -> JobQueue:
+        return JobQueue(self.sessions, self.clock, self.config.worker.lease_s, self.config.worker.retry_policy())
+
+    @property
+    def deliveries(self) -> DeliveryQueue:
+        cfg = self.config.deliveries
+        return DeliveryQueue(self.sessions, self.clock, cfg.lease_s, cfg.retry_policy())
+
+    @property
+    def outputs(self) -> Outputs:
+        return Outputs(self.sinks, self.deliveries, self.links)
+
+    def outbox(self) -> Outbox:
+        return Outbox(self.deliveries, self.sinks, self.clock, self.config.deliveries.timeout_s)
+
+    def pipeline(self) -> Pipeline:
+        return Pipeline(config=self.config, sessions=self.sessions, clock=self.clock, jobs=self.jobs,
+                        model=self.model, rules=lambda: self.rules_holder.current, outputs=self.outputs)
+
+    def flush_notifications(self) -> int:
+        """Notifications due now (group_wait passed, quiet hours over) become deliveries."""
+        return notify.flush_pending(self.sessions, self.clock, self.rules.routing, self.outputs)
+
+    def runtime(self, worker: bool = True, deliveries: bool = True) -> Runtime:
+        """The process's background work (not started)."""
+        return Runtime(config=self.config, model=self.model, rules=self.rules_holder, jobs=self.jobs,
+                       pipeline=self.pipeline(), outbox=self.outbox(), flush_notifications=self.flush_notifications,
+                       worker=worker, deliveries=deliveries)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -56,26 +96,5 @@ def build(config: Config, migrate: bool = True) -> Services:
     for name in sorted(rules.current.sinks() - set(sinks)):
         log.warning("rules use sink %r but config has no sinks.%s: those actions are skipped",
                     name, name)
-    return Services(config, engine, db.make_sessionmaker(engine), ModelService(config.model),
+    return Services(config, engine, db.make_sessionmaker(engine), DatabaseClock(), ModelService(config.model),
                     rules, sinks)
-
-
-def call_context(call: Call) -> dict[str, Any]:
-    """What templates and rules see of a call.
-
-    ``tags`` and ``customer_tier`` come from the event's fields of those names when the
-    helpdesk sends them; ``metadata`` is the whole event as received."""
-    event = call.event if isinstance(call.event, dict) else {}
-    tags = event.get("tags") or []
-    if isinstance(tags, str):
-        tags = [t.strip() for t in tags.split(",") if t.strip()]
-    return {
-        "id": call.id, "source": call.source, "external_id": call.external_id,
-        "customer_id": call.customer_id, "customer_phone": call.customer_phone,
-        "agent_id": call.agent_id, "ticket_id": call.ticket_id,
-        "scenario_hint": call.scenario_hint, "queue": call.scenario_hint,
-        "recording_url": call.recording_url, "duration_s": call.duration_s,
-        "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
-        "customer_tier": event.get("customer_tier"),
-        "metadata": event,
-    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rules.engine import RuleSet, load_rules
-from rules.source import RulesError
+from rules.yamlfile import RulesError
 
 
 def check_rules(path: str | Path, known_sinks: set[str] | None) -> tuple[list[str], str]:

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from plugin.data import EMOTIONS, CallAnalysis, SegmentResult
+from plugin.core.data import EMOTIONS, CallAnalysis, SegmentResult
 from rules.schema import MaybeStrings, Strict
 
 # Threshold keys and what they measure; also the names templates see in alert.details.
@@ -32,7 +32,7 @@ MEASURES = ("segments", "share", "seconds", "longest_run", "longest_run_s", "ris
             "first_third_share", "last_third_share", "role_segments")
 
 
-class Window(Strict):
+class TimeRange(Strict):
     """The part of the call a clause looks at (seconds; a segment counts if it overlaps)."""
 
     first_s: float | None = Field(None, gt=0)  # the call's first N seconds
@@ -41,7 +41,7 @@ class Window(Strict):
     to_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Window:
+    def _one_kind(self) -> TimeRange:
         kinds = [self.first_s is not None, self.last_s is not None,
                  self.from_s is not None or self.to_s is not None]
         if sum(kinds) != 1:
@@ -69,7 +69,7 @@ class Condition(Strict):
     role: Literal["customer", "agent", "any"] = "customer"
     emotions: MaybeStrings = Field(None, min_length=1)
     min_confidence: float = Field(0.7, ge=0, le=1)  # a segment counts only this sure
-    window: Window | None = None
+    window: TimeRange | None = None
     min_share: float | None = Field(None, ge=0, le=1)  # of the role's segments in the window
     min_segments: int | None = Field(None, ge=1)
     min_seconds: float | None = Field(None, gt=0)  # matching speech, summed

@@ -15,11 +15,12 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from plugin.data import SEVERITIES, Action, Alert, CallAnalysis, Severity, severity_rank
+from plugin.core.data import SEVERITIES, Action, Alert, CallAnalysis, Severity, severity_rank
 from rules.conditions import Condition, judge
+from rules.routing import Routing, parse_routing
 from rules.schema import Strict, Strings, matches_any
-from rules.source import RulesError, Source, line_of, read, unknown_sink
 from rules.templates import render, trial_error
+from rules.yamlfile import RulesError, YamlFile, line_of, read, unknown_sink
 
 __all__ = ["RuleSet", "RulesError", "Scenario", "Rule", "evaluate", "load_rules", "render",
            "alert_context", "SEVERITIES", "severity_rank"]
@@ -56,7 +57,7 @@ class Match(Strict):
     """Which calls a scenario claims. Every key given must match; within a key any
     pattern may (glob patterns, case-insensitive)."""
 
-    queue: Strings = Field(default_factory=list)  # the helpdesk's queue / scenario hint
+    queue: Strings = Field(default_factory=list)  # the helpdesk's queue
     source: Strings = Field(default_factory=list)  # which source sent the event (generic, ...)
     tags: Strings = Field(default_factory=list)  # any of the call's tags
     customer_tier: Strings = Field(default_factory=list)
@@ -102,15 +103,13 @@ class Scenario(Strict):
 class RuleSet:
     scenarios: list[Scenario]
     path: Path | None = None
-    routing: Any = None  # rules.routing.Routing, or None: alerts only run their rules' actions
+    routing: Routing | None = None  # None: alerts only run their rules' actions
     files: list[Path] = field(default_factory=list)
 
     def select(self, call: dict[str, Any] | str | None, source: str | None = None) -> Scenario | None:
-        """The scenario for a call context (or, for short, a queue hint and source)."""
+        """The scenario for a call context (or, for short, a queue and source)."""
         if not isinstance(call, dict):
-            call = {"queue": call, "scenario_hint": call, "source": source}
-        elif "queue" not in call:
-            call = {**call, "queue": call.get("scenario_hint")}
+            call = {"queue": call, "source": source}
         found = [s for s in self.scenarios if s.matches(call)]
         if found:
             return max(found, key=lambda s: s.priority)
@@ -150,7 +149,6 @@ def load_rules(path: str | Path, known_sinks: set[str] | None = None) -> RuleSet
             problems += exc.problems
             continue
         if f.name in ROUTING_FILES:
-            from rules.routing import parse_routing
             routing, found = parse_routing(src, known_sinks)
             problems += found
             continue
@@ -173,7 +171,7 @@ def load_rules(path: str | Path, known_sinks: set[str] | None = None) -> RuleSet
     return RuleSet(scenarios, path, routing, files)
 
 
-def _scenario(src: Source, known_sinks: set[str] | None) -> tuple[Scenario | None, list[str]]:
+def _scenario(src: YamlFile, known_sinks: set[str] | None) -> tuple[Scenario | None, list[str]]:
     data = src.data
     if not isinstance(data, dict):
         return None, [src.problem((), "expected a mapping with 'scenario' and 'rules'")]

@@ -12,7 +12,7 @@ go through routing instead:
   ``cooldown`` unless their severity is higher;
 - **quiet hours**: alerts below ``min_severity`` wait for a digest sent when they end.
 
-Pure: no database and no network. plugin/notify.py applies this to stored alerts.
+Pure: no database and no network. plugin/flow/notify/ applies this to stored alerts.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from plugin.data import SEVERITIES, Alert, Severity, severity_rank
+from plugin.core.data import SEVERITIES, Alert, Severity, severity_rank
 from rules.schema import MaybeStrings, Strict, Strings, matches_any, one_or_many
-from rules.source import Source, line_of, parse_duration, unknown_sink
 from rules.templates import trial_error
+from rules.yamlfile import YamlFile, line_of, parse_duration, unknown_sink
 
 __all__ = ["Routing", "RouteSpec", "ReceiverSpec", "RouteMatch", "QuietHours", "Defaults",
            "parse_routing", "group_key", "SEVERITIES", "severity_rank", "DIGEST_KEY"]
@@ -297,7 +297,7 @@ class _AnyLabels(dict):
         return "label"
 
 
-def parse_routing(src: Source, known_sinks: set[str] | None) -> tuple[Routing | None, list[str]]:
+def parse_routing(src: YamlFile, known_sinks: set[str] | None) -> tuple[Routing | None, list[str]]:
     """The routing in ``src`` and every problem found ("file:line: key.path: message").
 
     With ``known_sinks`` (the config's sinks), a receiver naming another sink is a problem.

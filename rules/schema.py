@@ -5,11 +5,14 @@ from __future__ import annotations
 import fnmatch
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BeforeValidator, ConfigDict
+
+from plugin.core.validation import StrictModel
 
 
-class Strict(BaseModel):
-    """A mistyped key is an error ("unknown key"), not silently ignored."""
+class Strict(StrictModel):
+    """A mistyped key is an error ("unknown key"), not silently ignored; ``all``/``any``/
+    ``none`` and ``continue`` are read into fields of other names."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

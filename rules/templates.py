@@ -6,27 +6,10 @@ when the rules are loaded, not at 3 a.m. when the alert is sent.
 
 from __future__ import annotations
 
-from typing import Any
+from jinja2 import TemplateError
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-
+from plugin.core.sandbox import compile_error, render
 from rules.conditions import MEASURES
-
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
-
-def render(template: str, **context: Any) -> str:
-    return _env.from_string(template).render(**context)
-
-
-def compile_error(template: str) -> str | None:
-    try:
-        _env.from_string(template)
-    except TemplateError as exc:
-        return f"bad template: {exc}"
-    return None
-
 
 SAMPLE_CALL = {
     "id": 1, "source": "generic", "external_id": "c-1", "customer_id": "cust-1",

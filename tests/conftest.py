@@ -1,9 +1,20 @@
+"""Fixtures for every tier.
+
+- tests/unit: plain data, pure functions; no database, network, model or files to speak of.
+- tests/integration: one part against the real thing beside it: a database (SQLite and
+  PostgreSQL), local HTTP servers, ffmpeg, the random-weight model; HTTP through Flask's
+  in-process test client (``client``); time stepped with a ManualClock (``clock``).
+- tests/e2e: the whole service (``service_factory``: real sockets, worker threads, the
+  scheduler) and the ``callmood`` processes, as an operator runs them.
+"""
+
 from __future__ import annotations
 
 import json
 import os
 import threading
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -13,21 +24,31 @@ from werkzeug.serving import make_server
 
 from connectors.sources.generic import sign
 from plugin import config as config_mod
-from plugin.app import create_app
-from plugin.modeldir import build_random_model_dir
-from plugin.runtime import Runtime
-from plugin.services import build
+from plugin.config import ModelConfig
+from plugin.core.clock import ManualClock
+from plugin.model.loading import EmotionModel
+from plugin.model.modeldir import build_random_model_dir
+from plugin.services import Services, build
+from plugin.web.app import create_app
 from tests.helpers import FakeServer, Reply, wait_until, wecom_robot
 
 HERE = Path(__file__).resolve().parent
 SECRET = "test-secret"
 PG_ADMIN_URL = os.environ.get("CALLMOOD_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+T0 = datetime(2026, 11, 24, 2, 2)  # 10:02 in Asia/Shanghai: where ManualClocks start
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny emotion2vec directory built by FunASR's own class with random weights."""
     return build_random_model_dir(tmp_path_factory.mktemp("emotion2vec-tiny"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def emotion_model(model_dir) -> EmotionModel:
+    """That model loaded once through funasr.AutoModel (batched engine, CPU), shared by
+    the tests that do not test loading itself."""
+    return EmotionModel(ModelConfig(path=str(model_dir), device="cpu"))
 
 
 def _postgres_available() -> str | None:
@@ -53,17 +74,27 @@ def postgres_admin():
     eng.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request, tmp_path) -> str:
-    """Each test gets its own empty database: an SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'callmood.db'}"
+def _postgres_url(request) -> str:
     admin = request.getfixturevalue("postgres_admin")
     schema = "t_" + uuid.uuid4().hex[:12]
     with admin.connect() as c:
         c.execute(text(f"CREATE SCHEMA {schema}"))
     request.addfinalizer(lambda: _drop_schema(admin, schema))
     return f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    """Each test gets its own empty database: an SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'callmood.db'}"
+    return _postgres_url(request)
+
+
+@pytest.fixture
+def postgres_url(request) -> str:
+    """A fresh PostgreSQL schema, for what only PostgreSQL does."""
+    return _postgres_url(request)
 
 
 def _drop_schema(admin, schema):
@@ -137,28 +168,79 @@ def make_config(tmp_path: Path, model_dir: Path | str | None, db_url: str, crm=N
     return config_mod.load(None, overrides=config_mod._deep_merge(data, overrides))
 
 
+def use_model(svc: Services, model: EmotionModel) -> None:
+    """Hand ``svc`` an already loaded model, as if its loader had just loaded it."""
+    svc.model.model = model
+    svc.model.state, svc.model.reason = "ready", "Model is ready for inference"
+
+
+def body_of(event: dict | bytes) -> bytes:
+    return event if isinstance(event, bytes) else json.dumps(event).encode()
+
+
+def signed(event: dict | bytes, secret: str = SECRET, signature: str | None = None) -> dict:
+    """Keyword arguments that POST ``event`` to /webhooks/<source> as a signed helpdesk would."""
+    body = body_of(event)
+    sig = signature if signature is not None else sign(body, secret)
+    return {"data": body, "headers": {"Content-Type": "application/json", "X-CallMood-Signature": sig}}
+
+
+# --- integration: the app in-process (flaskr's app/client fixtures) ----------------------
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def services(tmp_path, sqlite_url):
+    """Services on a fresh SQLite database with the test rules; no worker, no model.
+    A test that needs another config builds its own with ``make_config`` and ``build``."""
+    svc = build(make_config(tmp_path, None, sqlite_url))
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def app(services):
+    return create_app(services=services)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+# --- e2e: the whole service over real sockets ---------------------------------------------
+
 class Service:
     """The real service (app, worker, deliveries) serving real HTTP on 127.0.0.1."""
 
-    def __init__(self, cfg: config_mod.Config, start_runtime: bool = True, load_model: bool = True):
+    def __init__(self, cfg: config_mod.Config, start_runtime: bool = True, load_model: bool = True,
+                 model: EmotionModel | None = None, clock: ManualClock | None = None):
         self.cfg = cfg
         self.svc = build(cfg)
-        if load_model:
+        if clock is not None:  # leases expire when the test says, not when a slow machine lets them
+            self.svc.clock = clock
+        if model is not None:
+            use_model(self.svc, model)
+        elif load_model:
             self.svc.model.try_load()
         self.app = create_app(services=self.svc)
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
-        self.runtime = Runtime(self.svc).start() if start_runtime else None
+        self.runtime = self.svc.runtime().start() if start_runtime else None
         self.http = requests.Session()
+
+    def start_runtime(self) -> None:
+        self.runtime = self.svc.runtime().start()
 
     def post_event(self, event: dict | bytes, secret: str = SECRET, source: str = "generic",
                    signature: str | None = None) -> requests.Response:
-        body = event if isinstance(event, bytes) else json.dumps(event).encode()
-        sig = signature if signature is not None else sign(body, secret)
-        return self.http.post(f"{self.url}/webhooks/{source}", data=body,
-                              headers={"Content-Type": "application/json", "X-CallMood-Signature": sig})
+        return self.http.post(f"{self.url}/webhooks/{source}", **signed(event, secret, signature))
 
     def call(self, call_id: int) -> dict:
         r = self.http.get(f"{self.url}/api/calls/{call_id}")
@@ -184,10 +266,14 @@ class Service:
 
 
 @pytest.fixture
-def service_factory(tmp_path, model_dir):
+def service_factory(tmp_path, emotion_model):
+    """Make a running service; it gets the shared loaded model unless ``load_model=False``
+    (or a ``model=``) says otherwise."""
     made = []
 
     def make(cfg: config_mod.Config | None = None, **kw) -> Service:
+        if kw.get("load_model", True) and "model" not in kw:
+            kw["model"] = emotion_model
         s = Service(cfg, **kw)
         made.append(s)
         return s

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from plugin.audio.decode import ffmpeg_exe
+from plugin.core.data import Alert
 
 # (extension, ffmpeg codec arguments) for the formats call centers produce.
 FORMATS = {
@@ -123,7 +124,9 @@ class FakeServer:
         if tls_context is not None:
             self.httpd.socket = tls_context.wrap_socket(self.httpd.socket, server_side=True)
             self.url = f"https://localhost:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: close() waits for the loop to notice, once per test.
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
 
     def _reply(self, rec: Recorded) -> Reply:
@@ -171,3 +174,53 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --- routing: a routing.yaml and alerts as the rules engine makes them ------------------
+
+ROUTING = """\
+defaults:
+  group_by: [customer_id]
+  group_wait: 0s
+  cooldown: 4h
+receivers:
+  supervisors:    {sink: wecom, mentions: [supervisor01]}
+  finance_leads:  {sink: wecom, mentions: [lead01, lead02]}
+  quality_review: {sink: wecom, mentions: []}
+routes:
+  - match: {scenario: [finance_complaint], severity: [critical]}
+    receiver: finance_leads
+    cooldown: 1h
+  - match: {role: [agent]}
+    receiver: quality_review
+  - receiver: supervisors
+"""
+
+def make_alert(rule="angry_customer", severity="warning", scenario="general", role="customer",
+               labels=None, summary=None) -> Alert:
+    return Alert(rule=rule, scenario=scenario, severity=severity, role=role, emotions=["angry"], share=0.5,
+                 confidence=0.9, matched=[(0.0, 3.0), (63.0, 66.0)],
+                 summary=summary or f"{rule} ({severity})", labels=labels or {}, details={"share": 0.5})
+
+
+# --- the `callmood` command, in this process ---------------------------------------------
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
+    """Run ``callmood ARGS`` in this process (click's test runner): the same command, exit
+    code, stdout and stderr as a shell gets, without paying a Python start-up and FunASR's
+    import each time. tests/e2e runs the real processes."""
+    from click.testing import CliRunner
+
+    from plugin.cli import main
+
+    result = CliRunner(env=env).invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -1,17 +1,27 @@
-"""What every sink provides: render a planned action into a stored payload, send it.
+"""What every sink provides: its config, rendering a planned action into a stored
+payload, and sending that payload.
 
-Sinks never touch the database: the delivery loop hands them a payload and
-stores what they answer.
+Sinks never touch the database: the outbox hands them a payload and stores what they
+answer. Secrets (tokens, robot keys) stay in the sink's config and are added at send time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
+from pydantic import Field
 
-from plugin.config import SinkConfig
+from plugin.core.validation import StrictModel
+
+
+class SinkConfig(StrictModel):
+    """What every sink's section under ``sinks:`` has; each sink type adds its own keys
+    and a ``type: Literal[...]`` that names it."""
+
+    type: str
+    timeout_s: float | None = Field(None, gt=0)  # per request; default deliveries.timeout_s
 
 
 @dataclass(frozen=True)
@@ -23,7 +33,8 @@ class SendResult:
 
 
 class Sink:
-    kind = "base"
+    kind: ClassVar[str] = "base"
+    Config: ClassVar[type[SinkConfig]] = SinkConfig
 
     def __init__(self, name: str, cfg: SinkConfig):
         self.name = name
@@ -38,11 +49,7 @@ class Sink:
         raise NotImplementedError
 
     def headers(self, idempotency_key: str) -> dict[str, str]:
-        # Secrets are added here, at send time, so they are never stored with the payload.
-        h = {"User-Agent": "CallMood", "Idempotency-Key": idempotency_key}
-        if self.cfg.auth_header:
-            h["Authorization"] = self.cfg.auth_header
-        return h
+        return {"User-Agent": "CallMood", "Idempotency-Key": idempotency_key}
 
 
 def post_json(http: requests.Session, method: str, url: str, body: Any, headers: dict,

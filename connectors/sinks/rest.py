@@ -20,12 +20,13 @@ e.g. ``note: "{{ count }} alert(s): {% for i in alerts %}{{ i.alert.summary }}; 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import requests
+from pydantic import Field, field_validator
 
-from connectors.sinks.base import SendResult, Sink, post_json
-from rules.engine import render
+from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json
+from plugin.core.sandbox import render
 
 DEFAULT_BODY = {
     "customer_id": "{{ call.customer_id }}",
@@ -51,13 +52,41 @@ def render_tree(value: Any, ctx: dict[str, Any]) -> Any:
     return value
 
 
+class RestConfig(SinkConfig):
+    type: Literal["rest"]
+    url: str  # a Jinja2 template
+    method: str = "POST"
+    # Extra request headers (Jinja2 templates, stored with each delivery: no secrets here).
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Full value of the Authorization header, e.g. "Bearer ${CRM_TOKEN}"; added at send time, never stored.
+    auth_header: str | None = None
+    # Jinja2 template of the JSON body, rendered with call, alert, action and link; default DEFAULT_BODY.
+    body: Any = None
+
+    @field_validator("method")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"POST", "PUT", "PATCH"}:
+            raise ValueError("must be POST, PUT or PATCH")
+        return v
+
+
 class RestSink(Sink):
     kind = "rest"
+    Config = RestConfig
+    cfg: RestConfig
 
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         body = self.cfg.body if self.cfg.body is not None else DEFAULT_BODY
         return {"method": self.cfg.method, "url": render(self.cfg.url, **ctx),
                 "headers": render_tree(self.cfg.headers, ctx), "body": render_tree(body, ctx)}
+
+    def headers(self, idempotency_key: str) -> dict[str, str]:
+        h = super().headers(idempotency_key)
+        if self.cfg.auth_header:  # added here, at send time, so it is never stored
+            h["Authorization"] = self.cfg.auth_header
+        return h
 
     def send(self, payload: dict[str, Any], http: requests.Session, timeout: float,
              idempotency_key: str) -> SendResult:

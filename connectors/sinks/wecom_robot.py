@@ -7,7 +7,7 @@ The robot answers HTTP 200 with {"errcode": 0, "errmsg": "ok"} on success and a
 non-zero errcode otherwise (45009: rate limited, 40058: content too long...).
 Markdown content is capped at 4096 bytes of UTF-8; mentions are "<@userid>".
 
-One alert renders as TEMPLATE. A routed notification (plugin/notify.py) may carry several
+One alert renders as TEMPLATE. A routed notification (plugin/flow/notify/) may carry several
 alerts of one group (``alerts``: the worst one is ``alert``, the others are listed briefly
 under it) or be a quiet-hours digest (``digest``: every alert, one line each). Lists stop
 before the byte cap, so the link and the mentions always make it. ``action.mentions``
@@ -16,12 +16,13 @@ before the byte cap, so the link and the mentions always make it. ``action.menti
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import requests
+from pydantic import Field
 
-from connectors.sinks.base import SendResult, Sink, post_json
-from rules.engine import render
+from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json
+from plugin.core.sandbox import render
 
 MAX_BYTES = 4096
 
@@ -105,8 +106,17 @@ def _more(ctx: dict[str, Any], others: list[dict[str, Any]], budget: int) -> str
     return head + "\n" + "\n".join(_fit(lines, room))
 
 
+class WeComRobotConfig(SinkConfig):
+    type: Literal["wecom_robot"]
+    url: str  # https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=... (the key is a secret)
+    # WeCom user ids to @-mention in the alert ("<@userid>" in the markdown).
+    mentioned_list: list[str] = Field(default_factory=list)
+
+
 class WeComRobotSink(Sink):
     kind = "wecom_robot"
+    Config = WeComRobotConfig
+    cfg: WeComRobotConfig
 
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         alert = ctx["alert"]

@@ -1,11 +1,11 @@
-"""What every webhook source provides: verify the sender, normalize the event."""
+"""What every webhook source provides: its config, verifying the sender, normalizing the event."""
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+from typing import ClassVar, Mapping, Protocol
 
-from plugin.config import SourceConfig
-from plugin.data import CallEvent
+from plugin.core.data import CallEvent
+from plugin.core.validation import StrictModel
 
 
 class SignatureError(Exception):
@@ -21,8 +21,15 @@ class EventError(Exception):
         self.message = message
 
 
+class SourceConfig(StrictModel):
+    """What every source's section under ``sources:`` has; a source adds its own keys."""
+
+    enabled: bool = True
+
+
 class Source(Protocol):
-    name: str
+    name: ClassVar[str]
+    Config: ClassVar[type[SourceConfig]]  # its section under `sources:` in the config
 
     def verify(self, headers: Mapping[str, str], body: bytes, cfg: SourceConfig) -> None: ...
 

@@ -18,9 +18,9 @@ from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.sources.base import EventError, SignatureError
-from plugin.config import SourceConfig
-from plugin.data import CallEvent
+from connectors.sources.base import EventError, SignatureError, SourceConfig
+from plugin.core.data import CallEvent
+from plugin.core.validation import first_problem
 
 ROLES = {"agent", "customer"}
 
@@ -28,6 +28,11 @@ ROLES = {"agent", "customer"}
 def sign(body: bytes, secret: str) -> str:
     """The header value a sender puts on ``body`` (also used by tests and examples)."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class GenericConfig(SourceConfig):
+    secret: str | None = None  # HMAC-SHA256 key shared with the helpdesk; until set, every event is refused
+    signature_header: str = "X-CallMood-Signature"
 
 
 class GenericEvent(BaseModel):
@@ -39,7 +44,7 @@ class GenericEvent(BaseModel):
     customer_phone: str | None = Field(None, max_length=64)
     agent_id: str | None = Field(None, max_length=255)
     queue: str | None = Field(None, max_length=255)
-    scenario: str | None = Field(None, max_length=255)
+    scenario: str | None = Field(None, max_length=255)  # another name of queue; wins when both are given
     ticket_id: str | None = Field(None, max_length=255)
     channels: dict[str, str] | None = None
 
@@ -65,8 +70,9 @@ class GenericEvent(BaseModel):
 
 class GenericSource:
     name = "generic"
+    Config = GenericConfig
 
-    def verify(self, headers: Mapping[str, str], body: bytes, cfg: SourceConfig) -> None:
+    def verify(self, headers: Mapping[str, str], body: bytes, cfg: GenericConfig) -> None:
         if not cfg.secret:
             raise SignatureError(f"source {self.name!r} has no secret configured (sources.{self.name}.secret)")
         given = headers.get(cfg.signature_header, "")
@@ -89,15 +95,13 @@ class GenericSource:
         try:
             ev = GenericEvent.model_validate(data)
         except ValidationError as err:
-            e = err.errors()[0]
-            field = ".".join(str(p) for p in e["loc"]) or "body"
-            msg = "is required" if e["type"] == "missing" else e["msg"]
-            raise EventError(field, msg) from None
+            field, what = first_problem(err)
+            raise EventError(field or "body", what) from None
         known = set(GenericEvent.model_fields)
         return CallEvent(
             source=self.name, call_id=ev.call_id, recording_url=ev.recording_url,
             customer_id=ev.customer_id, customer_phone=ev.customer_phone, agent_id=ev.agent_id,
-            scenario=ev.scenario or ev.queue, ticket_id=ev.ticket_id,
+            queue=ev.scenario or ev.queue, ticket_id=ev.ticket_id,
             channel_roles={int(k): v for k, v in ev.channels.items()} if ev.channels else None,
             metadata={k: v for k, v in data.items() if k not in known},
             raw=data,

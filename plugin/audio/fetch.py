@@ -19,12 +19,13 @@ from urllib.parse import urljoin
 
 import certifi
 import urllib3
-from urllib3.exceptions import HTTPError, LocationParseError, SSLError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError, LocationParseError, SSLError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Timeout, parse_url
 
 from plugin.config import FetchConfig
 
-CHUNK = 64 * 1024
+READ_BYTES = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -160,7 +161,7 @@ def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, deadline: flo
     size = 0
     try:
         with open(tmp, "wb") as out:
-            for chunk in resp.stream(CHUNK):
+            for chunk in resp.stream(READ_BYTES):
                 size += len(chunk)
                 if size > cfg.max_bytes:
                     raise FetchError(f"recording exceeds the {cfg.max_bytes}-byte limit (fetch.max_bytes)")

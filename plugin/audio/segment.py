@@ -38,7 +38,7 @@ def tracks_for(audio: DecodedAudio, channel_roles: dict[int, str] | None) -> tup
 
 
 # Tails are trimmed to a multiple of this, so windows come in a few lengths only and
-# batch without padding (see plugin/batched.py); it trims at most 0.25 s off a tail.
+# batch without padding (see plugin/model/batched.py); it trims at most 0.25 s off a tail.
 QUANTUM_S = 0.25
 
 

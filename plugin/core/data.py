@@ -1,0 +1,146 @@
+"""Plain data passed between the parts: sources -> plugin -> rules -> sinks.
+
+Nothing here touches the database or the network, so connectors and rules can
+depend on it freely.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+# emotion2vec+ labels, in model output order (FunASR gives them as "生气/angry").
+EMOTIONS = (
+    "angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown",
+)
+
+
+# An alert's severity, mildest first: rules set it, routing and the dashboard rank by it.
+SEVERITIES = ("info", "warning", "critical")
+Severity = Literal["info", "warning", "critical"]
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else -1
+
+
+def normalize_label(token: str) -> str:
+    """'生气/angry' -> 'angry'; '<unk>' -> 'unknown'."""
+    token = token.split("/")[-1].strip().lower()
+    return "unknown" if token in ("<unk>", "unk", "") else token
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """A call-completed event, normalized from whichever helpdesk sent it."""
+
+    source: str
+    call_id: str
+    recording_url: str
+    customer_id: str | None = None
+    customer_phone: str | None = None
+    agent_id: str | None = None
+    queue: str | None = None  # the helpdesk's queue; rules pick the call's scenario with it
+    ticket_id: str | None = None
+    # channel index -> role, e.g. {0: "agent", 1: "customer"}; None = mixed mono
+    channel_roles: dict[int, str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # fields the source does not know
+    raw: dict[str, Any] = field(default_factory=dict)  # the event as received, kept for audit
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """emotion2vec's verdict on one window of one channel."""
+
+    start: float  # seconds from the start of the call
+    end: float
+    channel: int
+    role: str  # "customer", "agent" or "mixed"
+    label: str
+    confidence: float
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RoleSummary:
+    role: str
+    segments: int
+    seconds: float
+    label_counts: dict[str, int]
+    top_label: str | None
+    top_share: float
+    mean_confidence: float
+
+
+@dataclass(frozen=True)
+class CallAnalysis:
+    """All segment results of a call and their per-role summaries."""
+
+    duration: float
+    segments: list[SegmentResult]
+    roles: dict[str, RoleSummary]
+    emotion: str | None  # the call's verdict: majority label over all segments
+    confidence: float  # mean confidence of the segments carrying that label
+
+    def summary(self) -> dict:
+        return {
+            "duration": round(self.duration, 3),
+            "emotion": self.emotion,
+            "confidence": round(self.confidence, 4),
+            "segments": len(self.segments),
+            "roles": {k: asdict(v) for k, v in self.roles.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Action:
+    """One outbound action a fired rule asks for: which sink, with what parameters."""
+
+    sink: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A rule that fired on a call, with the evidence supervisors need."""
+
+    rule: str
+    scenario: str
+    severity: str
+    role: str
+    emotions: list[str]
+    share: float  # share of the role's segments that matched
+    confidence: float  # mean confidence of the matching segments
+    matched: list[tuple[float, float]]  # (start, end) of matching segments
+    summary: str
+    actions: list[Action] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # the rule's labels (routing matches on them)
+    # The measures behind the verdict, e.g. {"share": 0.4, "longest_run_s": 12.0, "rise": 0.5}
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def summarize(segments: list[SegmentResult], duration: float) -> CallAnalysis:
+    """A call's analysis from its segment results: per-role summaries and the verdict."""
+    roles: dict[str, RoleSummary] = {}
+    for role in sorted({s.role for s in segments}):
+        mine = [s for s in segments if s.role == role]
+        counts = Counter(s.label for s in mine)
+        top, n = counts.most_common(1)[0]
+        roles[role] = RoleSummary(
+            role=role, segments=len(mine), seconds=round(sum(s.end - s.start for s in mine), 3),
+            label_counts=dict(counts), top_label=top, top_share=round(n / len(mine), 4),
+            mean_confidence=round(sum(s.confidence for s in mine) / len(mine), 4))
+    # The call's verdict is the customer's when we can hear them apart, else the whole call's
+    # (the tutorial's vote over 3 s pieces).
+    judged = [s for s in segments if s.role == "customer"] or segments
+    emotion, confidence = None, 0.0
+    if judged:
+        emotion = Counter(s.label for s in judged).most_common(1)[0][0]
+        winners = [s.confidence for s in judged if s.label == emotion]
+        confidence = sum(winners) / len(winners)
+    return CallAnalysis(duration=duration, segments=segments, roles=roles,
+                        emotion=emotion, confidence=round(confidence, 4))

@@ -1,0 +1,82 @@
+"""Decoded audio -> SegmentResults -> CallAnalysis.
+
+Shared by the worker, the demo /predict endpoint and `callmood analyze`, so all
+three cut, skip and summarize the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from plugin.audio import segment as seg
+from plugin.audio import vad
+from plugin.audio.decode import DecodedAudio
+from plugin.config import AudioConfig
+from plugin.core.data import CallAnalysis, SegmentResult, summarize
+from plugin.model.loading import EmotionModel
+
+# Windows a call hands to the model at a time: bounds memory on long calls (the model
+# batches them, together with other calls' windows, by its own batch size).
+WINDOWS_PER_REQUEST = 128
+
+
+def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
+                  channel_roles: dict[int, str] | None = None,
+                  on_progress: Callable[[int, int], None] | None = None) -> tuple[CallAnalysis, dict]:
+    """Classify the speech (or every audible window) of every track; returns the analysis and notes."""
+    tracks, note = seg.tracks_for(audio, channel_roles)
+    wins: list[seg.Window] = []
+    speech_frames = 0
+    probs = [None] * len(tracks)
+    if cfg.vad == "silero":  # every track at once: their pieces share the VAD's batches
+        probs = vad.speech_probs_of_tracks(
+            [lambda a, b, t=track: seg.read(audio, t, a, b) for track in tracks], audio.frames)
+    for track, track_probs in zip(tracks, probs):
+        regions = None
+        if track_probs is not None:
+            regions = vad.regions_from_probs(track_probs, audio.frames, cfg.vad_threshold, cfg.min_speech_s,
+                                             cfg.min_silence_s, cfg.speech_pad_s)
+            speech_frames += sum(b - a for a, b in regions)
+        wins += seg.windows(audio, track, cfg.window_s, cfg.min_segment_s, regions)
+    if on_progress:
+        on_progress(0, len(wins))
+
+    results: list[SegmentResult] = []
+    quiet_frames = 0
+    # Samples are read from the memory-mapped decode a chunk at a time, so a long call
+    # is never held in memory whole.
+    for i in range(0, len(wins), WINDOWS_PER_REQUEST):
+        batch = []
+        for w in wins[i:i + WINDOWS_PER_REQUEST]:
+            x = seg.samples(audio, w)
+            if cfg.vad == "energy" and seg.dbfs(x) < cfg.silence_dbfs:
+                quiet_frames += w.end - w.start
+                continue
+            batch.append((w, x))
+        for (w, _), scores in zip(batch, model.classify([x for _, x in batch])):
+            label = max(scores, key=scores.get)
+            results.append(SegmentResult(
+                start=round(w.start / audio.sample_rate, 3), end=round(w.end / audio.sample_rate, 3),
+                channel=w.channel, role=w.role, label=label, confidence=round(scores[label], 6),
+                scores={k: round(v, 6) for k, v in scores.items()}))
+        if on_progress:
+            on_progress(min(i + WINDOWS_PER_REQUEST, len(wins)), len(wins))
+
+    rate = audio.sample_rate
+    track_s = audio.duration * len(tracks)
+    classified_s = sum(r.end - r.start for r in results)
+    notes = {"tracks": [{"channel": t.channel, "role": t.role} for t in tracks],
+             "channels_in_file": audio.channels, "vad": cfg.vad,
+             # Seconds over all analysed tracks (a stereo call has two tracks).
+             "audio_s": round(track_s, 3),
+             "classified_s": round(classified_s, 3),
+             "skipped_s": round(max(track_s - classified_s, 0.0), 3),
+             "skipped_share": round(1 - classified_s / track_s, 4) if track_s else 0.0}
+    if cfg.vad == "silero":
+        notes["speech_s"] = round(speech_frames / rate, 3)
+    if cfg.vad == "energy":
+        notes["skipped_silence_s"] = round(quiet_frames / rate, 3)
+    if note:
+        notes["layout_note"] = note
+    return summarize(results, audio.duration), notes
+

@@ -1,0 +1,39 @@
+"""Where alerts go: the configured sinks, the delivery queue they are planned into, and
+the links messages carry. One place turns "this sink, this context" into a stored delivery."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from connectors.sinks import Sink
+from plugin.flow.context import Links
+from plugin.store.deliveries import DeliveryQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    sinks: dict[str, Sink]
+    deliveries: DeliveryQueue
+    links: Links
+
+    def plan(self, s: Session, sink: Sink, ctx: dict[str, Any], *, alert_id: int | None = None,
+             notification_id: int | None = None) -> None:
+        """Store the payload ``sink`` renders from ``ctx`` as a delivery, in the caller's transaction.
+
+        A template that fails on this call's data makes that one delivery dead, with the
+        reason; the call's analysis and its other deliveries stand."""
+        owner = f"alert {alert_id}" if alert_id is not None else f"notification {notification_id}"
+        try:
+            payload = sink.render(ctx)
+        except Exception as exc:
+            log.error("%s: cannot render the %s payload: %s", owner, sink.name, exc)
+            self.deliveries.add(s, sink.name, {}, alert_id=alert_id, notification_id=notification_id,
+                                dead_because=f"cannot render payload: {exc.__class__.__name__}: {exc}")
+        else:
+            self.deliveries.add(s, sink.name, payload, alert_id=alert_id, notification_id=notification_id)

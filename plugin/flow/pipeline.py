@@ -1,0 +1,129 @@
+"""One analysis job: fetch -> decode -> segment -> infer (plugin/flow/recording.py),
+judge, then one transaction that stores the results and plans deliveries
+(plugin/flow/results.py).
+
+Every stage is idempotent: re-running a job (after a crash, a lease expiry or a retry)
+rewrites the same segment rows and adds no second alert or delivery; a worker that lost
+its lease commits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from plugin.audio.decode import DecodeError
+from plugin.audio.fetch import FetchError
+from plugin.config import Config
+from plugin.core import metrics
+from plugin.core.clock import Clock
+from plugin.flow.context import call_context
+from plugin.flow.outputs import Outputs
+from plugin.flow.recording import analyze_recording
+from plugin.flow.results import Verdict, store_results
+from plugin.model.loading import ModelService, ModelUnavailable
+from plugin.store.jobs import JobQueue
+from plugin.store.tables import Call, Job
+from rules.engine import RuleSet, evaluate
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (our lease expired): stop and change nothing."""
+
+
+class Pipeline:
+    def __init__(self, *, config: Config, sessions: sessionmaker[Session], clock: Clock, jobs: JobQueue,
+                 model: ModelService, rules: Callable[[], RuleSet], outputs: Outputs):
+        self.config = config  # fetch, audio, worker.keep_recordings, model.retry_interval_s, data_dir
+        self.sessions = sessions
+        self.clock = clock
+        self.jobs = jobs
+        self.model = model
+        self.rules = rules  # the rules in force now (hot-reloaded): read once per call
+        self.outputs = outputs
+
+    def run_job(self, job_id: int, owner: str) -> None:
+        """Process a claimed job and record its outcome."""
+        with self.sessions() as s:
+            job = s.get(Job, job_id)
+            call_id, attempts = job.call_id, job.attempts
+        try:
+            self.analyze_call(call_id, job_id=job_id, owner=owner)
+        except LeaseLost:
+            log.warning("job %s (call %s): lease lost to another worker; abandoning this attempt", job_id, call_id)
+        except DecodeError as exc:  # corrupt or not audio: retrying will not help
+            self._fail(job_id, owner, call_id, str(exc), attempts, retryable=False)
+        except FetchError as exc:
+            self._fail(job_id, owner, call_id, str(exc), attempts, retryable=exc.retryable)
+        except ModelUnavailable as exc:
+            # Not the call's fault: put it back until the model is there again.
+            with self.sessions.begin() as s:
+                self.jobs.fail(s, job_id, owner, str(exc), retry_in_s=self.config.model.retry_interval_s)
+        except Exception as exc:
+            log.exception("job %s (call %s) failed", job_id, call_id)
+            self._fail(job_id, owner, call_id, f"{exc.__class__.__name__}: {exc}", attempts, retryable=True)
+
+    def _fail(self, job_id: int, owner: str, call_id: int, error: str, attempts: int, retryable: bool) -> None:
+        delay = self.jobs.policy.next_try_in(attempts, retryable)
+        with self.sessions.begin() as s:  # the job and its call fail together
+            status = self.jobs.fail(s, job_id, owner, error, delay)
+        if status is None:
+            return  # our lease expired and another worker has the job now
+        log.warning("call %s: %s (%s)", call_id, error, "will retry" if status == "queued" else "failed")
+        metrics.CALLS.labels(outcome="retry" if status == "queued" else "failed").inc()
+
+    def analyze_call(self, call_id: int, job_id: int | None = None, owner: str | None = None) -> None:
+        model = self.model.get()  # raises ModelUnavailable before any work is done
+        with self.sessions() as s:
+            call = s.get(Call, call_id)
+            ctx = call_context(call)  # what rules and templates see of the call
+            url, roles = call.recording_url, call.channel_roles
+        channel_roles = {int(k): v for k, v in roles.items()} if roles else None
+
+        heard = analyze_recording(call_id, url, channel_roles, model, self.config,
+                                  self._lease_keeper(job_id, owner))
+        analysis, timings = heard.analysis, heard.timings
+
+        t = time.perf_counter()
+        ctx["duration_s"] = analysis.duration
+        rules = self.rules()  # one version for judging and routing, whatever a reload does meanwhile
+        scenario, alerts = evaluate(rules, analysis, ctx)
+        timings["judge"] = time.perf_counter() - t
+
+        # Results, verdict, alerts, deliveries and the job's completion commit together,
+        # and only while we still hold the job.
+        t = time.perf_counter()
+        with self.sessions.begin() as s:
+            if job_id is not None and not self.jobs.finish(s, job_id, owner):
+                raise LeaseLost(job_id)
+            call = s.get(Call, call_id)
+            store_results(s, call, ctx, analysis, heard.notes, Verdict(scenario, alerts, rules), self.outputs,
+                          self.clock.now(s))
+            timings["store_and_plan"] = time.perf_counter() - t
+            timings["received_to_analyzed"] = (call.analyzed_at - call.received_at).total_seconds()
+            call.timings = {k: round(v, 4) for k, v in timings.items()}
+        metrics.CALLS.labels(outcome="analyzed").inc()
+        metrics.AUDIO_SECONDS.labels(outcome="classified").inc(heard.notes["classified_s"])
+        metrics.AUDIO_SECONDS.labels(outcome="skipped").inc(heard.notes["skipped_s"])
+        for stage, seconds in call.timings.items():
+            metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        log.info("call %s analyzed: %s segments, emotion=%s, %d alert(s), scenario=%s",
+                 call_id, len(analysis.segments), analysis.emotion, len(alerts), call.scenario)
+
+    def _lease_keeper(self, job_id: int | None, owner: str | None):
+        """Renews the job's lease during a long call; raises LeaseLost once another worker has it."""
+        lease_s = self.jobs.lease_s
+        last = [time.monotonic()]
+
+        def keep(force: bool = False) -> None:
+            if job_id is None or not (force or time.monotonic() - last[0] > lease_s / 3):
+                return
+            if not self.jobs.renew(job_id, owner):
+                raise LeaseLost(job_id)
+            last[0] = time.monotonic()
+        return keep

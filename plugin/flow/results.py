@@ -1,0 +1,82 @@
+"""The second half of a job: one transaction stores a call's results and verdict, its
+alerts and every delivery they plan (rule actions and routed notifications).
+
+Idempotent: a re-run rewrites the same segment rows and adds no second alert (one per
+call and rule), no second delivery (one per alert and sink) and no second routing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from plugin.core.data import Alert, CallAnalysis
+from plugin.flow import notify
+from plugin.flow.outputs import Outputs
+from plugin.store.tables import AlertRow, Call, Delivery, Segment
+from rules.engine import RuleSet, Scenario, alert_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the rules made of a call's analysis."""
+
+    scenario: Scenario | None
+    alerts: list[Alert]
+    rules: RuleSet  # the version that judged it: routing uses the same one
+
+
+def store_results(s: Session, call: Call, ctx: dict[str, Any], analysis: CallAnalysis, notes: dict[str, Any],
+                  verdict: Verdict, outputs: Outputs, now: datetime) -> None:
+    """Store the call's segments, summary and alerts; plan their deliveries and notifications.
+
+    ``now``: the clock's time for this transaction (the database's on PostgreSQL)."""
+    s.execute(delete(Segment).where(Segment.call_id == call.id))
+    s.add_all(Segment(call_id=call.id, channel=r.channel, role=r.role, start=r.start, end=r.end,
+                      label=r.label, confidence=r.confidence, scores=r.scores)
+              for r in analysis.segments)
+    call.status, call.error = "analyzed", None
+    call.analyzed_at = now
+    call.duration_s = round(analysis.duration, 3)
+    call.scenario = verdict.scenario.scenario if verdict.scenario else None
+    call.emotion, call.confidence = analysis.emotion, analysis.confidence
+    call.summary = {**analysis.summary(), **notes}
+    planned = [(alert, plan_alert(s, call, ctx, alert, outputs, now)) for alert in verdict.alerts]
+    # Supervisor notifications (routing.yaml: grouping, cooldown, quiet hours); those due
+    # at once (group_wait 0) become deliveries in this same transaction.
+    notify.route_alerts(s, ctx, planned, verdict.rules.routing, now, outputs.sinks.keys())
+    notify.flush_due(s, now, verdict.rules.routing, outputs)
+
+
+def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, outputs: Outputs,
+               now: datetime) -> AlertRow:
+    """Store the alert (once per call and rule) and one delivery per action (once per sink)."""
+    row = s.execute(select(AlertRow).where(AlertRow.call_id == call.id, AlertRow.rule == alert.rule)).scalar()
+    if row is None:
+        row = AlertRow(call_id=call.id, rule=alert.rule, scenario=alert.scenario,
+                       severity=alert.severity, role=alert.role, emotions=alert.emotions,
+                       share=alert.share, confidence=alert.confidence,
+                       matched=[list(m) for m in alert.matched], summary=alert.summary,
+                       customer_id=call.customer_id, labels=dict(alert.labels),
+                       details=dict(alert.details), routing=[], created_at=now)
+        s.add(row)
+        s.flush()
+    have = {d.sink for d in s.execute(select(Delivery).where(Delivery.alert_id == row.id)).scalars()}
+    for action in alert.actions:
+        if action.sink in have:
+            continue
+        sink = outputs.sinks.get(action.sink)
+        if sink is None:
+            log.warning("alert %s: sink %r is not configured; action skipped", row.id, action.sink)
+            continue
+        outputs.plan(s, sink, {"call": ctx, "alert": alert_context(alert), "action": action.params,
+                               "link": outputs.links.call(call.id)}, alert_id=row.id)
+        have.add(action.sink)
+    return row

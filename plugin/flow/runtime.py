@@ -1,0 +1,121 @@
+"""Background work inside a process: model loading, the worker, the delivery loop, and
+the scheduler's periodic jobs (notifications due, edited rule files).
+
+`callmood serve` runs all of it beside the web app (the embedded default);
+`callmood worker` runs it without the web app, on as many machines as needed.
+Build one with ``Services.runtime()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timezone
+from typing import Callable
+
+import requests
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from plugin.config import Config
+from plugin.flow.outbox import Outbox
+from plugin.flow.pipeline import Pipeline
+from plugin.flow.rules_watch import RulesHolder
+from plugin.model.loading import ModelService
+from plugin.store.jobs import JobQueue
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, *, config: Config, model: ModelService, rules: RulesHolder, jobs: JobQueue,
+                 pipeline: Pipeline, outbox: Outbox, flush_notifications: Callable[[], int],
+                 worker: bool = True, deliveries: bool = True):
+        self.config = config
+        self.model = model
+        self.rules = rules
+        self.jobs = jobs
+        self.pipeline = pipeline
+        self.outbox = outbox
+        self.flush_notifications = flush_notifications
+        self.run_worker = worker
+        self.run_deliveries = deliveries
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._http = requests.Session()
+        self._http.trust_env = False
+        self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+    def start(self) -> Runtime:
+        cfg = self.config
+        self.scheduler.add_job(self._load_model, "interval", id="load_model",
+                               seconds=cfg.model.retry_interval_s, next_run_time=datetime.now(timezone.utc))
+        if cfg.rules.reload_interval_s:
+            self.scheduler.add_job(self._reload_rules, "interval", id="reload_rules",
+                                   seconds=cfg.rules.reload_interval_s)
+        if self.run_deliveries:
+            self.scheduler.add_job(self._deliver, "interval", id="deliveries",
+                                   seconds=cfg.deliveries.poll_interval_s)
+            # Notifications whose time has come (group_wait, quiet-hours digests) become deliveries.
+            self.scheduler.add_job(self._flush_notifications, "interval", id="notifications",
+                                   seconds=cfg.deliveries.poll_interval_s)
+        self.scheduler.start()
+        if self.run_worker:
+            # Several calls in flight: while one is on the model, the others download,
+            # decode and run the VAD, and their windows share the model's batches.
+            for i in range(cfg.worker.concurrency):
+                t = threading.Thread(target=self._work, name=f"callmood-worker-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.scheduler.shutdown(wait=True)
+        for t in self._threads:
+            t.join(timeout=30)
+        self._http.close()
+
+    def _load_model(self) -> None:
+        if self.model.try_load():
+            self.scheduler.remove_job("load_model")
+
+    def _reload_rules(self) -> None:
+        try:
+            self.rules.reload_if_changed()
+        except Exception:
+            log.exception("rules reload error; the rules in force are unchanged")
+
+    def _flush_notifications(self) -> None:
+        try:
+            self.flush_notifications()
+        except Exception:
+            log.exception("notification flush error")
+
+    def _deliver(self) -> None:
+        try:
+            self.outbox.drain(self._http, self.owner)
+        except Exception:
+            log.exception("delivery loop error")
+
+    def _work(self) -> None:
+        cfg = self.config.worker
+        while not self._stop.is_set():
+            if not self.model.ready:
+                # Jobs wait in the database until the model loads; nothing is lost.
+                self._stop.wait(cfg.poll_interval_s)
+                continue
+            try:
+                job_id = self.jobs.claim(self.owner)
+                if job_id is None:
+                    self._stop.wait(cfg.poll_interval_s)
+                    continue
+                self.pipeline.run_job(job_id, self.owner)
+            except Exception:
+                # The database went away mid-job, say: the job's lease will expire and it
+                # is taken again; this thread must live on to take it.
+                log.exception("worker error; retrying in %.0fs", cfg.retry_backoff_s)
+                self._stop.wait(min(cfg.retry_backoff_s, 30))

@@ -1,0 +1,196 @@
+"""emotion2vec through FunASR: loading the model and classifying windows."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from plugin.config import ModelConfig
+from plugin.core.data import EMOTIONS, normalize_label
+from plugin.model.batcher import Batcher
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(Exception):
+    """The model is not loaded (yet); the message says why."""
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("model.device is 'cuda' but torch sees no CUDA device")
+    return device
+
+
+def check_model_dir(path: str) -> None:
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelUnavailable(f"model.path {path!r} is not a directory")
+    missing = [f for f in ("config.yaml", "model.pt") if not (p / f).is_file()]
+    if missing:
+        raise ModelUnavailable(f"model.path {path!r} lacks {', '.join(missing)}")
+
+
+class EmotionModel:
+    """A loaded emotion2vec model. Thread-safe: calls are serialized."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+        if cfg.path:
+            check_model_dir(cfg.path)  # before importing torch and FunASR: a missing directory is said at once
+        self.device = resolve_device(cfg.device)
+        self.threads = cfg.threads or len(os.sched_getaffinity(0))
+        self._lock = threading.Lock()
+        self.automodel = self._load()
+        self.source = cfg.path or cfg.name
+        self.precision = "fp32"
+        self.batch_size = cfg.batch_size or (64 if self.device == "cuda" else 16)
+        self.batcher: Batcher | None = None
+        if cfg.engine == "batched":
+            from plugin.model.batched import BatchedEmotion2vec  # imports torch: only where a model loads
+
+            try:
+                fast = BatchedEmotion2vec(self.automodel.model, self.automodel.kwargs["tokenizer"].token_list,
+                                          self.device, cfg.precision)
+            except (ValueError, TypeError) as exc:
+                raise ModelUnavailable(f"cannot prepare the batched model: {exc}") from exc
+            self.precision = fast.precision
+            self.batcher = Batcher(fast, self.batch_size)
+        elif cfg.precision not in ("auto", "fp32"):
+            raise ModelUnavailable(f"model.precision {cfg.precision!r} needs model.engine 'batched'")
+
+    def describe(self) -> str:
+        return (f"{self.source} on {self.device} ({self.cfg.engine}, {self.precision}, "
+                f"batch {self.batch_size if self.batcher else 1}, {self.threads} threads)")
+
+    def _load(self):
+        # FunASR prints notices (and hub download failures) to stdout at import and load
+        # time; keep stdout for our own output (e.g. `callmood analyze --csv`).
+        chatter = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+            warnings.simplefilter("ignore")  # pydub/funasr import-time noise about ffmpeg
+            try:
+                return self._build()
+            except ModelUnavailable as exc:
+                failed = [ln for ln in chatter.getvalue().splitlines() if "failed!:" in ln]
+                if failed and not self.cfg.path:
+                    # FunASR goes on after a failed download and then reports the model as
+                    # "not registered"; the download error is the useful reason.
+                    why = failed[-1].split("failed!:", 1)[1].strip()[:200]
+                    raise ModelUnavailable(
+                        f"cannot download emotion2vec model {self.cfg.name!r} from hub {self.cfg.hub!r}: "
+                        f"{why} (offline? set model.path to a downloaded model directory)") from exc
+                raise
+            finally:
+                if chatter.getvalue().strip():
+                    log.debug("funasr: %s", chatter.getvalue().strip())
+
+    def _build(self):
+        if self.cfg.path:
+            target = str(Path(self.cfg.path).resolve())
+        else:
+            target = self.cfg.name
+        from funasr import AutoModel
+
+        try:
+            # ncpu: FunASR would set torch to 4 threads whatever the machine has.
+            model = AutoModel(model=target, hub=self.cfg.hub, device=self.device, ncpu=self.threads,
+                              disable_update=True, disable_pbar=True, log_level="ERROR")
+        except Exception as exc:  # FunASR raises plain RuntimeError/AssertionError
+            where = "local directory" if self.cfg.path else f"hub {self.cfg.hub!r}"
+            hint = "" if self.cfg.path else " (offline? set model.path to a downloaded model directory)"
+            raise ModelUnavailable(f"cannot load emotion2vec model {target!r} from {where}: "
+                                   f"{_first_line(exc)}{hint}") from exc
+        if getattr(model.model, "proj", None) is None:
+            raise ModelUnavailable(f"model {target!r} has no classification head (not an emotion2vec+ model?)")
+        return model
+
+    def classify(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
+        """Scores over the 9 emotions for each 16 kHz mono float32 waveform.
+
+        Safe to call from many threads at once: with the batched engine their windows
+        share batches on the one inference thread.
+        """
+        if not waveforms:
+            return []
+        if self.batcher is not None:
+            rows = self.batcher.classify([np.asarray(w, dtype=np.float32) for w in waveforms])
+            return [{e: float(v) for e, v in zip(EMOTIONS, row)} for row in rows]
+        with self._lock:
+            results = self.automodel.generate(input=list(waveforms), granularity="utterance",
+                                              extract_embedding=False, disable_pbar=True)
+        out = []
+        for r in results:
+            scores = {e: 0.0 for e in EMOTIONS}
+            for token, score in zip(r["labels"], r["scores"]):
+                scores[normalize_label(token)] = float(score)
+            out.append(scores)
+        return out
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else exc.__class__.__name__
+
+
+class ModelService:
+    """Loads the model in the background and says why it is not ready until it is.
+
+    The service accepts webhooks while the model is missing; workers wait for it.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+        self.model: EmotionModel | None = None
+        self.state = "not loaded"
+        self.reason = "model loading has not started"
+        self.last_attempt: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    def try_load(self) -> bool:
+        """One loading attempt; returns True when the model is ready."""
+        if self.model is not None:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return False  # another thread is loading
+        try:
+            self.state, self.reason = "loading", f"loading {self.cfg.path or self.cfg.name}"
+            self.last_attempt = time.time()
+            t0 = time.perf_counter()
+            try:
+                self.model = EmotionModel(self.cfg)
+            except ModelUnavailable as exc:
+                self.state, self.reason = "unavailable", str(exc)
+                log.warning("model not loaded: %s (next try in %.0fs)", exc, self.cfg.retry_interval_s)
+                return False
+            except Exception as exc:  # keep the service up whatever the loader throws
+                self.state, self.reason = "unavailable", f"model loading failed: {_first_line(exc)}"
+                log.exception("model loading failed")
+                return False
+            self.state, self.reason = "ready", "Model is ready for inference"
+            log.info("model %s loaded in %.1fs", self.model.describe(), time.perf_counter() - t0)
+            return True
+        finally:
+            self._lock.release()
+
+    def get(self) -> EmotionModel:
+        if self.model is None:
+            raise ModelUnavailable(self.reason)
+        return self.model
+

@@ -1,0 +1,108 @@
+"""Read queries for the API, the dashboard and /health: rows loaded with what their
+serializers (plugin/web/serializers.py) read, in short sessions."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from plugin.core.data import severity_rank
+from plugin.store.tables import AlertRow, Call, Delivery, Job, Notification
+
+Sessions = sessionmaker[Session]
+
+_ALERT_LOADS = (selectinload(AlertRow.deliveries), selectinload(AlertRow.feedback))
+_NOTIFICATION_LOADS = (selectinload(Notification.alerts), selectinload(Notification.delivery))
+
+
+def call(sessions: Sessions, call_id: int) -> Call | None:
+    """One call with its jobs, segments, alerts, their deliveries and feedback."""
+    with sessions() as s:
+        return s.execute(select(Call).where(Call.id == call_id).options(
+            selectinload(Call.jobs), selectinload(Call.segments),
+            selectinload(Call.alerts).selectinload(AlertRow.deliveries),
+            selectinload(Call.alerts).selectinload(AlertRow.feedback))).scalar()
+
+
+def calls(sessions: Sessions, status: str | None = None, limit: int = 50) -> list[Call]:
+    """Recent calls, newest first (without their segments)."""
+    with sessions() as s:
+        q = select(Call).options(selectinload(Call.jobs),
+                                 selectinload(Call.alerts).selectinload(AlertRow.deliveries),
+                                 selectinload(Call.alerts).selectinload(AlertRow.feedback))
+        if status:
+            q = q.where(Call.status == status)
+        return list(s.execute(q.order_by(Call.id.desc()).limit(limit)).scalars())
+
+
+def alert(sessions: Sessions, alert_id: int) -> AlertRow | None:
+    with sessions() as s:
+        return s.execute(select(AlertRow).where(AlertRow.id == alert_id).options(*_ALERT_LOADS)).scalar()
+
+
+def flagged_customers(sessions: Sessions, limit: int = 100) -> list[dict]:
+    """Customers with alerts, most recent first: the red-flag list support teams watch.
+
+    Severity is the worst of each customer's 20 latest alerts."""
+    with sessions() as s:
+        rows = s.execute(
+            select(AlertRow.customer_id, func.count(AlertRow.id), func.max(AlertRow.created_at))
+            .where(AlertRow.customer_id.is_not(None))
+            .group_by(AlertRow.customer_id)
+            .order_by(func.max(AlertRow.created_at).desc()).limit(limit)).all()
+        rank = func.row_number().over(partition_by=AlertRow.customer_id,
+                                      order_by=AlertRow.id.desc()).label("rank")
+        recent = (select(AlertRow.id, rank)
+                  .where(AlertRow.customer_id.in_([r[0] for r in rows])).subquery())
+        latest: dict[str, list[AlertRow]] = {}
+        for a in s.execute(select(AlertRow).join(recent, recent.c.id == AlertRow.id)
+                           .where(recent.c.rank <= 20).order_by(AlertRow.id.desc())).scalars():
+            latest.setdefault(a.customer_id, []).append(a)
+    out = []
+    for customer_id, count, last in rows:
+        mine = latest[customer_id]
+        worst = max(mine, key=lambda a: severity_rank(a.severity))
+        out.append({"customer_id": customer_id, "alerts": count, "last_alert_at": last,
+                    "severity": worst.severity, "last_call_id": mine[0].call_id,
+                    "last_summary": mine[0].summary, "emotions": mine[0].emotions})
+    return out
+
+
+def notifications(sessions: Sessions, status: str | None = None, receiver: str | None = None,
+                  limit: int = 50) -> list[Notification]:
+    """Supervisor notifications, newest first, with their alerts and delivery."""
+    with sessions() as s:
+        q = select(Notification).options(*_NOTIFICATION_LOADS)
+        if status:
+            q = q.where(Notification.status == status)
+        if receiver:
+            q = q.where(Notification.receiver == receiver)
+        return list(s.execute(q.order_by(Notification.id.desc()).limit(limit)).scalars())
+
+
+def notification(sessions: Sessions, notification_id: int) -> Notification | None:
+    with sessions() as s:
+        return s.execute(select(Notification).where(Notification.id == notification_id)
+                         .options(*_NOTIFICATION_LOADS)).scalar()
+
+
+def notifications_by_id(sessions: Sessions, ids: set[int]) -> dict[int, Notification]:
+    """The notifications ``ids``, with their delivery."""
+    if not ids:
+        return {}
+    with sessions() as s:
+        return {n.id: n for n in s.execute(select(Notification).where(Notification.id.in_(ids))
+                                           .options(selectinload(Notification.delivery))).scalars()}
+
+
+def queue_counts(sessions: Sessions) -> dict[str, int]:
+    """What /health reports of the queues."""
+    with sessions() as s:
+        return {
+            "jobs_waiting": s.execute(select(func.count(Job.id))
+                                      .where(Job.status.in_(("queued", "running")))).scalar(),
+            "deliveries_pending": s.execute(select(func.count(Delivery.id))
+                                            .where(Delivery.status.in_(("pending", "sending")))).scalar(),
+            "deliveries_dead": s.execute(select(func.count(Delivery.id))
+                                         .where(Delivery.status == "dead")).scalar(),
+        }

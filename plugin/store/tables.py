@@ -1,0 +1,208 @@
+"""The database tables every stage reads and writes.
+
+Every arrow in the flow that crosses a process or network boundary goes through
+these rows, so a crash anywhere loses nothing. Each stage is idempotent thanks
+to the unique keys: results by call+channel+start, alerts by call+rule,
+deliveries by alert+sink (or by notification).
+
+Times are naive UTC and have no Python-side defaults: whoever writes a row takes the
+time from the one clock (plugin/core/clock.py), so no row carries another clock's time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_calls_source_external"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    recording_url: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    customer_phone: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    queue: Mapped[str | None] = mapped_column(String(255))  # the helpdesk's queue
+    ticket_id: Mapped[str | None] = mapped_column(String(255))
+    channel_roles: Mapped[dict | None] = mapped_column(JSON)
+    event: Mapped[dict] = mapped_column(JSON)  # the payload as received, for audit and replay
+    # received -> analyzed | failed
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    analyzed_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    scenario: Mapped[str | None] = mapped_column(String(64))  # the scenario the rules picked
+    emotion: Mapped[str | None] = mapped_column(String(32))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[dict | None] = mapped_column(JSON)
+    timings: Mapped[dict | None] = mapped_column(JSON)  # seconds per stage
+
+    jobs: Mapped[list[Job]] = relationship(back_populates="call", order_by="Job.id")
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="call", order_by="(Segment.channel, Segment.start)")
+    alerts: Mapped[list[AlertRow]] = relationship(back_populates="call", order_by="AlertRow.id")
+
+
+class Job(Base):
+    """One unit of work for a worker, claimed with a lease that expires if the worker dies."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "status", "run_after"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="analyze")
+    # queued -> running -> done | failed ; running with an expired lease is claimable again
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_after: Mapped[datetime] = mapped_column(DateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    call: Mapped[Call] = relationship(back_populates="jobs")
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("call_id", "channel", "start", name="uq_segments_call_channel_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON)
+
+    call: Mapped[Call] = relationship(back_populates="segments")
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("call_id", "rule", name="uq_alerts_call_rule"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(128))
+    scenario: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(32))
+    emotions: Mapped[list] = mapped_column(JSON)
+    share: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    matched: Mapped[list] = mapped_column(JSON)  # [[start, end], ...]
+    summary: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    labels: Mapped[dict] = mapped_column(JSON, default=dict)  # the rule's labels, for routing
+    details: Mapped[dict] = mapped_column(JSON, default=dict)  # measures behind the verdict
+    # What routing did with it: [{"receiver", "outcome", "reason", "notification_id"}]
+    routing: Mapped[list] = mapped_column(JSON, default=list)
+
+    call: Mapped[Call] = relationship(back_populates="alerts")
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="alert", order_by="Delivery.id")
+    feedback: Mapped[Feedback | None] = relationship(back_populates="alert", uselist=False)
+
+
+class Notification(Base):
+    """A supervisor notification for one receiver and group (a customer, or the digest).
+
+    Alerts join an open notification until it is flushed into a Delivery; a later alert
+    for the same group within the cooldown is suppressed unless its severity is higher."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_group", "receiver", "group_key", "status"),
+                      Index("ix_notifications_due", "status", "flush_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receiver: Mapped[str] = mapped_column(String(128))
+    sink: Mapped[str] = mapped_column(String(64))
+    group_key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="alert")  # alert | digest
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open -> flushed
+    severity: Mapped[str] = mapped_column(String(16))  # the worst of its alerts
+    flush_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    flushed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    alerts: Mapped[list[AlertRow]] = relationship(secondary="notification_alerts", order_by="AlertRow.id")
+    delivery: Mapped[Delivery | None] = relationship(back_populates="notification", uselist=False)
+
+
+class NotificationAlert(Base):
+    __tablename__ = "notification_alerts"
+
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), primary_key=True)
+
+
+class Feedback(Base):
+    """A supervisor's verdict on an alert: the ground truth backtests measure precision with."""
+
+    __tablename__ = "alert_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), unique=True)
+    verdict: Mapped[str] = mapped_column(String(16))  # correct | false_alarm
+    by: Mapped[str | None] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    alert: Mapped[AlertRow] = relationship(back_populates="feedback")
+
+
+class Delivery(Base):
+    """An outbound action (the outbox): retried with backoff until delivered or visibly dead."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "sink", name="uq_deliveries_alert_sink"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A rule's own action belongs to its alert; a routed notification to its Notification.
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"), unique=True)
+    sink: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)  # rendered at planning time; retries send the same body
+    # pending -> sending -> delivered | pending (retry) | dead
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    alert: Mapped[AlertRow | None] = relationship(back_populates="deliveries")
+    notification: Mapped[Notification | None] = relationship(back_populates="delivery")

@@ -1,0 +1,73 @@
+"""JSON API: calls with their analysis, alerts and delivery states; flagged customers;
+supervisor notifications; supervisors' feedback on alerts."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, request
+
+from plugin.store import queries
+from plugin.store.feedback import set_feedback
+from plugin.web import args
+from plugin.web.forms import BadRequest, FeedbackBody, parse
+from plugin.web.loaders import call_or_404
+from plugin.web.serializers import alert_json, call_json, flagged_json, notification_json
+from plugin.web.services import get_services
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.get("/calls/<int:call_id>")
+def get_call(call_id: int):
+    return jsonify(call_or_404(call_id))
+
+
+@bp.get("/calls")
+def list_calls():
+    calls = queries.calls(get_services().sessions, request.args.get("status"), args.limit(50, 500))
+    return jsonify(calls=[call_json(c, segments=False) for c in calls])
+
+
+@bp.get("/alerts/<int:alert_id>")
+def get_alert(alert_id: int):
+    alert = queries.alert(get_services().sessions, alert_id)
+    if alert is None:
+        abort(404, f"no alert {alert_id}")
+    return jsonify(alert_json(alert))
+
+
+@bp.post("/alerts/<int:alert_id>/feedback")
+def post_feedback(alert_id: int):
+    """Mark an alert correct or a false alarm; a new verdict replaces the previous one."""
+    try:
+        fields = parse(FeedbackBody, request.get_json(force=True, silent=True))
+    except BadRequest as exc:
+        return jsonify(error=exc.message, field=exc.field), 400
+    svc = get_services()
+    if not set_feedback(svc.sessions, svc.clock, alert_id, fields):
+        abort(404, f"no alert {alert_id}")
+    return get_alert(alert_id)
+
+
+@bp.get("/flagged")
+def flagged():
+    rows = queries.flagged_customers(get_services().sessions, args.limit(100, 1000))
+    return jsonify(customers=[flagged_json(r) for r in rows])
+
+
+# Supervisor notifications (routing.yaml, plugin/flow/routing.py): each groups alerts for
+# one receiver and is sent as one delivery.
+
+@bp.get("/notifications")
+def list_notifications():
+    """Recent notifications, newest first: ?status=open|flushed, ?receiver=, ?limit=."""
+    rows = queries.notifications(get_services().sessions, request.args.get("status"),
+                                 request.args.get("receiver"), args.limit(50, 500))
+    return jsonify(notifications=[notification_json(n) for n in rows])
+
+
+@bp.get("/notifications/<int:notification_id>")
+def get_notification(notification_id: int):
+    n = queries.notification(get_services().sessions, notification_id)
+    if n is None:
+        abort(404, f"no notification {notification_id}")
+    return jsonify(notification_json(n))

@@ -1,0 +1,35 @@
+"""The Flask app factory (as in Flask's own tutorial): blueprints over shared services."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from plugin.config import Config
+from plugin.services import Services, build
+from plugin.web import api, dashboard, health, predict, webhooks
+from plugin.web.services import KEY
+
+# Pages for people; every other path answers errors in JSON.
+HTML_PREFIXES = ("/calls", "/dashboard")
+
+
+def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
+    if services is None:
+        from plugin.config import load
+        services = build(config or load())
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = services.config.server.max_upload_bytes
+    app.json.ensure_ascii = False
+    app.extensions[KEY] = services
+
+    for bp in (webhooks.bp, api.bp, predict.bp, health.bp, dashboard.bp):
+        app.register_blueprint(bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if request.path.startswith(HTML_PREFIXES) or request.path == "/":
+            return exc
+        return jsonify(error=exc.description, status=exc.code), exc.code
+
+    return app

@@ -1,0 +1,50 @@
+"""Request bodies the API accepts, validated at the door: the first problem is answered
+as 400 ``{"error": "field: what", "field": "field"}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from plugin.core.validation import StrictModel, first_problem
+
+# Supervisors' verdicts on alerts, and the spellings people type for them.
+VERDICTS = {"correct": "correct", "false_alarm": "false_alarm", "false-alarm": "false_alarm",
+            "false alarm": "false_alarm", "falsealarm": "false_alarm"}
+
+
+class BadRequest(ValueError):
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+class FeedbackBody(StrictModel):
+    verdict: str
+    by: str | None = Field(None, max_length=255)
+    note: str | None = Field(None, max_length=4000)
+
+    @field_validator("verdict", mode="before")
+    @classmethod
+    def _verdict(cls, v: Any) -> str:
+        if not isinstance(v, str) or v.strip().lower() not in VERDICTS:
+            raise ValueError(f"must be 'correct' or 'false_alarm', not {repr(v)[:40]}")
+        return VERDICTS[v.strip().lower()]
+
+    @field_validator("by", "note")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return (v.strip() or None) if v is not None else None
+
+
+def parse(model: type[StrictModel], body: Any) -> dict[str, Any]:
+    """``body`` (parsed JSON, or None when it was not JSON) validated by ``model``."""
+    if not isinstance(body, dict):
+        raise BadRequest(None, "body must be a JSON object")
+    try:
+        return model.model_validate(body).model_dump()
+    except ValidationError as err:
+        where, what = first_problem(err)
+        field = where[:64]
+        raise BadRequest(field, f"{field}: {what}") from None

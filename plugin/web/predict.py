@@ -1,0 +1,58 @@
+"""The tutorial's demo endpoint, kept for the people who used it:
+
+    POST /predict  (multipart "file")  -> {filename, emotion, confidence, timestamp, segments}
+
+(its GET /health is in plugin/web/health.py)
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flask import Blueprint, jsonify, request
+
+from plugin.audio.decode import DecodeError, decode
+from plugin.flow.analysis import analyze_audio
+from plugin.model.loading import ModelUnavailable
+from plugin.web.services import get_services
+
+bp = Blueprint("predict", __name__)
+
+
+@bp.post("/predict")
+def predict():
+    svc = get_services()
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return jsonify(error="multipart field 'file' is required"), 400
+    try:
+        model = svc.model.get()
+    except ModelUnavailable as exc:
+        return jsonify(error=f"Model not ready: {exc}"), 503
+    workdir = Path(tempfile.mkdtemp(prefix="predict-"))
+    try:
+        src = workdir / "upload"
+        upload.save(src)
+        try:
+            audio = decode(src, workdir / "decoded.wav", svc.config.audio.max_duration_s)
+        except DecodeError as exc:
+            return jsonify(error=str(exc)), 400
+        analysis, notes = analyze_audio(audio, model, svc.config.audio)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if not analysis.segments:
+        return jsonify(error="no speech long enough to classify "
+                             f"(need at least {svc.config.audio.min_segment_s}s of speech)"), 422
+    return jsonify(
+        filename=upload.filename,
+        emotion=analysis.emotion,
+        confidence=round(analysis.confidence, 4),
+        timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        duration=round(analysis.duration, 3),
+        segments=[{"start": s.start, "end": s.end, "emotion": s.label,
+                   "confidence": round(s.confidence, 4)} for s in analysis.segments],
+        skipped_silence_s=notes["skipped_s"],  # not speech (or too quiet): not classified
+    )
