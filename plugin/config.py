@@ -110,8 +110,8 @@ class WorkerConfig(Section):
     poll_interval_s: float = 1.0
     lease_s: float = 600.0
     max_attempts: int = 5
-    retry_backoff_s: float = Field(30.0, gt=0)  # the wait after a failed attempt, doubling each time
-    retry_max_s: float = Field(3600.0, gt=0)  # ... up to this
+    retry_backoff_s: float = 30.0  # the wait after a failed attempt, doubling each time
+    retry_max_s: float = 3600.0  # ... up to this
     keep_recordings: bool = False
     # Calls one worker process handles at once: while one call is on the model, the
     # next ones download, decode and find speech. Their windows share model batches.

@@ -64,7 +64,7 @@ class Services:
         return Outputs(self.sinks, self.deliveries, self.links)
 
     def outbox(self) -> Outbox:
-        return Outbox(self.deliveries, self.sinks, self.clock, self.config.deliveries.timeout_s)
+        return Outbox(self.deliveries, self.sinks, self.config.deliveries.timeout_s)
 
     def pipeline(self) -> Pipeline:
         return Pipeline(config=self.config, sessions=self.sessions, clock=self.clock, jobs=self.jobs,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import uuid
 from datetime import datetime
@@ -29,6 +30,7 @@ from plugin.core.clock import ManualClock
 from plugin.model.loading import EmotionModel
 from plugin.model.modeldir import build_random_model_dir
 from plugin.services import Services, build
+from plugin.store.engine import make_engine, upgrade
 from plugin.web.app import create_app
 from tests.helpers import FakeServer, Reply, wait_until, wecom_robot
 
@@ -83,11 +85,29 @@ def _postgres_url(request) -> str:
     return f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """An SQLite file at the newest schema, copied for each test that wants one (migrating
+    a new file takes ~0.1 s; tests/integration/test_migrations.py runs the migrations)."""
+    path = tmp_path_factory.mktemp("template") / "callmood.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as c:
+        c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def _sqlite_url(tmp_path: Path, template: Path) -> str:
+    shutil.copyfile(template, tmp_path / "callmood.db")
+    return f"sqlite:///{tmp_path / 'callmood.db'}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request, tmp_path) -> str:
     """Each test gets its own empty database: an SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'callmood.db'}"
+        return _sqlite_url(tmp_path, request.getfixturevalue("migrated_sqlite"))
     return _postgres_url(request)
 
 
@@ -103,8 +123,8 @@ def _drop_schema(admin, schema):
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'callmood.db'}"
+def sqlite_url(tmp_path, migrated_sqlite) -> str:
+    return _sqlite_url(tmp_path, migrated_sqlite)
 
 
 @pytest.fixture
@@ -193,22 +213,41 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def services(tmp_path, sqlite_url):
-    """Services on a fresh SQLite database with the test rules; no worker, no model.
-    A test that needs another config builds its own with ``make_config`` and ``build``."""
-    svc = build(make_config(tmp_path, None, sqlite_url))
-    yield svc
-    svc.close()
+def app_factory(request):
+    """``make(cfg, model=False, clock=None) -> (services, client)``: the app for any config
+    behind Flask's test client, optionally with the shared loaded model and a ManualClock.
+    No socket, no worker thread: tests drive the pipeline and the outbox themselves."""
+    made = []
+
+    def make(cfg: config_mod.Config, model: bool = False, clock: ManualClock | None = None):
+        svc = build(cfg)
+        if model:
+            use_model(svc, request.getfixturevalue("emotion_model"))
+        if clock is not None:
+            svc.clock = clock
+        made.append(svc)
+        return svc, create_app(services=svc).test_client()
+    yield make
+    for svc in made:
+        svc.close()
 
 
 @pytest.fixture
-def app(services):
-    return create_app(services=services)
+def app(tmp_path, db_url, clock, app_factory):
+    """The app on a fresh database (SQLite and PostgreSQL) with the test rules and a
+    ManualClock; no model, no worker (as in Flask's tutorial: app, client, services)."""
+    svc, client = app_factory(make_config(tmp_path, None, db_url), clock=clock)
+    return client.application
 
 
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def services(app) -> Services:
+    return app.extensions["callmood"]
 
 
 # --- e2e: the whole service over real sockets ---------------------------------------------

@@ -196,6 +196,7 @@ routes:
   - receiver: supervisors
 """
 
+
 def make_alert(rule="angry_customer", severity="warning", scenario="general", role="customer",
                labels=None, summary=None) -> Alert:
     return Alert(rule=rule, scenario=scenario, severity=severity, role=role, emotions=["angry"], share=0.5,
@@ -214,13 +215,25 @@ class CliResult:
 
 def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
     """Run ``callmood ARGS`` in this process (click's test runner): the same command, exit
-    code, stdout and stderr as a shell gets, without paying a Python start-up and FunASR's
-    import each time. tests/e2e runs the real processes."""
+    code, stdout and stderr as a shell gets, log lines included, without paying a Python
+    start-up and FunASR's import each time. tests/e2e runs the real processes."""
+    import logging
+
     from click.testing import CliRunner
 
     from plugin.cli import main
 
-    result = CliRunner(env=env).invoke(main, [str(a) for a in args])
+    # The command sets up logging to stderr as it would in a fresh process (basicConfig
+    # does nothing while pytest's handlers are on the root logger), then it is put back.
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("plugin", "connectors", "rules")}
+    root.handlers = []
+    try:
+        result = CliRunner(env=env).invoke(main, [str(a) for a in args])
+    finally:
+        root.handlers, root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
-from pydantic import Field
 
 from plugin.core.validation import StrictModel
 
@@ -21,7 +20,7 @@ class SinkConfig(StrictModel):
     and a ``type: Literal[...]`` that names it."""
 
     type: str
-    timeout_s: float | None = Field(None, gt=0)  # per request; default deliveries.timeout_s
+    timeout_s: float | None = None  # per request; default deliveries.timeout_s
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Where the speech is, per track, with silero-vad (its model ships inside the pip package).
 
-Silero scores 32 ms chunks one after another, carrying state. A track is cut into
-10 s pieces that run side by side as one batch (each piece starts from a fresh state,
-which silero settles within a fraction of a second), so a 5-minute call is ~320 batched
-steps instead of ~9,400 single ones; at most ~8 minutes of audio are in memory at once.
+Silero scores 32 ms chunks one after another, carrying state. Each track is cut into
+10 s pieces, and the pieces of all the call's tracks run side by side as one batch (each
+piece starts from a fresh state, which silero settles within a fraction of a second), so
+a 5-minute call is ~320 batched steps per track instead of ~9,400 single ones; at most
+~8 minutes of audio are in memory at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-RATE = 16000
+from plugin.audio.decode import SAMPLE_RATE
+
 STEP_SAMPLES = 512  # samples silero scores at a time at 16 kHz
 PIECE_STEPS = 320  # 10.24 s per piece
 GROUP = 48  # pieces per batch: ~8 minutes, 31 MB of float32
@@ -35,17 +37,12 @@ def _model():
     return model
 
 
-def speech_probs(read: Callable[[int, int], np.ndarray], frames: int) -> np.ndarray:
-    """Speech probability of each step (STEP_SAMPLES samples) of one track;
-    ``read(start, end)`` returns its float32 samples."""
-    return speech_probs_of_tracks([read], frames)[0]
+def speech_probs(reads: Sequence[Callable[[int, int], np.ndarray]], frames: int) -> list[np.ndarray]:
+    """Speech probability of each step (STEP_SAMPLES samples) of each track of a call;
+    ``reads[i](start, end)`` returns track i's float32 samples.
 
-
-def speech_probs_of_tracks(reads: Sequence[Callable[[int, int], np.ndarray]], frames: int) -> list[np.ndarray]:
-    """``speech_probs`` of several tracks of one call (its channels), computed together.
-
-    The pieces of every track share the batches: a step costs about the same for 2 rows
-    as for 48, so a short stereo call takes half the steps it would track by track."""
+    The pieces of all tracks share the batches: a step costs about the same for 2 rows as
+    for 48, so the two channels of a call up to ~4 minutes take the steps of one."""
     import torch
 
     model = _model()
@@ -67,7 +64,7 @@ def speech_probs_of_tracks(reads: Sequence[Callable[[int, int], np.ndarray]], fr
             model.reset_states()
             probs = np.empty((len(group), PIECE_STEPS), dtype=np.float32)
             for k in range(PIECE_STEPS):
-                probs[:, k] = model(chunks[:, k], RATE).view(-1).numpy()
+                probs[:, k] = model(chunks[:, k], SAMPLE_RATE).view(-1).numpy()
             for row, (t, i) in enumerate(group):
                 out[t][i * PIECE_STEPS:(i + 1) * PIECE_STEPS] = probs[row]
     steps = -(-frames // STEP_SAMPLES)
@@ -88,7 +85,7 @@ def regions_from_probs(probs: np.ndarray, frames: int, threshold: float = 0.5, m
     gets `pad_s` on both sides, and regions that then touch are merged.
     """
     low = max(threshold - 0.15, 0.01)
-    min_silence = max(1, round(min_silence_s * RATE / STEP_SAMPLES))
+    min_silence = max(1, round(min_silence_s * SAMPLE_RATE / STEP_SAMPLES))
     found: list[tuple[int, int]] = []
     start, quiet_from = None, None
     for i, p in enumerate(probs):
@@ -105,8 +102,8 @@ def regions_from_probs(probs: np.ndarray, frames: int, threshold: float = 0.5, m
     if start is not None:
         found.append((start, quiet_from if quiet_from is not None else len(probs)))
 
-    pad = int(pad_s * RATE)
-    min_len = int(min_speech_s * RATE)
+    pad = int(pad_s * SAMPLE_RATE)
+    min_len = int(min_speech_s * SAMPLE_RATE)
     regions: list[tuple[int, int]] = []
     for a, b in found:
         a, b = a * STEP_SAMPLES, min(b * STEP_SAMPLES, frames)

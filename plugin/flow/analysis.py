@@ -29,7 +29,7 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
     speech_frames = 0
     probs = [None] * len(tracks)
     if cfg.vad == "silero":  # every track at once: their pieces share the VAD's batches
-        probs = vad.speech_probs_of_tracks(
+        probs = vad.speech_probs(
             [lambda a, b, t=track: seg.read(audio, t, a, b) for track in tracks], audio.frames)
     for track, track_probs in zip(tracks, probs):
         regions = None

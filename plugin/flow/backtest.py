@@ -320,6 +320,6 @@ def run_backtest(sessions: sessionmaker[Session], clock: Clock, current: RuleSet
     candidate = load_rules(candidate_path, known_sinks=known_sinks) if candidate_path else None
     report = compare(read_calls(sessions, cutoff), current, candidate)
     report.since, report.cutoff = since, cutoff
-    report.current_path = str(current.path)
+    report.current_path = str(current.path or "the rules in force")
     report.candidate_path = str(candidate_path or "")
     return format_report(report, limit)

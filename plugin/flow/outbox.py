@@ -11,7 +11,6 @@ import requests
 
 from connectors.sinks import SendResult, Sink
 from plugin.core import metrics
-from plugin.core.clock import Clock
 from plugin.store.deliveries import DeliveryQueue
 from plugin.store.tables import Delivery
 
@@ -19,10 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class Outbox:
-    def __init__(self, deliveries: DeliveryQueue, sinks: dict[str, Sink], clock: Clock, timeout_s: float):
-        self.deliveries = deliveries
+    def __init__(self, deliveries: DeliveryQueue, sinks: dict[str, Sink], timeout_s: float):
+        self.deliveries = deliveries  # its clock times the outcomes, its policy decides retries
         self.sinks = sinks
-        self.clock = clock
         self.timeout_s = timeout_s  # per request, unless the sink sets its own
 
     def deliver_one(self, http: requests.Session, owner: str) -> bool:
@@ -38,7 +36,7 @@ class Outbox:
         policy = self.deliveries.policy
         delay = None if result.ok else policy.next_try_in(attempts, result.retryable)
         with self.deliveries.sessions.begin() as s:
-            now = self.clock.now(s)
+            now = self.deliveries.clock.now(s)
             if result.ok:
                 values = dict(status="delivered", delivered_at=now, last_error=None)
             elif delay is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy.orm import Session
 
@@ -22,15 +22,16 @@ class Outputs:
     deliveries: DeliveryQueue
     links: Links
 
-    def plan(self, s: Session, sink: Sink, ctx: dict[str, Any], *, alert_id: int | None = None,
-             notification_id: int | None = None) -> None:
-        """Store the payload ``sink`` renders from ``ctx`` as a delivery, in the caller's transaction.
+    def plan(self, s: Session, sink: Sink, ctx: dict[str, Any] | Callable[[], dict[str, Any]], *,
+             alert_id: int | None = None, notification_id: int | None = None) -> None:
+        """Store the payload ``sink`` renders from ``ctx`` (or from what ``ctx()`` builds) as a
+        delivery, in the caller's transaction.
 
-        A template that fails on this call's data makes that one delivery dead, with the
-        reason; the call's analysis and its other deliveries stand."""
+        A context or template that fails on this call's data makes that one delivery dead,
+        with the reason; the call's analysis and the other deliveries stand."""
         owner = f"alert {alert_id}" if alert_id is not None else f"notification {notification_id}"
         try:
-            payload = sink.render(ctx)
+            payload = sink.render(ctx() if callable(ctx) else ctx)
         except Exception as exc:
             log.error("%s: cannot render the %s payload: %s", owner, sink.name, exc)
             self.deliveries.add(s, sink.name, {}, alert_id=alert_id, notification_id=notification_id,

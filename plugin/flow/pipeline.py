@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +24,7 @@ from plugin.core.clock import Clock
 from plugin.flow.context import call_context
 from plugin.flow.outputs import Outputs
 from plugin.flow.recording import analyze_recording
-from plugin.flow.results import Verdict, store_results
+from plugin.flow.results import Judgement, store_results
 from plugin.model.loading import ModelService, ModelUnavailable
 from plugin.store.jobs import JobQueue
 from plugin.store.tables import Call, Job
@@ -102,7 +103,7 @@ class Pipeline:
             if job_id is not None and not self.jobs.finish(s, job_id, owner):
                 raise LeaseLost(job_id)
             call = s.get(Call, call_id)
-            store_results(s, call, ctx, analysis, heard.notes, Verdict(scenario, alerts, rules), self.outputs,
+            store_results(s, call, ctx, analysis, heard.notes, Judgement(scenario, alerts, rules), self.outputs,
                           self.clock.now(s))
             timings["store_and_plan"] = time.perf_counter() - t
             timings["received_to_analyzed"] = (call.analyzed_at - call.received_at).total_seconds()
@@ -116,14 +117,15 @@ class Pipeline:
                  call_id, len(analysis.segments), analysis.emotion, len(alerts), call.scenario)
 
     def _lease_keeper(self, job_id: int | None, owner: str | None):
-        """Renews the job's lease during a long call; raises LeaseLost once another worker has it."""
-        lease_s = self.jobs.lease_s
-        last = [time.monotonic()]
+        """Renews the job's lease during a long call (every third of a lease, by the clock);
+        raises LeaseLost once another worker has the job."""
+        every = timedelta(seconds=self.jobs.lease_s / 3)
+        last = [self.clock.now()]
 
         def keep(force: bool = False) -> None:
-            if job_id is None or not (force or time.monotonic() - last[0] > lease_s / 3):
+            if job_id is None or not (force or self.clock.now() - last[0] > every):
                 return
             if not self.jobs.renew(job_id, owner):
                 raise LeaseLost(job_id)
-            last[0] = time.monotonic()
+            last[0] = self.clock.now()
         return keep

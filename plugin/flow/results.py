@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Judgement:
     """What the rules made of a call's analysis."""
 
     scenario: Scenario | None
@@ -34,7 +34,7 @@ class Verdict:
 
 
 def store_results(s: Session, call: Call, ctx: dict[str, Any], analysis: CallAnalysis, notes: dict[str, Any],
-                  verdict: Verdict, outputs: Outputs, now: datetime) -> None:
+                  judged: Judgement, outputs: Outputs, now: datetime) -> None:
     """Store the call's segments, summary and alerts; plan their deliveries and notifications.
 
     ``now``: the clock's time for this transaction (the database's on PostgreSQL)."""
@@ -45,14 +45,14 @@ def store_results(s: Session, call: Call, ctx: dict[str, Any], analysis: CallAna
     call.status, call.error = "analyzed", None
     call.analyzed_at = now
     call.duration_s = round(analysis.duration, 3)
-    call.scenario = verdict.scenario.scenario if verdict.scenario else None
+    call.scenario = judged.scenario.scenario if judged.scenario else None
     call.emotion, call.confidence = analysis.emotion, analysis.confidence
     call.summary = {**analysis.summary(), **notes}
-    planned = [(alert, plan_alert(s, call, ctx, alert, outputs, now)) for alert in verdict.alerts]
+    planned = [(alert, plan_alert(s, call, ctx, alert, outputs, now)) for alert in judged.alerts]
     # Supervisor notifications (routing.yaml: grouping, cooldown, quiet hours); those due
     # at once (group_wait 0) become deliveries in this same transaction.
-    notify.route_alerts(s, ctx, planned, verdict.rules.routing, now, outputs.sinks.keys())
-    notify.flush_due(s, now, verdict.rules.routing, outputs)
+    notify.route_alerts(s, ctx, planned, judged.rules.routing, now, outputs.sinks.keys())
+    notify.flush_due(s, now, judged.rules.routing, outputs)
 
 
 def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, outputs: Outputs,

@@ -95,7 +95,7 @@ def notifications_by_id(sessions: Sessions, ids: set[int]) -> dict[int, Notifica
                                            .options(selectinload(Notification.delivery))).scalars()}
 
 
-def queue_counts(sessions: Sessions) -> dict[str, int]:
+def work_counts(sessions: Sessions) -> dict[str, int]:
     """What /health reports of the queues."""
     with sessions() as s:
         return {

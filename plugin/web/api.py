@@ -54,7 +54,7 @@ def flagged():
     return jsonify(customers=[flagged_json(r) for r in rows])
 
 
-# Supervisor notifications (routing.yaml, plugin/flow/routing.py): each groups alerts for
+# Supervisor notifications (routing.yaml, plugin/flow/notify/): each groups alerts for
 # one receiver and is sent as one delivery.
 
 @bp.get("/notifications")

@@ -21,13 +21,15 @@ class BadRequest(ValueError):
 
 
 class FeedbackBody(StrictModel):
-    verdict: str
+    verdict: str | None = Field(None, validate_default=True)
     by: str | None = Field(None, max_length=255)
     note: str | None = Field(None, max_length=4000)
 
     @field_validator("verdict", mode="before")
     @classmethod
     def _verdict(cls, v: Any) -> str:
+        if v is None:
+            raise ValueError("is required ('correct' or 'false_alarm')")
         if not isinstance(v, str) or v.strip().lower() not in VERDICTS:
             raise ValueError(f"must be 'correct' or 'false_alarm', not {repr(v)[:40]}")
         return VERDICTS[v.strip().lower()]

@@ -17,7 +17,7 @@ def health():
     detail = {"model": {"state": svc.model.state, "source": svc.config.model.path or svc.config.model.name},
               "rules": svc.rules_holder.status()}
     try:
-        detail["queue"] = queries.queue_counts(svc.sessions)
+        detail["queue"] = queries.work_counts(svc.sessions)
     except Exception as exc:
         return jsonify(status="error", message=f"database unavailable: {exc.__class__.__name__}",
                        detail=detail), 503

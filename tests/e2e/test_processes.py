@@ -13,7 +13,7 @@ import sys
 import requests
 
 from connectors.sources.generic import sign
-from tests.helpers import free_port, make_audio, wait_until
+from tests.helpers import Reply, free_port, make_audio, run_cli, wait_until
 
 HOOK = 'sources: {generic: {secret: s}}\nfetch: {allow_networks: ["127.0.0.0/8"]}\n'
 
@@ -72,69 +72,76 @@ def worker_of(cfg_path, call_id) -> str | None:
 
 
 def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
-    """One database, the processes of both deployment shapes, in the order an operator
-    meets them:
+    """One database, the processes of both deployment shapes, as an operator meets them:
 
     1. `migrate` creates the schema;
-    2. a receiver (`serve` with the worker disabled) takes a call and is killed with
-       SIGKILL right after its 202: the call is not lost;
-    3. `serve` (web, worker and scheduler in one process) starts, answers /health as the
-       tutorial did, processes that call, and stops cleanly on SIGTERM; a separate
-       `callmood worker` starts beside it (both import FunASR at once, on both cores);
-    4. scale-out: a receiver with `--no-worker` takes a call that the `worker` process
-       (and no other) analyses; the worker stops cleanly on SIGTERM.
+    2. `serve` (web, worker and scheduler in one process), a separate `callmood worker` and
+       a receiver with `--no-worker` start side by side (the first two import FunASR, on
+       both cores at once);
+    3. meanwhile a receiver with the worker disabled takes a call and is killed with
+       SIGKILL right after its 202. Its recording is only there once that receiver is
+       dead, so the call is analysed afterwards or not at all: it is not lost;
+    4. `serve` answers /health as the tutorial did, processes that call, and stops cleanly
+       on SIGTERM;
+    5. scale-out: the `--no-worker` receiver takes a call that the `worker` process (and no
+       other) analyses; both stop cleanly on SIGTERM.
     """
-    full = cfg_file(tmp_path, model_dir, HOOK)
+    # A worker that meets the recording before the receiver is killed retries soon, and long.
+    full = cfg_file(tmp_path, model_dir, HOOK + "worker: {poll_interval_s: 0.1, retry_backoff_s: 0.2, retry_max_s: 1, "
+                                                "max_attempts: 60}\n")
     receiver_cfg = cfg_file(tmp_path, tmp_path / "no-model", HOOK, "receiver.yaml")
-    r = subprocess.run([sys.executable, "-m", "plugin.cli", "migrate", "-c", str(full)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "newest schema" in r.stdout
-    url = recordings.serve_file("/k.wav", make_audio(tmp_path / "k", "wav_pcm", 16000, 1, 4.0))
-
-    # 2. A receiver, killed right after it accepted a call.
     killed_cfg = cfg_file(tmp_path, tmp_path / "no-model", HOOK + "worker: {enabled: false}\n", "killed.yaml")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = start("serve", "-c", killed_cfg, "--port", port)
-    try:
-        health = wait_until(lambda: _get(base + "/health", ready=False), timeout=90)
-        assert health["status"] == "error" and "is not a directory" in health["message"]
-        r = post(base, "kill-1", url)
-        assert r.status_code == 202
-        killed_call = r.json()["call_id"]
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    r = run_cli("migrate", "-c", full)
+    assert r.returncode == 0 and "newest schema" in r.stdout
+    recordings.routes["/k.wav"] = Reply(503, "not yet")
+    audio = make_audio(tmp_path / "k", "wav_pcm", 16000, 1, 4.0)
+    url = recordings.url + "/k.wav"
 
-    # 3. `serve` with its worker processes it; a separate worker starts meanwhile.
-    serve = start("serve", "-c", full, "--port", port, output=True)
+    serve_port, receiver_port, killed_port = free_port(), free_port(), free_port()
+    serve_url, receiver_url, killed_url = (f"http://127.0.0.1:{p}" for p in (serve_port, receiver_port, killed_port))
+    serve = start("serve", "-c", full, "--port", serve_port, output=True)
     worker = subprocess.Popen([sys.executable, "-m", "plugin.cli", "worker", "-c", str(full)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    receiver = None
+    receiver = start("serve", "-c", receiver_cfg, "--port", receiver_port, "--no-worker")
     try:
+        # 3. A receiver, killed right after it accepted a call.
+        killed = start("serve", "-c", killed_cfg, "--port", killed_port)
         try:
-            health = wait_until(lambda: _get(base + "/health"), timeout=90)
+            health = wait_until(lambda: _get(killed_url + "/health", ready=False), timeout=90)
+            assert health["status"] == "error" and "is not a directory" in health["message"]
+            r = post(killed_url, "kill-1", url)
+            assert r.status_code == 202
+            killed_call = r.json()["call_id"]
+        finally:
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(timeout=30)
+        recordings.serve_file("/k.wav", audio)
+
+        # 4. `serve` answers and processes it.
+        try:
+            health = wait_until(lambda: _get(serve_url + "/health"), timeout=90)
             assert health == {"status": "success", "message": "Model is ready for inference"}
-            call = wait_until(lambda: _call(base, killed_call), timeout=90)
+            call = wait_until(lambda: _call(serve_url, killed_call), timeout=90)
             assert call["status"] == "analyzed" and call["segments"]
         finally:
             serve.terminate()
             out, _ = serve.communicate(timeout=30)
         assert serve.returncode == 0, out
-        assert f"listening on http://127.0.0.1:{port}" in out
+        assert f"listening on http://127.0.0.1:{serve_port}" in out
 
-        # 4. Scale-out: webhooks to a receiver, the work to the worker process.
-        receiver = start("serve", "-c", receiver_cfg, "--port", port, "--no-worker")
-        wait_until(lambda: _get(base + "/health", ready=False), timeout=90)
-        r = post(base, "w-1", url)
+        # 5. Scale-out: webhooks to the receiver, the work to the worker process.
+        wait_until(lambda: _get(receiver_url + "/health", ready=False), timeout=90)
+        r = post(receiver_url, "w-1", url)
         assert r.status_code == 202
-        call = wait_until(lambda: _call(base, r.json()["call_id"]), timeout=90)
+        call = wait_until(lambda: _call(receiver_url, r.json()["call_id"]), timeout=90)
         assert call["segments"]
         assert worker_of(full, call["id"]).split(":")[1] == str(worker.pid)
     finally:
-        if receiver is not None:
-            receiver.terminate()
-            receiver.wait(timeout=30)
+        for proc in (serve, receiver):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
         worker.terminate()
         _, err = worker.communicate(timeout=30)
+    assert receiver.returncode == 0
     assert worker.returncode == 0 and "worker" in err

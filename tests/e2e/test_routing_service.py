@@ -8,6 +8,7 @@ from tests.helpers import ROUTING, make_audio, wait_until
 
 ALWAYS = (HERE / "rules" / "always.yaml").read_text(encoding="utf-8")
 
+
 def test_through_the_running_service(tmp_path, model_dir, service_factory, recordings, wecom, crm):
     """Webhook -> worker -> rules -> routing -> scheduler flush -> fake WeCom robot; the
     second call of the same customer within the cooldown is suppressed."""

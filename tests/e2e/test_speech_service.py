@@ -4,7 +4,7 @@ shared batches, speech-only segments."""
 from __future__ import annotations
 
 from tests.conftest import event, make_config
-from tests.speech import speak, write_conversation
+from tests.speech import write_conversation
 
 AGENT = "Good morning, thank you for calling. How can I help you today?"
 CUSTOMER = ("I was charged twice for the same order and nobody answered my emails. "
@@ -12,13 +12,9 @@ CUSTOMER = ("I was charged twice for the same order and nobody answered my email
 PAD = 0.3  # speech_pad_s (0.1 s) plus silero's lag as speech fades out
 
 
-def _spoken(text: str) -> float:
-    samples, rate = speak(text)
-    return len(samples) / rate
-
-
 def _turns():
     return [(0, 1.0, AGENT), (1, 7.0, CUSTOMER)]
+
 
 def test_speech_calls_end_to_end_in_parallel(tmp_path, model_dir, db_url, service_factory, recordings, crm,
                                              wecom):

@@ -12,14 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from plugin.cli import main
-from plugin.core.clock import ManualClock, utcnow
+from plugin.core.clock import ManualClock
 from plugin.core.data import SegmentResult
 from plugin.flow.backtest import ReplayedCall, compare, format_report, read_calls, run_backtest
 from plugin.services import build
 from plugin.store.tables import AlertRow, Call, Feedback, Segment
-from plugin.web.app import create_app
 from rules.engine import load_rules
-from tests.conftest import make_config
+from tests.conftest import T0, make_config
 
 CURRENT = """\
 scenario: general
@@ -95,10 +94,11 @@ def segments_of(customer, agent) -> list[SegmentResult]:
 
 
 def seed(svc) -> dict[str, int]:
-    """Write HISTORY; returns external id -> call id, and alert ids as 'c-1/angry_customer'."""
+    """Write HISTORY, days before ``svc``'s clock; returns external id -> call id, and
+    alert ids as 'c-1/angry_customer'."""
     ids: dict[str, int] = {}
-    now = utcnow()
     with svc.sessions.begin() as s:
+        now = svc.clock.now(s)
         for ext, (customer, agent, alerts, days, event) in HISTORY.items():
             segs = segments_of(customer, agent)
             call = Call(source="generic", external_id=ext, recording_url=f"http://x/{ext}.wav",
@@ -154,6 +154,7 @@ def row(report: str, key: str) -> list[str]:
 def seeded(tmp_path, db_url):
     current, candidate = write_rules(tmp_path)
     svc = build(make_config(tmp_path, None, db_url, rules={"path": str(current)}))
+    svc.clock = ManualClock(T0)
     ids = seed(svc)
     yield svc, ids, candidate
     svc.close()
@@ -205,7 +206,7 @@ def test_backtest_reads_in_chunks(seeded, monkeypatch):
     svc, _, candidate = seeded
     whole = backtest(svc, str(candidate), "7d", 20)
     monkeypatch.setattr("plugin.flow.backtest.CALLS_PER_QUERY", 2)
-    chunks = list(read_calls(svc.sessions, utcnow() - timedelta(days=7), chunk=2))
+    chunks = list(read_calls(svc.sessions, T0 - timedelta(days=7), chunk=2))
     assert len(chunks) == 8 and len({c.id for c in chunks}) == 8
     assert backtest(svc, str(candidate), "7d", 20).splitlines()[1:] == whole.splitlines()[1:]
 
@@ -263,17 +264,9 @@ def test_cli_backtest(tmp_path, sqlite_url):
     assert "Error: candidate rules: " in r.output and "general.yaml:5: " in r.output and "min_share" in r.output
 
 
-@pytest.fixture
-def served(tmp_path, db_url):
-    """Services on the seeded history's rules, and Flask's test client for its API."""
+def test_feedback_api(app_factory, tmp_path, db_url, clock):
     current, _ = write_rules(tmp_path)
-    svc = build(make_config(tmp_path, None, db_url, rules={"path": str(current)}))
-    yield svc, create_app(services=svc).test_client()
-    svc.close()
-
-
-def test_feedback_api(served, tmp_path):
-    svc, http = served
+    svc, http = app_factory(make_config(tmp_path, None, db_url, rules={"path": str(current)}), clock=clock)
     ids = seed(svc)
     alert_id = ids["c-4/angry_customer"]
     url = f"/api/alerts/{alert_id}"
@@ -289,8 +282,7 @@ def test_feedback_api(served, tmp_path):
     assert (first["verdict"], first["by"], first["note"]) == ("correct", "sup-7", "rightly flagged")
 
     # A new verdict replaces the old one (one row per alert).
-    later = utcnow() + timedelta(minutes=5)
-    svc.clock = ManualClock(later)
+    later = clock.advance(minutes=5)
     r = http.post(url + "/feedback", json={"verdict": "false-alarm", "by": "sup-8"})
     assert r.status_code == 200
     second = r.json["feedback"]
@@ -326,6 +318,5 @@ def test_feedback_api(served, tmp_path):
     assert http.get("/api/alerts/999999").status_code == 404
 
     # The backtest measures with it: c-4 is now a false alarm the candidate still fires on.
-    svc.clock = ManualClock(utcnow())
     out = backtest(svc, str(tmp_path / "rules-candidate"), "7d", 20)
     assert row(out, "general/angry_customer")[4:7] == ["50% (2/4)", "50% (1/2)", "4"]

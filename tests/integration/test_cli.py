@@ -11,12 +11,15 @@ CUSTOMER = "I have been charged twice this month and nobody has called me back. 
 
 callmood = run_cli
 
+
 def cfg_file(tmp_path, model_dir, extra=""):
     p = tmp_path / "config.yaml"
     if "audio:" not in extra:
         extra += "audio: {vad: energy}\n"  # tones are not speech to silero (see conftest.make_config)
     p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}}}\n{extra}")
     return p
+
+
 def test_analyze_files(tmp_path, model_dir):
     # Real speech: silero finds it, and only speech is classified (default vad: silero).
     a = write_conversation(tmp_path / "a", [(0, 2.0, CUSTOMER)], 12.0, rate=8000, fmt="wav_mulaw")
@@ -29,6 +32,8 @@ def test_analyze_files(tmp_path, model_dir):
     assert "track audio skipped as non-speech, vad=silero" in r.stdout
     assert r.stdout.count("verdict:") == 2 and "customer" in r.stdout and "agent" in r.stdout
     assert "no speech" not in r.stdout
+
+
 def test_analyze_csv(tmp_path, model_dir):
     a = make_audio(tmp_path / "a", "wav_pcm", 16000, 1, 7.0)
     r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), "--csv", str(a))
@@ -36,6 +41,8 @@ def test_analyze_csv(tmp_path, model_dir):
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert [(float(x["start"]), float(x["end"])) for x in rows] == [(0, 3), (3, 6), (6, 7)]
     assert {x["role"] for x in rows} == {"mixed"} and all(0 < float(x["confidence"]) <= 1 for x in rows)
+
+
 def test_analyze_reports_bad_files_and_exits_nonzero(tmp_path, model_dir):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"garbage" * 100)
@@ -43,6 +50,8 @@ def test_analyze_reports_bad_files_and_exits_nonzero(tmp_path, model_dir):
     r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), str(bad), str(good))
     assert r.returncode == 1 and f"{bad}: cannot decode recording" in r.stderr
     assert f"== {good}" in r.stdout
+
+
 def test_clear_one_line_errors(tmp_path, model_dir):
     r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir, "modle: {}\n")), "x.wav")
     assert r.returncode != 0
@@ -57,9 +66,13 @@ def test_clear_one_line_errors(tmp_path, model_dir):
     r = callmood("analyze", "-c", str(p), str(make_audio(tmp_path / "y", "wav_pcm", 16000, 1, 2.0)))
     assert r.returncode == 1 and f"model.path '{missing}' is not a directory" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_make_random_model(tmp_path):
     r = callmood("make-random-model", str(tmp_path / "m"))
     assert r.returncode == 0 and (tmp_path / "m" / "model.pt").exists()
+
+
 def test_serve_refuses_broken_rules_and_database_in_one_line(tmp_path, model_dir):
     rules = tmp_path / "rules"
     rules.mkdir()

@@ -1,10 +1,19 @@
 """Schema migrations keep the data of databases made by earlier versions."""
 
+import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import inspect, text
 
 from plugin.store import engine as db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db_url(request, tmp_path) -> str:
+    """A database with no schema at all (db_url's SQLite files come migrated already)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    return request.getfixturevalue("postgres_url")
 
 
 def upgrade_to(engine, revision: str) -> None:
@@ -15,8 +24,8 @@ def upgrade_to(engine, revision: str) -> None:
         command.upgrade(cfg, revision)
 
 
-def test_0003_renames_scenario_hint_to_queue_keeping_values(db_url):
-    engine = db.make_engine(db_url)
+def test_0003_renames_scenario_hint_to_queue_keeping_values(empty_db_url):
+    engine = db.make_engine(empty_db_url)
     upgrade_to(engine, "0002")
     with engine.begin() as conn:  # a call stored by the previous version
         conn.execute(text("INSERT INTO calls (source, external_id, recording_url, scenario_hint, event, status, "
@@ -28,4 +37,17 @@ def test_0003_renames_scenario_hint_to_queue_keeping_values(db_url):
     assert "ix_calls_analyzed_at" in {i["name"] for i in inspect(engine).get_indexes("calls")}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT queue FROM calls WHERE external_id = 'c-1'")).scalar() == "finance-complaints"
+    engine.dispose()
+
+
+def test_the_migrations_make_the_schema_the_tables_describe(empty_db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from plugin.store.tables import Base
+
+    engine = db.make_engine(empty_db_url)
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()

@@ -28,8 +28,9 @@ ALWAYS = (HERE / "rules" / "always.yaml").read_text(encoding="utf-8")
 
 # --- routing stored alerts, with a controllable clock -----------------------------------
 
+
 @pytest.fixture
-def routed(tmp_path, wecom, crm):
+def routed(request, tmp_path, wecom, crm):
     """A factory: Services with ``routing`` in its rules, a wecom sink at the fake robot and
     a clock at T0."""
     made = []
@@ -39,7 +40,7 @@ def routed(tmp_path, wecom, crm):
         rules.mkdir(exist_ok=True)
         (rules / "always.yaml").write_text(ALWAYS.replace("      - sink: wecom\n", ""), encoding="utf-8")
         (rules / "routing.yaml").write_text(textwrap.dedent(routing_yaml), encoding="utf-8")
-        cfg = make_config(tmp_path, None, db_url or f"sqlite:///{tmp_path / 'callmood.db'}",
+        cfg = make_config(tmp_path, None, db_url or request.getfixturevalue("sqlite_url"),
                           crm=crm if sinks else None, wecom=wecom if sinks else None, rules={"path": str(rules), "reload_interval_s": 0})
         svc = build(cfg)
         svc.clock = ManualClock(T0)

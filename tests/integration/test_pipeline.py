@@ -6,29 +6,16 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from plugin.core.clock import ManualClock
 from plugin.flow.pipeline import LeaseLost
-from plugin.services import build
 from plugin.store.tables import AlertRow, Segment
-from plugin.web.app import create_app
-from tests.conftest import T0, by_sink, event, make_config, signed, use_model
+from tests.conftest import by_sink, event, make_config, signed
 from tests.helpers import Reply, make_audio
 
 
 @pytest.fixture
-def served(emotion_model):
-    """Services for a config, with the shared model and a ManualClock, and a test client."""
-    made = []
-
-    def make(cfg):
-        svc = build(cfg)
-        use_model(svc, emotion_model)
-        svc.clock = ManualClock(T0)
-        made.append(svc)
-        return svc, create_app(services=svc).test_client()
-    yield make
-    for svc in made:
-        svc.close()
+def served(app_factory, clock):
+    """The app for a config, with the shared model and a ManualClock, and its test client."""
+    return lambda cfg: app_factory(cfg, model=True, clock=clock)
 
 
 def accept(client, body) -> int:

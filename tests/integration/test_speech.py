@@ -36,7 +36,7 @@ def test_speech_regions_follow_the_speakers(tmp_path):
     audio = decode(path, tmp_path / "d.wav")
     spans = {0: (1.0, 1.0 + _spoken(AGENT)), 1: (7.0, 7.0 + _spoken(CUSTOMER))}
     for ch, (a, b) in spans.items():
-        probs = vad.speech_probs(lambda s, e: read(audio, Track(ch, "x"), s, e), audio.frames)
+        [probs] = vad.speech_probs([lambda s, e: read(audio, Track(ch, "x"), s, e)], audio.frames)
         regions = [(s / 16000, e / 16000) for s, e in vad.regions_from_probs(probs, audio.frames)]
         assert regions, f"no speech found on channel {ch}"
         assert all(a - PAD <= s and e <= b + PAD for s, e in regions), (ch, regions, (a, b))
@@ -79,7 +79,6 @@ def test_vad_off_classifies_everything(tmp_path, model):
     assert notes["skipped_s"] == 0
 
 
-
 def test_the_tracks_of_a_call_share_the_vads_batches(tmp_path):
     """Scoring both channels together gives each channel the probabilities it gets alone."""
     import numpy as np
@@ -87,7 +86,7 @@ def test_the_tracks_of_a_call_share_the_vads_batches(tmp_path):
     path = write_conversation(tmp_path / "call", _turns(), 18.0, channels=2, rate=8000, fmt="wav_mulaw")
     audio = decode(path, tmp_path / "d.wav")
     reads = [lambda s, e, ch=ch: read(audio, Track(ch, "x"), s, e) for ch in (0, 1)]
-    together = vad.speech_probs_of_tracks(reads, audio.frames)
-    alone = [vad.speech_probs(r, audio.frames) for r in reads]
+    together = vad.speech_probs(reads, audio.frames)
+    alone = [vad.speech_probs([r], audio.frames)[0] for r in reads]
     assert [p.shape for p in together] == [p.shape for p in alone]
     assert max(float(np.abs(a - b).max()) for a, b in zip(together, alone)) < 1e-5

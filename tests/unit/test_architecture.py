@@ -158,3 +158,13 @@ def test_connectors_and_rules_touch_no_database_and_no_web_app():
             found += [f"{name} imports {m}" for m in mods if m.split(".")[0] in banned]
     # The one clock reads the database's time from the session it is given (plugin/core/clock.py).
     assert found == ["plugin.core.clock imports sqlalchemy", "plugin.core.clock imports sqlalchemy.orm"]
+
+
+def test_one_name_per_class():
+    """Two classes of one name (two Sources, two Windows...) make every reader check which."""
+    seen: dict[str, list[str]] = {}
+    for name, path in our_modules().items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                seen.setdefault(node.name, []).append(name)
+    assert {k: v for k, v in seen.items() if len(v) > 1} == {}

@@ -17,6 +17,7 @@ from tests.helpers import make_alert
 
 SHIPPED = Path(__file__).resolve().parents[2] / "rules" / "scenarios"
 
+
 def routing_of(text: str, tmp_path: Path, known_sinks=None) -> tuple[Routing | None, list[str]]:
     f = tmp_path / "routing.yaml"
     f.write_text(textwrap.dedent(text), encoding="utf-8")

@@ -14,7 +14,8 @@ def ctx(summary="客户很生气", matched=((0.0, 3.0), (63.0, 66.0))):
 
 
 def test_markdown_body():
-    sink = WeComRobotSink("wecom", WeComRobotConfig(type="wecom_robot", url="http://w/send?key=k", mentioned_list=["boss"]))
+    cfg = WeComRobotConfig(type="wecom_robot", url="http://w/send?key=k", mentioned_list=["boss"])
+    sink = WeComRobotSink("wecom", cfg)
     payload = sink.render(ctx())
     assert "url" not in payload  # the robot key stays in the config
     body = payload["body"]

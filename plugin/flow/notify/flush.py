@@ -58,12 +58,8 @@ def _flush(s: Session, n: Notification, now: datetime, routing: Routing | None, 
         outputs.deliveries.add(s, n.sink, {}, notification_id=n.id,
                                dead_because=f"sink {n.sink!r} is not configured")
         return True
-    try:
-        ctx = notification_context(n, rows, receiver, routing, outputs.links)
-    except ValueError as exc:
-        outputs.deliveries.add(s, n.sink, {}, notification_id=n.id, dead_because=str(exc))
-        return True
-    outputs.plan(s, sink, ctx, notification_id=n.id)
+    outputs.plan(s, sink, lambda: notification_context(n, rows, receiver, routing, outputs.links),
+                 notification_id=n.id)
     log.info("notification %s to %s (%s, %s): %d alert(s) flushed", n.id, n.receiver, n.kind,
              n.group_key, len(rows))
     return True
