@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import threading
-from datetime import datetime, timezone
 from typing import Callable
 
 import requests
@@ -51,8 +50,9 @@ class Runtime:
 
     def start(self) -> Runtime:
         cfg = self.config
-        self.scheduler.add_job(self._load_model, "interval", id="load_model",
-                               seconds=cfg.model.retry_interval_s, next_run_time=datetime.now(timezone.utc))
+        # Its own thread, not the scheduler's: a hub download can take minutes to fail, and
+        # stopping must not wait for it (the scheduler's stop waits for its running jobs).
+        threading.Thread(target=self._load_model, name="callmood-model-loader", daemon=True).start()
         if cfg.rules.reload_interval_s:
             self.scheduler.add_job(self._reload_rules, "interval", id="reload_rules",
                                    seconds=cfg.rules.reload_interval_s)
@@ -80,8 +80,9 @@ class Runtime:
         self._http.close()
 
     def _load_model(self) -> None:
-        if self.model.try_load():
-            self.scheduler.remove_job("load_model")
+        """Until the model is loaded: try, then wait ``model.retry_interval_s``."""
+        while not self._stop.is_set() and not self.model.try_load():
+            self._stop.wait(self.config.model.retry_interval_s)
 
     def _reload_rules(self) -> None:
         try:
