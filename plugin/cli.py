@@ -276,8 +276,8 @@ def _exit_now() -> None:
     closed by now; what is left is the interpreter tearing down every module FunASR
     imported, seconds of garbage collection that would delay every restart."""
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        stream.flush()  # sys.stdout may be redirected by a model load still under way
     os._exit(0)
 
 

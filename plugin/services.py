@@ -47,8 +47,9 @@ class Services:
     def links(self) -> Links:
         return Links(self.config.server.public_url)
 
-    # The parts are built on each use from the fields above, so a test that swaps the
-    # clock (or anything else) changes every part that uses it.
+    # The parts are built on each use from the fields above (they hold no state of their
+    # own), so a part built after a test swaps the clock uses the new one; a Runtime keeps
+    # the parts it was built with.
 
     @property
     def jobs(self) -> JobQueue:

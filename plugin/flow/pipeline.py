@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -117,15 +116,19 @@ class Pipeline:
                  call_id, len(analysis.segments), analysis.emotion, len(alerts), call.scenario)
 
     def _lease_keeper(self, job_id: int | None, owner: str | None):
-        """Renews the job's lease during a long call (every third of a lease, by the clock);
-        raises LeaseLost once another worker has the job."""
-        every = timedelta(seconds=self.jobs.lease_s / 3)
-        last = [self.clock.now()]
+        """Renews the job's lease during a long call, every third of a lease; raises
+        LeaseLost once another worker has the job.
+
+        How often is this process's own business, timed by its monotonic clock (a wall
+        clock stepped back would pause the renewals); the lease itself is written with
+        the one clock, by the job queue."""
+        every = self.jobs.lease_s / 3
+        last = [time.monotonic()]
 
         def keep(force: bool = False) -> None:
-            if job_id is None or not (force or self.clock.now() - last[0] > every):
+            if job_id is None or not (force or time.monotonic() - last[0] > every):
                 return
             if not self.jobs.renew(job_id, owner):
                 raise LeaseLost(job_id)
-            last[0] = self.clock.now()
+            last[0] = time.monotonic()
         return keep

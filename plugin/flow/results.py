@@ -51,8 +51,9 @@ def store_results(s: Session, call: Call, ctx: dict[str, Any], analysis: CallAna
     planned = [(alert, plan_alert(s, call, ctx, alert, outputs, now)) for alert in judged.alerts]
     # Supervisor notifications (routing.yaml: grouping, cooldown, quiet hours); those due
     # at once (group_wait 0) become deliveries in this same transaction.
-    notify.route_alerts(s, ctx, planned, judged.rules.routing, now, outputs.sinks.keys())
-    notify.flush_due(s, now, judged.rules.routing, outputs)
+    if judged.rules.routing is not None:
+        notify.route_alerts(s, ctx, planned, judged.rules.routing, now, outputs.sinks.keys())
+        notify.flush_due(s, now, judged.rules.routing, outputs)
 
 
 def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, outputs: Outputs,

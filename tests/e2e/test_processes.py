@@ -6,6 +6,8 @@ that is not there): they need none to accept a call, and the test does not pay F
 import in a process that never classifies anything."""
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,11 +20,11 @@ from tests.helpers import Reply, free_port, make_audio, run_cli, wait_until
 HOOK = 'sources: {generic: {secret: s}}\nfetch: {allow_networks: ["127.0.0.0/8"]}\n'
 
 
-def cfg_file(tmp_path, model_dir, extra="", name="config.yaml"):
+def cfg_file(tmp_path, model_dir, extra="", name="config.yaml", model=""):
     p = tmp_path / name
     if "audio:" not in extra:
         extra += "audio: {vad: energy}\n"  # tones are not speech to silero (see conftest.make_config)
-    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}}}\n{extra}")
+    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}{', ' + model if model else ''}}}\n{extra}")
     return p
 
 
@@ -75,22 +77,29 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
     """One database, the processes of both deployment shapes, as an operator meets them:
 
     1. `migrate` creates the schema;
-    2. `serve` (web, worker and scheduler in one process), a separate `callmood worker` and
-       a receiver with `--no-worker` start side by side (the first two import FunASR, on
-       both cores at once);
-    3. meanwhile a receiver with the worker disabled takes a call and is killed with
-       SIGKILL right after its 202. Its recording is only there once that receiver is
-       dead, so the call is analysed afterwards or not at all: it is not lost;
-    4. `serve` answers /health as the tutorial did, processes that call, and stops cleanly
-       on SIGTERM;
-    5. scale-out: the `--no-worker` receiver takes a call that the `worker` process (and no
-       other) analyses; both stop cleanly on SIGTERM.
+    2. `serve` (web, worker and scheduler in one process) and a receiver with
+       `--no-worker` start; meanwhile a receiver with the worker disabled takes a call and
+       is killed with SIGKILL right after its 202. That call's recording is only there
+       once the receiver is dead, so it is analysed afterwards or not at all;
+    3. `serve` answers /health as the tutorial did, and its own worker analyses the killed
+       receiver's call: nothing was lost. A `callmood worker` started beside it, but its
+       model is not in place yet (the operator copies it later), so it takes no job;
+    4. `serve` stops cleanly on SIGTERM; the worker's model is put in place and it loads
+       it. Scale-out: the `--no-worker` receiver takes a call that the `worker` process
+       analyses; both stop cleanly on SIGTERM.
     """
     # A worker that meets the recording before the receiver is killed retries soon, and long.
     full = cfg_file(tmp_path, model_dir, HOOK + "worker: {poll_interval_s: 0.1, retry_backoff_s: 0.2, retry_max_s: 1, "
                                                 "max_attempts: 60}\n")
     receiver_cfg = cfg_file(tmp_path, tmp_path / "no-model", HOOK, "receiver.yaml")
     killed_cfg = cfg_file(tmp_path, tmp_path / "no-model", HOOK + "worker: {enabled: false}\n", "killed.yaml")
+    # The worker's model directory, its weights not copied yet: it imports FunASR (on the
+    # other core, while `serve` does the same) and keeps trying until they are there.
+    late_model = tmp_path / "late-model"
+    shutil.copytree(model_dir, late_model)
+    (late_model / "model.pt").write_bytes(b"still copying")
+    worker_cfg = cfg_file(tmp_path, late_model, HOOK + "worker: {poll_interval_s: 0.1}\n", "worker.yaml",
+                          model="retry_interval_s: 0.5")
     r = run_cli("migrate", "-c", full)
     assert r.returncode == 0 and "newest schema" in r.stdout
     recordings.routes["/k.wav"] = Reply(503, "not yet")
@@ -100,11 +109,12 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
     serve_port, receiver_port, killed_port = free_port(), free_port(), free_port()
     serve_url, receiver_url, killed_url = (f"http://127.0.0.1:{p}" for p in (serve_port, receiver_port, killed_port))
     serve = start("serve", "-c", full, "--port", serve_port, output=True)
-    worker = subprocess.Popen([sys.executable, "-m", "plugin.cli", "worker", "-c", str(full)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker_log = open(tmp_path / "worker.log", "w")  # a file: it logs each try to load its model
+    worker = subprocess.Popen([sys.executable, "-m", "plugin.cli", "worker", "-c", str(worker_cfg)],
+                              stdout=subprocess.DEVNULL, stderr=worker_log, text=True)
     receiver = start("serve", "-c", receiver_cfg, "--port", receiver_port, "--no-worker")
     try:
-        # 3. A receiver, killed right after it accepted a call.
+        # 2. A receiver, killed right after it accepted a call.
         killed = start("serve", "-c", killed_cfg, "--port", killed_port)
         try:
             health = wait_until(lambda: _get(killed_url + "/health", ready=False), timeout=90)
@@ -117,19 +127,23 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
             killed.wait(timeout=30)
         recordings.serve_file("/k.wav", audio)
 
-        # 4. `serve` answers and processes it.
+        # 3. `serve` answers, and its worker processes the call.
         try:
             health = wait_until(lambda: _get(serve_url + "/health"), timeout=90)
             assert health == {"status": "success", "message": "Model is ready for inference"}
             call = wait_until(lambda: _call(serve_url, killed_call), timeout=90)
             assert call["status"] == "analyzed" and call["segments"]
+            assert worker_of(full, killed_call).split(":")[1] == str(serve.pid)
         finally:
             serve.terminate()
             out, _ = serve.communicate(timeout=30)
         assert serve.returncode == 0, out
         assert f"listening on http://127.0.0.1:{serve_port}" in out
 
-        # 5. Scale-out: webhooks to the receiver, the work to the worker process.
+        # 4. The worker's model is in place now; scale-out: webhooks to the receiver, the
+        # work to the worker process.
+        shutil.copyfile(model_dir / "model.pt", late_model / "model.pt.part")
+        os.replace(late_model / "model.pt.part", late_model / "model.pt")
         wait_until(lambda: _get(receiver_url + "/health", ready=False), timeout=90)
         r = post(receiver_url, "w-1", url)
         assert r.status_code == 202
@@ -142,6 +156,8 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
                 proc.terminate()
                 proc.wait(timeout=30)
         worker.terminate()
-        _, err = worker.communicate(timeout=30)
+        worker.wait(timeout=30)
+        worker_log.close()
+    err = (tmp_path / "worker.log").read_text()
     assert receiver.returncode == 0
     assert worker.returncode == 0 and "worker" in err

@@ -24,19 +24,43 @@ def upgrade_to(engine, revision: str) -> None:
         command.upgrade(cfg, revision)
 
 
+def downgrade_to(engine, revision: str) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
 def test_0003_renames_scenario_hint_to_queue_keeping_values(empty_db_url):
-    engine = db.make_engine(empty_db_url)
+    engine = db.make_engine(empty_db_url)  # on SQLite with foreign keys on, as the service runs it
     upgrade_to(engine, "0002")
-    with engine.begin() as conn:  # a call stored by the previous version
-        conn.execute(text("INSERT INTO calls (source, external_id, recording_url, scenario_hint, event, status, "
-                          "received_at) VALUES ('generic', 'c-1', 'http://x', 'finance-complaints', '{}', "
-                          "'received', '2026-11-24 10:00:00')"))
+    with engine.begin() as conn:  # an analysed call stored by the previous version, with what points at it
+        conn.execute(text("INSERT INTO calls (id, source, external_id, recording_url, scenario_hint, event, status, "
+                          "received_at) VALUES (1, 'generic', 'c-1', 'http://x', 'finance-complaints', '{}', "
+                          "'analyzed', '2026-11-24 10:00:00')"))
+        conn.execute(text("INSERT INTO jobs (id, call_id, kind, status, attempts, run_after, created_at) "
+                          "VALUES (1, 1, 'analyze', 'done', 1, '2026-11-24 10:00:00', '2026-11-24 10:00:00')"))
+        conn.execute(text("INSERT INTO segments (call_id, channel, role, start, \"end\", label, confidence, scores) "
+                          "VALUES (1, 1, 'customer', 0, 3, 'angry', 0.9, '{}')"))
+        conn.execute(text("INSERT INTO alerts (id, call_id, rule, scenario, severity, role, emotions, share, "
+                          "confidence, matched, summary, created_at, labels, details, routing) VALUES (1, 1, 'r', "
+                          "'general', 'warning', 'customer', '[]', 1, 0.9, '[]', 's', '2026-11-24 10:00:00', '{}', "
+                          "'{}', '[]')"))
+        conn.execute(text("INSERT INTO deliveries (alert_id, sink, payload, status, attempts, next_attempt_at, "
+                          "created_at) VALUES (1, 'crm', '{}', 'delivered', 1, '2026-11-24 10:00:00', "
+                          "'2026-11-24 10:00:00')"))
     db.upgrade(engine)
     columns = {c["name"] for c in inspect(engine).get_columns("calls")}
     assert "queue" in columns and "scenario_hint" not in columns
     assert "ix_calls_analyzed_at" in {i["name"] for i in inspect(engine).get_indexes("calls")}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT queue FROM calls WHERE external_id = 'c-1'")).scalar() == "finance-complaints"
+        for table in ("jobs", "segments", "alerts", "deliveries"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 1
+    downgrade_to(engine, "0002")  # and back, for an operator who has to roll back
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT scenario_hint FROM calls")).scalar() == "finance-complaints"
     engine.dispose()
 
 

@@ -7,6 +7,9 @@ Create Date: 2026-11-25
 One name per concept: the helpdesk's queue is ``queue`` from the webhook to the rules.
 The backtest finds its window by ``analyzed_at``; the index keeps that from scanning
 every call.
+
+A plain RENAME COLUMN (SQLite 3.25+, PostgreSQL), not a batch copy of the table: on
+SQLite a copy would drop ``calls``, which jobs, segments and alerts refer to.
 """
 from alembic import op
 
@@ -18,12 +21,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('calls') as batch_op:
-        batch_op.alter_column('scenario_hint', new_column_name='queue')
-        batch_op.create_index('ix_calls_analyzed_at', ['analyzed_at'], unique=False)
+    op.execute('ALTER TABLE calls RENAME COLUMN scenario_hint TO queue')
+    op.create_index('ix_calls_analyzed_at', 'calls', ['analyzed_at'], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('calls') as batch_op:
-        batch_op.drop_index('ix_calls_analyzed_at')
-        batch_op.alter_column('queue', new_column_name='scenario_hint')
+    op.drop_index('ix_calls_analyzed_at', table_name='calls')
+    op.execute('ALTER TABLE calls RENAME COLUMN queue TO scenario_hint')
