@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 SECRET = "test-secret"
 PG_ADMIN_URL = os.environ.get("CALLMOOD_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 11, 24, 2, 2)  # 10:02 in Asia/Shanghai: where ManualClocks start
+ALWAYS = (HERE / "rules" / "always.yaml").read_text(encoding="utf-8")  # a rule that fires on every call
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +126,21 @@ def _drop_schema(admin, schema):
 @pytest.fixture
 def sqlite_url(tmp_path, migrated_sqlite) -> str:
     return _sqlite_url(tmp_path, migrated_sqlite)
+
+
+@pytest.fixture
+def rules_dir(tmp_path) -> Path:
+    """A rules directory of its own holding always.yaml, for tests that edit it."""
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "always.yaml").write_text(ALWAYS, encoding="utf-8")
+    return d
+
+
+def edit(rules_dir: Path, old: str, new: str) -> None:
+    """Replace ``old`` with ``new`` in the rules directory's always.yaml."""
+    f = rules_dir / "always.yaml"
+    f.write_text(f.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
 
 
 @pytest.fixture

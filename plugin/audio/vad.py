@@ -10,6 +10,7 @@ a 5-minute call is ~320 batched steps per track instead of ~9,400 single ones; a
 from __future__ import annotations
 
 import threading
+from itertools import groupby
 from typing import Callable, Sequence
 
 import numpy as np
@@ -48,18 +49,18 @@ def speech_probs(reads: Sequence[Callable[[int, int], np.ndarray]], frames: int)
     model = _model()
     piece = PIECE_STEPS * STEP_SAMPLES
     n_pieces = -(-frames // piece)
-    # (track, first piece) of each run of consecutive pieces a batch takes from one track
     pieces = [(t, i) for t in range(len(reads)) for i in range(n_pieces)]
     out = [np.zeros(n_pieces * PIECE_STEPS, dtype=np.float32) for _ in reads]
     with torch.inference_mode():
         for first in range(0, len(pieces), GROUP):
             group = pieces[first:first + GROUP]
             block = np.zeros(len(group) * piece, dtype=np.float32)
-            for row, (t, i) in _runs(group):
-                start = i * piece
-                count = sum(1 for tt, _ in group if tt == t)
-                x = reads[t](start, min(start + count * piece, frames))
-                block[row * piece:row * piece + len(x)] = x
+            # Each track's pieces in this batch are consecutive: one read per track.
+            for t, rows in groupby(range(len(group)), key=lambda row: group[row][0]):
+                rows = list(rows)
+                start = group[rows[0]][1] * piece
+                x = reads[t](start, min(start + len(rows) * piece, frames))
+                block[rows[0] * piece:rows[0] * piece + len(x)] = x
             chunks = torch.from_numpy(block).view(len(group), PIECE_STEPS, STEP_SAMPLES)
             model.reset_states()
             probs = np.empty((len(group), PIECE_STEPS), dtype=np.float32)
@@ -69,11 +70,6 @@ def speech_probs(reads: Sequence[Callable[[int, int], np.ndarray]], frames: int)
                 out[t][i * PIECE_STEPS:(i + 1) * PIECE_STEPS] = probs[row]
     steps = -(-frames // STEP_SAMPLES)
     return [o[:steps] for o in out]
-
-
-def _runs(group: list[tuple[int, int]]) -> list[tuple[int, tuple[int, int]]]:
-    """The first row and (track, piece) of each track's consecutive pieces in a batch."""
-    return [(row, ti) for row, ti in enumerate(group) if row == 0 or group[row - 1][0] != ti[0]]
 
 
 def regions_from_probs(probs: np.ndarray, frames: int, threshold: float = 0.5, min_speech_s: float = 0.25,

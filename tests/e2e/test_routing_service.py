@@ -3,10 +3,8 @@ scheduler's flush -> the fake WeCom robot."""
 
 from __future__ import annotations
 
-from tests.conftest import HERE, event, make_config
+from tests.conftest import ALWAYS, event, make_config
 from tests.helpers import ROUTING, make_audio, wait_until
-
-ALWAYS = (HERE / "rules" / "always.yaml").read_text(encoding="utf-8")
 
 
 def test_through_the_running_service(tmp_path, model_dir, service_factory, recordings, wecom, crm):

@@ -1,27 +1,9 @@
 """Safe reload in a running service: a valid edit takes effect with no restart, an
 invalid one is refused, shown in /health, and the service works on with the last good rules."""
 
-from pathlib import Path
 
-import pytest
-
-from tests.conftest import HERE, event, make_config
+from tests.conftest import edit, event, make_config
 from tests.helpers import make_audio, wait_until
-
-ALWAYS = (HERE / "rules" / "always.yaml").read_text(encoding="utf-8")
-
-
-@pytest.fixture
-def rules_dir(tmp_path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "always.yaml").write_text(ALWAYS, encoding="utf-8")
-    return d
-
-
-def edit(rules_dir: Path, old: str, new: str) -> None:
-    f = rules_dir / "always.yaml"
-    f.write_text(f.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
 
 
 def test_running_service_reloads_and_shows_refusal(tmp_path, model_dir, sqlite_url, service_factory,

@@ -1,8 +1,6 @@
 """Schema migrations keep the data of databases made by earlier versions."""
 
 import pytest
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import inspect, text
 
 from plugin.store import engine as db
@@ -16,25 +14,9 @@ def empty_db_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-def upgrade_to(engine, revision: str) -> None:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
-def downgrade_to(engine, revision: str) -> None:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-
-
 def test_0003_renames_scenario_hint_to_queue_keeping_values(empty_db_url):
     engine = db.make_engine(empty_db_url)  # on SQLite with foreign keys on, as the service runs it
-    upgrade_to(engine, "0002")
+    db.upgrade(engine, "0002")
     with engine.begin() as conn:  # an analysed call stored by the previous version, with what points at it
         conn.execute(text("INSERT INTO calls (id, source, external_id, recording_url, scenario_hint, event, status, "
                           "received_at) VALUES (1, 'generic', 'c-1', 'http://x', 'finance-complaints', '{}', "
@@ -58,7 +40,7 @@ def test_0003_renames_scenario_hint_to_queue_keeping_values(empty_db_url):
         assert conn.execute(text("SELECT queue FROM calls WHERE external_id = 'c-1'")).scalar() == "finance-complaints"
         for table in ("jobs", "segments", "alerts", "deliveries"):
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 1
-    downgrade_to(engine, "0002")  # and back, for an operator who has to roll back
+    db.downgrade(engine, "0002")  # and back, for an operator who has to roll back
     with engine.connect() as conn:
         assert conn.execute(text("SELECT scenario_hint FROM calls")).scalar() == "finance-complaints"
     engine.dispose()

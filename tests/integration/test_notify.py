@@ -21,10 +21,8 @@ from plugin.flow.context import call_context
 from plugin.flow.results import plan_alert
 from plugin.services import build
 from plugin.store.tables import AlertRow, Call, Delivery, Notification
-from tests.conftest import HERE, T0, make_config
+from tests.conftest import ALWAYS, T0, make_config
 from tests.helpers import ROUTING, make_alert
-
-ALWAYS = (HERE / "rules" / "always.yaml").read_text(encoding="utf-8")
 
 # --- routing stored alerts, with a controllable clock -----------------------------------
 

@@ -1,28 +1,12 @@
 """Safe reload: valid edits take effect without a restart, invalid ones are refused and shown."""
 
 import logging
-from pathlib import Path
 
 import pytest
 
 from plugin.flow.rules_watch import RulesHolder
 from rules.yamlfile import RulesError
-from tests.conftest import HERE
-
-ALWAYS = (HERE / "rules" / "always.yaml").read_text(encoding="utf-8")
-
-
-@pytest.fixture
-def rules_dir(tmp_path) -> Path:
-    d = tmp_path / "rules"
-    d.mkdir()
-    (d / "always.yaml").write_text(ALWAYS, encoding="utf-8")
-    return d
-
-
-def edit(rules_dir: Path, old: str, new: str) -> None:
-    f = rules_dir / "always.yaml"
-    f.write_text(f.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+from tests.conftest import edit
 
 
 def rule_names(holder) -> list[str]:

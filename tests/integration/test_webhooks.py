@@ -46,3 +46,15 @@ def test_an_accepted_event_is_a_call_and_a_due_job_at_the_clocks_time(client, se
         assert (job.status, job.attempts) == ("queued", 0)
         assert s.execute(select(Job).where(Job.call_id == call.id)).scalars().all() == [job]
     assert client.get(f"/api/calls/{call.id}").json["queue"] == "support"
+
+
+def test_a_hostile_queue_is_data_on_the_call_page_and_in_the_api(client):
+    """The queue (a field any helpdesk user may fill) is shown escaped, never as markup."""
+    queue = '<script>alert(1)</script>"><img src=x onerror=alert(2)>{{ 7*7 }}'
+    r = post(client, event("c-x", "http://127.0.0.1:9/r.wav", queue=queue))
+    assert r.status_code == 202
+    call_id = r.json["call_id"]
+    assert client.get(f"/api/calls/{call_id}").json["queue"] == queue  # JSON keeps it exactly
+    page = client.get(f"/calls/{call_id}").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;{{ 7*7 }}" in page
+    assert "<script>alert" not in page and "<img src=x" not in page  # and the {{ }} stayed text, above

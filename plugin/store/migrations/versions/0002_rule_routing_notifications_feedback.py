@@ -8,9 +8,8 @@ Alerts keep their rule's labels, the measures behind them and what routing did w
 them; notifications group alerts per receiver and customer (cooldown, digest);
 supervisors' feedback on alerts feeds the backtest's precision.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'

@@ -13,7 +13,6 @@ SQLite a copy would drop ``calls``, which jobs, segments and alerts refer to.
 """
 from alembic import op
 
-
 revision = '0003'
 down_revision = '0002'
 branch_labels = None
