@@ -206,3 +206,52 @@ class Delivery(Base):
 
     alert: Mapped[AlertRow | None] = relationship(back_populates="deliveries")
     notification: Mapped[Notification | None] = relationship(back_populates="delivery")
+
+
+# --- people and machines allowed in (plugin/web/auth/) ---------------------------------
+
+class User(Base):
+    """Someone who logs in: a local account (argon2 password hash) or one made on first
+    sign-in through single sign-on (no password here)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | supervisor | admin
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(16), default="local")  # local | oidc | proxy
+    # Bumped on password change, role change, disable or "log out everywhere": sessions
+    # carry the number they were made with and end when it moves on.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for /api/* and scrapers. Only its SHA-256 is kept: it is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class LoginFailure(Base):
+    """One failed login, kept a short while: attempts are throttled per account and per
+    address across every web process (so not in memory)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), index=True)  # "user:<name>" or "ip:<address>"
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
