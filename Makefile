@@ -4,15 +4,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # CPU build of torch (a plain `torch` pulls several GB of CUDA wheels). On a GPU
 # machine: make run TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
-TORCH  ?= torch==2.13.0
+TORCH_VERSION ?= 2.13.0
+TORCH  ?= torch==$(TORCH_VERSION)
 CONFIG ?= $(if $(wildcard config.yaml),config.yaml,)
 
-.PHONY: run test test-fast test-unit test-integration test-e2e setup clean
+.PHONY: run test test-fast test-unit test-integration test-e2e setup lock clean
 
-$(VENV)/.installed: pyproject.toml
+# Everything but torch comes from requirements.lock: the exact versions, each checked
+# against its hashes, so every install runs what the tests ran. Then CallMood itself.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -30,6 +34,20 @@ test-fast: setup
 
 test-unit test-integration test-e2e: test-%: setup
 	$(BIN)/python -m pytest tests/$* $(PYTEST_ARGS)
+
+# After changing dependencies in pyproject.toml: pin them again (newest allowed versions,
+# with the hashes PyPI lists for every platform). torch stays out (see TORCH above); the
+# rest is resolved against TORCH_VERSION.
+# pip-tools gets a virtual environment of its own, so it changes nothing the lock pinned.
+LOCK_TOOLS := $(VENV)/lock-tools
+lock:
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && \
+	  $(LOCK_TOOLS)/bin/pip install --quiet --disable-pip-version-check 'pip-tools>=7.4'; }
+	printf 'torch==%s\n' $(TORCH_VERSION) > $(LOCK_TOOLS)/torch-constraint.txt
+	CUSTOM_COMPILE_COMMAND="make lock" \
+	  $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --strip-extras --extra test --extra postgres \
+	  --unsafe-package torch --constraint $(LOCK_TOOLS)/torch-constraint.txt \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

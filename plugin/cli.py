@@ -9,12 +9,15 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import click
 
 from plugin import config as config_mod
 from plugin.config import ConfigError
+from plugin.core import files, scrub
+from plugin.web.auth.commands import tokens_group, users_group
 
 log = logging.getLogger("plugin")
 
@@ -24,8 +27,14 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_funasr)
+        handler.addFilter(_scrub_logs)  # no credential in any log line (plugin/core/scrub.py)
+        handler.addFilter(_mask_phones)  # nor a whole phone number
     for name in ("plugin", "connectors", "rules"):
         logging.getLogger(name).setLevel(level.upper())
+
+
+_scrub_logs = scrub.LogFilter()  # one instance: addFilter does not add it twice
+_mask_phones = scrub.PhoneFilter()
 
 
 def _quiet_funasr(record: logging.LogRecord) -> bool:
@@ -49,9 +58,11 @@ def _services(cfg):
         return build(cfg)
     except RulesError as exc:
         raise click.ClickException(f"rules: {exc}") from None
+    except ConfigError as exc:  # auth.secret_key unreadable
+        raise click.ClickException(str(exc)) from None
     except Exception as exc:  # database unreachable, bad URL...
-        raise click.ClickException(f"cannot open database {cfg.database_url!r}: "
-                                   f"{str(exc).splitlines()[0]}") from None
+        raise click.ClickException(scrub.text(f"cannot open database {cfg.database_url!r}: "
+                                              f"{str(exc).splitlines()[0]}")) from None
 
 
 config_option = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
@@ -62,6 +73,9 @@ config_option = click.option("--config", "-c", "config_path", type=click.Path(di
 @click.version_option(package_name="callmood")
 def main():
     """CallMood: speech-emotion alerts for helpdesks and call centers."""
+    # Whatever a command creates (the database and its -wal/-shm, recordings, decoded
+    # audio, the secret key, ffmpeg's output) is readable by this user only.
+    files.restrict_umask()
 
 
 @main.command()
@@ -76,22 +90,33 @@ def serve(config_path, host, port, no_worker):
     from plugin.web.app import create_app
 
     cfg = _load(config_path)
-    svc = _services(cfg)
+    svc = _services(cfg)  # until here a signal has its default effect: the process holds nothing yet
+    stop = _Stop(cfg.worker.stop_grace_s).install()  # before the model loads and work is taken
     app = create_app(services=svc)
+    if not svc.accounts.has_users():
+        click.echo(f"No users yet: create the first admin with: {_first_admin_command(config_path)}", err=True)
     runtime = svc.runtime(worker=cfg.worker.enabled and not no_worker).start()
+    # Waitress buffers a whole request body before a thread sees it: no more than an
+    # upload may be (its default is 1 GB per request).
     server = create_server(app, host=host or cfg.server.host, port=port or cfg.server.port,
-                           threads=cfg.server.threads)
+                           threads=cfg.server.threads,
+                           max_request_body_size=cfg.server.max_upload_bytes + 64 * 1024)
     log.info("CallMood listening on http://%s:%s (database %s)", server.effective_host,
-             server.effective_port, cfg.database_url)
+             server.effective_port, scrub.text(cfg.database_url))
     click.echo(f"CallMood listening on http://{server.effective_host}:{server.effective_port}", err=True)
-    _on_signal(_exit)
+    stop.then(runtime.stop_taking_work)
     try:
-        server.run()
+        # From here a signal raises SystemExit in this thread, which ends waitress's loop
+        # (waitress catches it and lets the requests in progress finish, 5 s at most).
+        stop.raise_in_main = True
+        if stop.signal is None:
+            server.run()
     except SystemExit:
         pass
     finally:
+        stop.raise_in_main = False
         server.close()
-        runtime.stop()
+        runtime.stop(grace_s=stop.grace_left())
         svc.close()
     _exit_now()
 
@@ -101,16 +126,15 @@ def serve(config_path, host, port, no_worker):
 def worker(config_path):
     """Run only the worker and delivery loop (scale out: one per GPU machine)."""
     cfg = _load(config_path)
-    svc = _services(cfg)
+    svc = _services(cfg)  # until here a signal has its default effect: the process holds nothing yet
+    stop = _Stop(cfg.worker.stop_grace_s).install()  # before the model loads and work is taken
     runtime = svc.runtime().start()
-    _on_signal(_exit)
-    click.echo(f"CallMood worker {runtime.owner} running (database {cfg.database_url})", err=True)
+    stop.then(runtime.stop_taking_work)
+    click.echo(f"CallMood worker {runtime.owner} running (database {scrub.text(cfg.database_url)})", err=True)
     try:
-        threading.Event().wait()
-    except SystemExit:
-        pass
+        stop.wait()
     finally:
-        runtime.stop()
+        runtime.stop(grace_s=stop.grace_left())
         svc.close()
     _exit_now()
 
@@ -121,7 +145,7 @@ def migrate(config_path):
     """Create or upgrade the database schema."""
     cfg = _load(config_path)
     svc = _services(cfg)
-    click.echo(f"database at newest schema: {cfg.database_url}")
+    click.echo(f"database at newest schema: {scrub.text(cfg.database_url)}")
     svc.close()
 
 
@@ -158,7 +182,8 @@ def analyze(config_path, files, as_csv, roles, queue):
     for f in bar:
         with tempfile.TemporaryDirectory(prefix="callmood-analyze-") as tmp:
             try:
-                audio = decode(f, Path(tmp) / "decoded.wav", cfg.audio.max_duration_s)
+                audio = decode(f, Path(tmp) / "decoded.wav", cfg.audio.max_duration_s,
+                               max_channels=cfg.audio.max_channels, timeout_s=cfg.audio.decode_timeout_s)
             except DecodeError as exc:
                 failed += 1
                 click.echo(f"{f}: {exc}", err=True)
@@ -228,6 +253,56 @@ def rules_backtest(config_path, candidate, since, limit):
         svc.close()
 
 
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def purge(config_path, dry_run):
+    """Remove what the retention policy no longer keeps (`retention:` in the config), now."""
+    cfg = _load(config_path)
+    svc = _services(cfg)
+    try:
+        for kind in svc.purge(dry_run=dry_run):
+            click.echo(kind.line(dry_run))
+    finally:
+        svc.close()
+
+
+@main.command()
+@config_option
+@click.option("--customer", "customer_id", required=True, help="The customer id, as the helpdesk sends it.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def forget(config_path, customer_id, dry_run):
+    """Remove every trace of one customer: calls, results, alerts, deliveries, recordings."""
+    from plugin.store.forget import KINDS
+
+    cfg = _load(config_path)
+    svc = _services(cfg)
+    try:
+        removed = svc.forget(customer_id, dry_run=dry_run)
+    except ValueError as exc:
+        raise click.ClickException(f"--customer: {exc}") from None
+    finally:
+        svc.close()
+    verb = "would be removed" if dry_run else "removed"
+    if not removed["calls"] and not removed["alerts"]:
+        click.echo(f"customer {customer_id!r}: nothing stored (no call, no alert)")
+        return
+    click.echo(f"customer {customer_id!r}: {verb}:")
+    for kind in KINDS:
+        click.echo(f"  {kind}: {removed[kind]}")
+
+
+def _first_admin_command(config_path: str | None) -> str:
+    """The command, as this user would type it, that makes the first admin."""
+    exe = Path(sys.executable).parent / "callmood"
+    try:
+        exe = exe.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    cmd = f"{exe if exe.exists() else 'callmood'} users add admin --role admin"
+    return cmd + (f" --config {config_path}" if config_path else "")
+
+
 def _sink_names(cfg) -> set[str] | None:
     # With no sinks configured at all (the embedded defaults) alerts are only stored and
     # shown; sink names cannot be checked against anything then.
@@ -267,8 +342,79 @@ def _parse_roles(spec: str | None) -> dict[int, str] | None:
         raise click.BadParameter("expected e.g. 0=agent,1=customer", param_hint="--roles") from None
 
 
-def _exit(signum, frame):
-    raise SystemExit(0)
+class _Stop:
+    """SIGTERM (systemd, docker stop) and Ctrl-C: stop cleanly, within a bounded time,
+    whatever the process is doing when the signal comes.
+
+    The handler only notes the signal (and, while waitress runs in the main thread, raises
+    SystemExit there to end its loop): a handler runs between two bytecodes of the main
+    thread, wherever that is, so it takes no lock and starts no thread (either could be
+    held by the code it interrupted). A watcher thread, started beforehand, does the rest:
+    it tells the runtime to take no more work, and if the process is still there
+    ``worker.stop_grace_s`` + STOP_MARGIN_S after the signal it exits at once. A second
+    signal exits at once too. Work still in flight after the grace is handed back by
+    ``Runtime.stop``."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.signal: int | None = None
+        self.at = 0.0  # when the signal came (monotonic)
+        self.grace_s = grace_s  # worker.stop_grace_s
+        self.raise_in_main = False
+        self._then: list = []
+
+    def install(self) -> _Stop:
+        threading.Thread(target=self._watch, name="callmood-stop", daemon=True).start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def then(self, action) -> None:
+        """Run ``action`` (in the watcher thread) as soon as a signal has come."""
+        self._then.append(action)
+
+    def wait(self) -> None:
+        # Sleep, not Event.wait: a handler may not set an Event the main thread waits on
+        # (the Event's lock may be held by the very wait it interrupted). Short sleeps also
+        # let the handler run soon when the kernel gave the signal to another thread.
+        while self.signal is None:
+            time.sleep(0.25)
+
+    def grace_left(self) -> float:
+        return max(0.0, self.grace_s - (time.monotonic() - self.at)) if self.signal is not None else self.grace_s
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            _hard_exit(f"second signal ({signal.Signals(signum).name}): exiting now")
+        self.at, self.signal = time.monotonic(), signum
+        if self.raise_in_main:
+            raise SystemExit(0)
+
+    def _watch(self) -> None:
+        while self.signal is None:
+            time.sleep(0.1)
+        for action in self._then:
+            try:
+                action()
+            except Exception:
+                log.exception("while stopping")
+        bound = self.grace_s + STOP_MARGIN_S
+        time.sleep(max(0.0, self.at + bound - time.monotonic()))
+        _hard_exit(f"did not stop within {bound:g}s of the signal (worker.stop_grace_s + {STOP_MARGIN_S:g}); "
+                   f"exiting now")
+
+
+# What a clean stop may take beyond the grace: waitress finishing its requests (5 s at
+# most), handing work back, closing the database.
+STOP_MARGIN_S = 10.0
+
+
+def _hard_exit(why: str) -> None:
+    """Leave now, from any thread, without taking a lock (logging's included)."""
+    try:
+        os.write(2, f"callmood: {why}\n".encode())
+    except OSError:
+        pass
+    os._exit(1)
 
 
 def _exit_now() -> None:
@@ -281,12 +427,9 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-def _on_signal(handler) -> None:
-    # SIGTERM (systemd, docker stop) and Ctrl-C both stop cleanly: the worker finishes
-    # or abandons its job (its lease expires and another worker takes it).
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-
+# Accounts: `callmood users ...`, `callmood tokens ...` (plugin/web/auth/commands.py).
+main.add_command(users_group)
+main.add_command(tokens_group)
 
 if __name__ == "__main__":
     main()

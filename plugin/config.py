@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from connectors.sinks import SINK_TYPES
 from connectors.sources import SOURCES, SourceConfig
 from plugin.core.retry import RetryPolicy
+from plugin.core.roles import ROLES
 from plugin.core.validation import StrictModel, dotted, problems
 
 ENV_CONFIG = "CALLMOOD_CONFIG"
@@ -39,6 +40,24 @@ class ServerConfig(Section):
     public_url: str = "http://127.0.0.1:8080"
     max_upload_bytes: int = 50 * 1024 * 1024  # /predict uploads
     threads: int = 8
+    # /predict analyses this many uploads at once, and lets this many more wait (at most
+    # predict_wait_s) for a turn; beyond that it answers 429 with Retry-After at once, so
+    # uploads can never hold the threads the webhook receiver needs.
+    predict_concurrency: int = Field(1, ge=1, le=32)
+    predict_queue: int = Field(2, ge=0, le=256)
+    predict_wait_s: float = Field(30.0, gt=0, le=600)
+    # Off: the path answers 404. On: it needs an API token or a login (viewer or above).
+    metrics_enabled: bool = True
+    predict_enabled: bool = True
+    # Networks of the reverse proxies in front, e.g. ["127.0.0.1/32"]: from them (only) the
+    # X-Forwarded-For and X-Forwarded-Proto headers are believed, so login throttling counts
+    # the client's address, not the proxy's. From anyone else those headers are dropped.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        return _networks(v)
 
 
 class DatabaseConfig(Section):
@@ -62,6 +81,25 @@ class ModelConfig(Section):
     threads: int = Field(0, ge=0, le=256)  # torch CPU threads; 0 = the CPUs this process may use
     # How often to try again when the model could not be loaded (offline, missing files).
     retry_interval_s: float = 60.0
+    # The hub revision of `name` (a ModelScope tag, a Hugging Face commit), so every install
+    # loads the same weights. Unset: the pin in MODEL_PINS for the default model, else the
+    # hub's newest; "master" (ms) or "main" (hf) follows the newest on purpose.
+    revision: str | None = None
+
+    @model_validator(mode="after")
+    def _pin(self) -> ModelConfig:
+        if self.revision is None:
+            self.revision = MODEL_PINS.get((self.hub, self.name))
+        return self
+
+
+# Revisions checked for the default model: the ModelScope tag, and the Hugging Face commit
+# (the mirror's head since June 2024, with the nine-label tokens.txt).
+MODEL_PINS = {
+    ("ms", "iic/emotion2vec_plus_large"): "v2.0.5",
+    ("hf", "iic/emotion2vec_plus_large"): "6c303ba987b86b93193de93e34bb2b077a6bedc4",
+    ("hf", "emotion2vec/emotion2vec_plus_large"): "6c303ba987b86b93193de93e34bb2b077a6bedc4",
+}
 
 
 class AudioConfig(Section):
@@ -69,6 +107,10 @@ class AudioConfig(Section):
     # A trailing piece shorter than this is dropped: too short to judge.
     min_segment_s: float = Field(1.0, gt=0, le=30)
     max_duration_s: float = Field(4 * 3600, gt=0)
+    # Recordings with more channels are refused before decoding (8 channels x 4 h decode to
+    # 3.7 GB); raise it for multi-track recordings (channel keys 0-7 in the event).
+    max_channels: int = Field(2, ge=1, le=8)
+    decode_timeout_s: float = Field(300.0, gt=0)  # ffmpeg is killed after this long
     # Which audio is classified: silero = only speech found by the silero-vad model
     # (its weights ship in the pip package); energy = every window louder than
     # silence_dbfs; off = every window.
@@ -97,12 +139,16 @@ class FetchConfig(Section):
     @field_validator("allow_networks")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"{net!r} is not a network (e.g. 10.0.0.0/8)") from None
-        return v
+        return _networks(v)
+
+
+def _networks(v: list[str]) -> list[str]:
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"{net!r} is not a network (e.g. 10.0.0.0/8)") from None
+    return v
 
 
 class WorkerConfig(Section):
@@ -112,10 +158,16 @@ class WorkerConfig(Section):
     max_attempts: int = 5
     retry_backoff_s: float = 30.0  # the wait after a failed attempt, doubling each time
     retry_max_s: float = 3600.0  # ... up to this
+    # Keep a copy of each downloaded recording in <data_dir>/recordings/call-<id> (0600, in
+    # a 0700 folder) for audits and re-runs; removed after retention.recordings_days.
     keep_recordings: bool = False
     # Calls one worker process handles at once: while one call is on the model, the
     # next ones download, decode and find speech. Their windows share model batches.
     concurrency: int = Field(2, ge=1, le=64)
+    # On SIGTERM, the calls and deliveries in flight get this long to finish; the rest are
+    # handed back (queued again at once, the attempt not counted) and the process exits.
+    # Keep it below what the supervisor waits before SIGKILL (docker stop: 10 s).
+    stop_grace_s: float = Field(5.0, ge=0, le=3600)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.retry_backoff_s, self.retry_max_s, self.max_attempts)
@@ -133,12 +185,106 @@ class DeliveryConfig(Section):
         return RetryPolicy(self.backoff_base_s, self.backoff_max_s, self.max_attempts)
 
 
+class RetentionConfig(Section):
+    """How long personal data is kept, in days; 0 or null keeps it forever. Purged every
+    ``interval_s`` by the processes that run deliveries, and by `callmood purge`."""
+
+    # Call.event (the webhook payload as received), the customer's phone number and the
+    # recording URL's query string; the call row, its verdict and its alerts stay.
+    raw_events_days: int | None = Field(30, ge=0)
+    # Per-window results (what `rules backtest` replays); the call's verdict stays.
+    segments_days: int | None = Field(180, ge=0)
+    recordings_days: int | None = Field(7, ge=0)  # copies kept by worker.keep_recordings
+    # The rendered bodies of delivered and dead deliveries (their status and error stay).
+    delivery_bodies_days: int | None = Field(30, ge=0)
+    login_failures_days: int | None = Field(7, ge=0)  # failed logins kept for throttling and review
+    interval_s: float = Field(3600.0, ge=0)  # how often the service purges; 0 = only `callmood purge`
+
+
 class RulesConfig(Section):
     # Directory of scenario YAML files (and routing.yaml); default: the shipped rules/scenarios.
     path: str | None = None
     # How often the running service looks for edited rule files (0 = never: restart to apply).
     # An invalid edit is refused and the last good rules stay in force.
     reload_interval_s: float = Field(2.0, ge=0)
+
+
+Role = Literal[ROLES]  # viewer < supervisor < admin (plugin/core/roles.py)
+
+
+class OidcConfig(Section):
+    """Single sign-on with OpenID Connect (Keycloak, Azure AD/Entra ID, Okta...). Register
+    CallMood at the identity provider with the redirect URI
+    <server.public_url>/login/oidc/callback."""
+
+    # The provider: its issuer URL (the discovery document is read from
+    # <issuer>/.well-known/openid-configuration), or that document's URL itself.
+    issuer: str | None = None
+    server_metadata_url: str | None = None
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)  # e.g. ${CALLMOOD_OIDC_SECRET}
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    name_claim: str = "preferred_username"  # the claim that names the user here
+    # The claim that holds the user's groups (a list or one string), and the role each
+    # group gives; the highest wins. No group mapped: default_role, or (null) no entry.
+    role_claim: str | None = "groups"
+    roles: dict[str, Role] = Field(default_factory=dict)
+    default_role: Role | None = None
+    label: str = "single sign-on"  # the login page's button: "Sign in with <label>"
+    timeout_s: float = Field(10.0, gt=0, le=120)  # each request to the provider
+
+    @model_validator(mode="after")
+    def _where(self) -> OidcConfig:
+        if not (self.issuer or self.server_metadata_url):
+            raise ValueError("give issuer or server_metadata_url")
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include 'openid'")
+        return self
+
+    @property
+    def metadata_url(self) -> str:
+        return self.server_metadata_url or f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
+
+
+class ProxyHeaderConfig(Section):
+    """A reverse proxy that logs people in itself (oauth2-proxy, an ingress with SSO) and
+    names them in headers. Off by default: the headers are believed only from
+    trusted_networks, and only when enabled."""
+
+    enabled: bool = False
+    user_header: str = "X-Forwarded-User"
+    groups_header: str | None = "X-Forwarded-Groups"  # comma-separated groups
+    trusted_networks: list[str] = Field(default_factory=list)  # the proxy's own address(es)
+    roles: dict[str, Role] = Field(default_factory=dict)  # group -> role; the highest wins
+    default_role: Role | None = None  # no group mapped: this role, or (null) refused
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _trusted(cls, v: list[str]) -> list[str]:
+        return _networks(v)
+
+    @model_validator(mode="after")
+    def _needs_networks(self) -> ProxyHeaderConfig:
+        if self.enabled and not self.trusted_networks:
+            raise ValueError("enabled needs trusted_networks (the proxy's addresses)")
+        return self
+
+
+class AuthConfig(Section):
+    # Signs session cookies, CSRF tokens and (without link_key) call links; at least 32
+    # characters, e.g. ${CALLMOOD_SECRET_KEY}. Unset: made once and kept in
+    # <data_dir>/secret_key (mode 0600). Every web and worker process must share one.
+    secret_key: str | None = Field(None, min_length=32)
+    # Signs the call links in alerts (default: the secret key); change it to revoke every link.
+    link_key: str | None = Field(None, min_length=32)
+    link_days: float = Field(7.0, gt=0, le=366)  # how long a call link opens its call
+    session_hours: float = Field(12.0, gt=0, le=24 * 90)  # a login lasts this long
+    # Login throttling: after this many failures for one account, or from one address,
+    # within login_window_s, logins there answer 429 until the oldest failure is that old.
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_window_s: float = Field(900.0, gt=0, le=7 * 86400)
+    oidc: OidcConfig | None = None  # single sign-on (OpenID Connect); none by default
+    proxy_header: ProxyHeaderConfig = Field(default_factory=ProxyHeaderConfig)
 
 
 # Each source and each sink type owns its config model, next to its code (connectors/):
@@ -162,6 +308,8 @@ class Config(Section):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     sinks: dict[str, AnySink] = Field(default_factory=dict)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -169,6 +317,11 @@ class Config(Section):
         if self.audio.min_segment_s > self.audio.window_s:
             raise ValueError(f"audio.min_segment_s ({self.audio.min_segment_s}) must not exceed "
                              f"audio.window_s ({self.audio.window_s})")
+        busy = self.server.predict_concurrency + self.server.predict_queue
+        if busy >= self.server.threads:
+            raise ValueError(f"server.predict_concurrency + server.predict_queue ({busy}) must be below "
+                             f"server.threads ({self.server.threads}), or uploads can hold every server "
+                             f"thread and webhooks wait")
         if self.fetch.max_seconds >= self.worker.lease_s:
             raise ValueError(f"fetch.max_seconds ({self.fetch.max_seconds}) must be below worker.lease_s "
                              f"({self.worker.lease_s}), or another worker takes the job mid-download")
@@ -260,9 +413,29 @@ def load(path: str | os.PathLike | None = None, overrides: dict | None = None) -
             raise ConfigError(f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
+        if _size(data, MAX_VALUES) > MAX_VALUES:
+            raise ConfigError(f"{path}: more than {MAX_VALUES} values once YAML aliases are expanded")
     if overrides:
         data = _deep_merge(data, overrides)
     return from_dict(data, origin)
+
+
+# A few YAML aliases can stand for a huge tree ("billion laughs"); everything after the
+# parse walks the expanded tree, so its size is capped first.
+MAX_VALUES = 100_000
+
+
+def _size(value: Any, budget: int) -> int:
+    """How many values ``value`` holds once expanded, counting no further than ``budget + 1``."""
+    seen, stack = 0, [value]
+    while stack and seen <= budget:
+        v = stack.pop()
+        seen += 1
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return seen
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:

@@ -4,14 +4,16 @@ built once from the config. Other modules take the parts they use, not this cont
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.sinks import Sink, build_sinks
-from plugin.config import Config
+from plugin.config import Config, ConfigError
+from plugin.core import keys
 from plugin.core.clock import Clock, DatabaseClock
+from plugin.core.signing import CallLinkSigner
 from plugin.flow import notify
 from plugin.flow.context import Links
 from plugin.flow.outbox import Outbox
@@ -21,7 +23,10 @@ from plugin.flow.rules_watch import RulesHolder
 from plugin.flow.runtime import Runtime
 from plugin.model.loading import ModelService
 from plugin.store import engine as db
+from plugin.store import retention
+from plugin.store.accounts import Accounts
 from plugin.store.deliveries import DeliveryQueue
+from plugin.store.forget import forget_customer
 from plugin.store.jobs import JobQueue
 from rules.engine import RuleSet
 
@@ -37,6 +42,8 @@ class Services:
     model: ModelService
     rules_holder: RulesHolder
     sinks: dict[str, Sink]
+    # auth.secret_key, or the one kept in data_dir (plugin/core/keys.py); build() sets it.
+    secret_key: str = field(repr=False)
 
     @property
     def rules(self) -> RuleSet:
@@ -45,7 +52,16 @@ class Services:
 
     @property
     def links(self) -> Links:
-        return Links(self.config.server.public_url)
+        return Links(self.config.server.public_url, self.link_signer)
+
+    @property
+    def link_signer(self) -> CallLinkSigner:
+        auth = self.config.auth
+        return CallLinkSigner(auth.link_key or self.secret_key, auth.link_days, self.clock.now)
+
+    @property
+    def accounts(self) -> Accounts:
+        return Accounts(self.sessions, self.clock)
 
     # The parts are built on each use from the fields above (they hold no state of their
     # own), so a part built after a test swaps the clock uses the new one; a Runtime keeps
@@ -75,11 +91,20 @@ class Services:
         """Notifications due now (group_wait passed, quiet hours over) become deliveries."""
         return notify.flush_pending(self.sessions, self.clock, self.rules.routing, self.outputs)
 
+    def purge(self, dry_run: bool = False, stop=None) -> list[retention.Purged]:
+        """Remove what the retention policy no longer keeps (`retention:` in the config)."""
+        policy = retention.Policy(**self.config.retention.model_dump(exclude={"interval_s"}))
+        return retention.purge(self.sessions, self.clock, policy, self.config.data_dir, dry_run, stop)
+
+    def forget(self, customer_id: str, dry_run: bool = False):
+        """Remove every trace of one customer (plugin/store/forget.py); counts per kind."""
+        return forget_customer(self.sessions, self.config.data_dir, customer_id, dry_run)
+
     def runtime(self, worker: bool = True, deliveries: bool = True) -> Runtime:
         """The process's background work (not started)."""
         return Runtime(config=self.config, model=self.model, rules=self.rules_holder, jobs=self.jobs,
                        pipeline=self.pipeline(), outbox=self.outbox(), flush_notifications=self.flush_notifications,
-                       worker=worker, deliveries=deliveries)
+                       purge=self.purge, worker=worker, deliveries=deliveries)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -87,6 +112,10 @@ class Services:
 
 def build(config: Config, migrate: bool = True) -> Services:
     """Connect the database (migrating it), load rules and sinks. Raises on bad rules."""
+    try:
+        secret = keys.secret_key(config.auth.secret_key, config.data_dir)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"auth.secret_key: {exc}") from None
     engine = db.make_engine(config.database_url, echo=config.database.echo)
     if migrate:
         db.upgrade(engine)
@@ -98,4 +127,4 @@ def build(config: Config, migrate: bool = True) -> Services:
         log.warning("rules use sink %r but config has no sinks.%s: those actions are skipped",
                     name, name)
     return Services(config, engine, db.make_sessionmaker(engine), DatabaseClock(), ModelService(config.model),
-                    rules, sinks)
+                    rules, sinks, secret_key=secret)

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from plugin.core.data import SEVERITIES, Alert, Severity, severity_rank
+from plugin.core.ids import user_id_problem
 from rules.schema import MaybeStrings, Strict, Strings, matches_any, one_or_many
 from rules.templates import trial_error
 from rules.yamlfile import YamlFile, line_of, parse_duration, unknown_sink
@@ -113,6 +114,15 @@ class ReceiverSpec(Strict):
     mentions: MaybeStrings = None  # None: the sink's mentioned_list; [] mentions nobody
     template: str | None = None
     _name: str = PrivateAttr("")
+
+    @field_validator("mentions")
+    @classmethod
+    def _user_ids(cls, v):
+        for u in v or []:
+            problem = user_id_problem(u)
+            if problem:
+                raise ValueError(problem)
+        return v
 
     @property
     def name(self) -> str:

@@ -71,21 +71,40 @@ def read(path: Path) -> YamlFile:
         loader.dispose()
     src = YamlFile(path, data)
     if node is not None:
-        _walk(node, (), src.lines)
+        budget = [MAX_NODES]
+        try:
+            _walk(node, (), src.lines, budget)
+        except RecursionError:
+            budget[0] = -1
+        if budget[0] < 0:
+            raise RulesError(f"{path}: more than {MAX_NODES} values once aliases are expanded, or nested "
+                             f"too deep (a YAML alias bomb?)")
     return src
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+# Aliases make a small file stand for a huge tree ("billion laughs"): every later step
+# (validation, this line map) walks the expanded tree, so its size is capped here.
+MAX_NODES = 50_000
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             here = loc + (key.value,)
             lines[here] = key.start_mark.line + 1
-            _walk(value, here, lines)
+            _walk(value, here, lines, budget)
+            if budget[0] < 0:
+                return
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[loc + (i,)] = item.start_mark.line + 1
-            _walk(item, loc + (i,), lines)
+            _walk(item, loc + (i,), lines, budget)
+            if budget[0] < 0:
+                return
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -228,21 +228,37 @@ def clock() -> ManualClock:
     return ManualClock(T0)
 
 
+def api_token(svc: Services, role: str = "admin", name: str | None = None) -> str:
+    """A new API token with ``role`` (its plaintext), as `callmood tokens create` makes one."""
+    return svc.accounts.create_token(name or f"test-{role}", role)[1]
+
+
+def authed(app, role: str | None = "admin"):
+    """A test client of ``app`` that sends an API token with ``role`` (None: anonymous)."""
+    client = app.test_client()
+    if role is not None:
+        token = api_token(app.extensions["callmood"], role)
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
 @pytest.fixture
 def app_factory(request):
-    """``make(cfg, model=False, clock=None) -> (services, client)``: the app for any config
-    behind Flask's test client, optionally with the shared loaded model and a ManualClock.
+    """``make(cfg, model=False, clock=None, role="admin") -> (services, client)``: the app
+    for any config behind Flask's test client, optionally with the shared loaded model and
+    a ManualClock; the client sends an API token with ``role`` (None: anonymous).
     No socket, no worker thread: tests drive the pipeline and the outbox themselves."""
     made = []
 
-    def make(cfg: config_mod.Config, model: bool = False, clock: ManualClock | None = None):
+    def make(cfg: config_mod.Config, model: bool = False, clock: ManualClock | None = None,
+             role: str | None = "admin"):
         svc = build(cfg)
         if model:
             use_model(svc, request.getfixturevalue("emotion_model"))
         if clock is not None:
             svc.clock = clock
         made.append(svc)
-        return svc, create_app(services=svc).test_client()
+        return svc, authed(create_app(services=svc), role)
     yield make
     for svc in made:
         svc.close()
@@ -258,7 +274,20 @@ def app(tmp_path, db_url, clock, app_factory):
 
 @pytest.fixture
 def client(app):
+    """The app's test client, authenticated as an admin (an API token)."""
+    return authed(app, "admin")
+
+
+@pytest.fixture
+def anon(app):
+    """The app's test client with no credentials at all."""
     return app.test_client()
+
+
+@pytest.fixture
+def client_as(app):
+    """``client_as("viewer")``: a test client with an API token of that role."""
+    return lambda role: authed(app, role)
 
 
 @pytest.fixture
@@ -288,7 +317,8 @@ class Service:
                                         daemon=True)
         self._thread.start()
         self.runtime = self.svc.runtime().start() if start_runtime else None
-        self.http = requests.Session()
+        self.http = requests.Session()  # an admin's API token on every request
+        self.http.headers["Authorization"] = f"Bearer {api_token(self.svc, 'admin', 'e2e')}"
 
     def start_runtime(self) -> None:
         self.runtime = self.svc.runtime().start()

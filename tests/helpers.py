@@ -4,6 +4,7 @@ the helpdesk's recording store, the CRM and WeCom."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -213,7 +214,7 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
+def run_cli(*args, env: dict[str, str] | None = None, input: str | None = None) -> CliResult:
     """Run ``callmood ARGS`` in this process (click's test runner): the same command, exit
     code, stdout and stderr as a shell gets, log lines included, without paying a Python
     start-up and FunASR's import each time. tests/e2e runs the real processes."""
@@ -228,12 +229,64 @@ def run_cli(*args, env: dict[str, str] | None = None) -> CliResult:
     root = logging.getLogger()
     saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("plugin", "connectors", "rules")}
     root.handlers = []
+    umask = os.umask(0o022)  # `callmood` makes it 077 for the rest of its process: not of pytest's
+    os.umask(umask)
     try:
-        result = CliRunner(env=env).invoke(main, [str(a) for a in args])
+        result = CliRunner(env=env).invoke(main, [str(a) for a in args], input=input)
     finally:
+        os.umask(umask)
         root.handlers, root.level = saved[0], saved[1]
         for name, level in saved[2].items():
             logging.getLogger(name).setLevel(level)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+# --- a sender that trickles, for wall-clock deadlines ------------------------------------
+
+class Trickler:
+    """A raw HTTP server on 127.0.0.1 that sends what a route scripts, one byte every
+    ``every`` seconds once it reaches the trickled part: each read succeeds long before
+    fetch.timeout_s, so only a wall-clock deadline stops it."""
+
+    def __init__(self, every: float = 0.2, tls_context=None, handshake: bool = True):
+        self.every = every
+        self.tls_context = tls_context
+        self.handshake = handshake  # False: accept the connection, never answer the TLS hello
+        self.routes: dict[str, tuple[bytes, bytes]] = {}  # path -> (sent at once, then trickled)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            try:
+                if self.tls_context is not None:
+                    if not self.handshake:
+                        self.closed.wait(30)
+                        return
+                    conn = self.tls_context.wrap_socket(conn, server_side=True)
+                path = conn.recv(65536).split(b" ")[1].decode()
+                head, slow = self.routes.get(path, (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", b""))
+                conn.sendall(head)
+                for i in range(len(slow)):
+                    if self.closed.wait(self.every):
+                        return
+                    conn.sendall(slow[i:i + 1])
+            except OSError:  # the client hung up: what the deadline does
+                pass
+
+    def close(self):
+        self.closed.set()
+        self.sock.close()

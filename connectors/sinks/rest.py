@@ -12,6 +12,12 @@ call, alert, action and link, rendered when the action is planned and stored
 with the delivery; ``auth_header`` is added at send time and never stored, so
 secrets belong there. Any 2xx answer is success.
 
+Values inserted into ``url`` are percent-encoded, so each stays inside its path segment
+or query value (a customer id ``../../admin?x=1#`` is one segment, ``..%2F..%2Fadmin%3Fx%3D1%23``);
+the scheme, host and port must be written out in the template and are checked again
+after rendering. A rendered header that HTTP cannot carry (CR, LF, NUL...) makes the
+delivery fail at once, with the reason.
+
 As a routing receiver's sink (routing.yaml) the templates also see ``alerts`` (every
 alert of the notification: ``{"alert", "call", "link", "time"}`` each), ``count`` and
 ``digest`` (true for a quiet-hours digest); ``alert`` and ``call`` are its worst alert's,
@@ -20,13 +26,15 @@ e.g. ``note: "{{ count }} alert(s): {% for i in alerts %}{{ i.alert.summary }}; 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 from pydantic import Field, field_validator
 
-from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json
-from plugin.core.sandbox import render
+from connectors.sinks.base import SendResult, Sink, SinkConfig, header_problem, post_json
+from plugin.core.sandbox import render, render_escaped
 
 DEFAULT_BODY = {
     "customer_id": "{{ call.customer_id }}",
@@ -71,6 +79,78 @@ class RestConfig(SinkConfig):
             raise ValueError("must be POST, PUT or PATCH")
         return v
 
+    @field_validator("url")
+    @classmethod
+    def _fixed_origin(cls, v: str) -> str:
+        origin(v)  # raises ValueError when the template does not write out where it goes
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            problem = header_problem(name, "")
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator("auth_header")
+    @classmethod
+    def _auth(cls, v: str | None) -> str | None:
+        problem = header_problem("Authorization", v) if v is not None else None
+        if problem:
+            raise ValueError(problem.replace("header Authorization: value", "the value"))
+        return v
+
+
+def origin(template: str) -> tuple[str, str]:
+    """The (scheme, host[:port]) a URL template writes out before its first template tag."""
+    literal = re.split(r"\{[{%#]", template, maxsplit=1)
+    head = literal[0]
+    parts = urlsplit(head)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must start with http:// or https:// and a host written out, not templated")
+    rest = head[len(parts.scheme) + 3 + len(parts.netloc):]
+    if len(literal) > 1 and not rest[:1] in ("/", "?"):
+        raise ValueError("the host must be written out in full before the first {{ }} "
+                         "(a template may fill in the path and the query only)")
+    if "@" in parts.netloc:
+        raise ValueError("credentials in the URL are not supported; use auth_header")
+    return parts.scheme, parts.netloc.lower()
+
+
+def url_value(value: str) -> str:
+    """One value put into a URL template: percent-encoded so that it stays inside its path
+    segment or query value (``/``, ``?``, ``#``, ``&``, ``=`` and ``%`` included)."""
+    if value in (".", ".."):  # a whole segment of dots would climb the path, encoded or not
+        raise ValueError(f"{value!r} cannot be a URL path segment")
+    return quote(value, safe="")
+
+
+def render_url(template: str, ctx: dict[str, Any]) -> str:
+    """``template`` rendered with every value encoded, checked to go where it says."""
+    url = render_escaped(url_value, template, **ctx)
+    scheme, netloc = origin(template)
+    parts = urlsplit(url)
+    if (parts.scheme, parts.netloc.lower()) != (scheme, netloc):
+        raise ValueError(f"rendered URL goes to {parts.scheme}://{parts.netloc}, not {scheme}://{netloc}")
+    if any(unquote(seg) in (".", "..") for seg in parts.path.split("/")):
+        raise ValueError(f"rendered URL path {parts.path[:200]!r} has a . or .. segment")
+    if any(c.isspace() or ord(c) < 0x20 for c in url):
+        raise ValueError("rendered URL contains whitespace or control characters")
+    return url
+
+
+def render_headers(headers: dict[str, str], ctx: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for name, template in headers.items():
+        value = render(template, **ctx)
+        problem = header_problem(name, value)
+        if problem:
+            raise ValueError(problem)
+        out[name] = value
+    return out
+
 
 class RestSink(Sink):
     kind = "rest"
@@ -79,8 +159,8 @@ class RestSink(Sink):
 
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         body = self.cfg.body if self.cfg.body is not None else DEFAULT_BODY
-        return {"method": self.cfg.method, "url": render(self.cfg.url, **ctx),
-                "headers": render_tree(self.cfg.headers, ctx), "body": render_tree(body, ctx)}
+        return {"method": self.cfg.method, "url": render_url(self.cfg.url, ctx),
+                "headers": render_headers(self.cfg.headers, ctx), "body": render_tree(body, ctx)}
 
     def headers(self, idempotency_key: str) -> dict[str, str]:
         h = super().headers(idempotency_key)

@@ -12,6 +12,12 @@ alerts of one group (``alerts``: the worst one is ``alert``, the others are list
 under it) or be a quiet-hours digest (``digest``: every alert, one line each). Lists stop
 before the byte cap, so the link and the mentions always make it. ``action.mentions``
 (a routing receiver's list) replaces the sink's ``mentioned_list``.
+
+Every value put into a message (call fields, the rule's summary, labels...) is data, never
+markdown: WeCom markdown has no escape character, so the characters that start a heading,
+a link, a tag or a mention (``# [ ] < > * ` &``) become their full-width look-alikes and
+line breaks become spaces (``md``). The operator's own template text keeps its markdown.
+Mentions must be user ids (letters, digits, ``_ . - @``).
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import requests
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json
-from plugin.core.sandbox import render
+from plugin.core.ids import user_id_problem
+from plugin.core.sandbox import Raw, render_escaped
 
 MAX_BYTES = 4096
 
@@ -50,6 +57,30 @@ DIGEST_HEADER = """\
 """
 
 SUMMARY_CHARS = 100  # of each alert's summary in a list
+
+
+# Full-width look-alikes: the text reads the same, and WeCom parses none of it as markdown.
+_MARKDOWN = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "#": "＃", "*": "＊",
+                           "`": "｀", "&": "＆"})
+
+
+def md(value: object) -> str:
+    """``value`` as text that WeCom markdown shows as it is, on the line it was put on."""
+    text = str(value).translate(_MARKDOWN)
+    # Any line break or control character (\r, \n, \v, \f, U+0085, U+2028...) is a space.
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def _render(template: str, **ctx: Any) -> str:
+    return render_escaped(md, template, **ctx)
+
+
+def mention_line(users: list[str]) -> str:
+    for u in users:
+        problem = user_id_problem(u)
+        if problem:
+            raise ValueError(f"cannot mention {problem}")
+    return ("\n" + " ".join(f"<@{u}>" for u in users)) if users else ""
 
 
 def fmt_time(seconds: float) -> str:
@@ -97,9 +128,9 @@ def _more(ctx: dict[str, Any], others: list[dict[str, Any]], budget: int) -> str
     lines = []
     for item in others:
         a, c = item["alert"], item["call"]
-        agent = f" · 坐席 Agent {c['agent_id']}" if c.get("agent_id") else ""
-        lines.append(f"- {item.get('time') or '-'} · {a['severity']} · {a['rule']}{agent} · "
-                     f"{_clip(a['summary'])} [查看 / Open]({item['link']})")
+        agent = f" · 坐席 Agent {md(c['agent_id'])}" if c.get("agent_id") else ""
+        lines.append(f"- {md(item.get('time') or '-')} · {md(a['severity'])} · {md(a['rule'])}{agent} · "
+                     f"{md(_clip(a['summary']))} [查看 / Open]({item['link']})")
     room = budget - len(head.encode("utf-8")) - 1
     if room < 48:  # the main alert alone fills the message
         return ""
@@ -111,6 +142,15 @@ class WeComRobotConfig(SinkConfig):
     url: str  # https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=... (the key is a secret)
     # WeCom user ids to @-mention in the alert ("<@userid>" in the markdown).
     mentioned_list: list[str] = Field(default_factory=list)
+
+    @field_validator("mentioned_list")
+    @classmethod
+    def _user_ids(cls, v: list[str]) -> list[str]:
+        for u in v:
+            problem = user_id_problem(u)
+            if problem:
+                raise ValueError(problem)
+        return v
 
 
 class WeComRobotSink(Sink):
@@ -128,20 +168,21 @@ class WeComRobotSink(Sink):
             users = self.cfg.mentioned_list
         elif isinstance(users, str):
             users = [u.strip() for u in users.split(",") if u.strip()]
-        mentions = "".join(f" <@{u}>" for u in users)
-        mentions = ("\n" + mentions.strip()) if mentions else ""
-        extras = {"color": SEVERITY_COLOR.get(alert["severity"], "comment"), "times": times or "-",
+        mentions = Raw(mention_line(list(users)))
+        # What the code built (and escaped where it holds data) goes in as it is.
+        extras = {"color": Raw(SEVERITY_COLOR.get(alert["severity"], "comment")), "times": Raw(times or "-"),
                   "mentions": mentions}
+        ctx = {**ctx, "link": Raw(ctx.get("link") or "")}
         others = [i for i in ctx.get("alerts") or [] if not i.get("primary")]
         if action.get("template"):
-            content = render(action["template"], more="", **extras, **ctx)
+            content = _render(action["template"], more="", **extras, **ctx)
         elif ctx.get("digest"):
             content = self._digest(ctx, mentions)
         else:
-            content = render(TEMPLATE, more="", **extras, **ctx)
+            content = _render(TEMPLATE, more="", **extras, **ctx)
             if others:
                 more = _more(ctx, others, MAX_BYTES - len(content.encode("utf-8")))
-                content = render(TEMPLATE, more=more, **extras, **ctx)
+                content = _render(TEMPLATE, more=Raw(more), **extras, **ctx)
         # The robot URL carries its key: it is read from config at send time, never stored.
         return {"body": {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content)}}}
 
@@ -154,9 +195,9 @@ class WeComRobotSink(Sink):
         lines = []
         for item in items:
             a, c = item["alert"], item["call"]
-            lines.append(f"- {item.get('time') or '-'} · {c.get('customer_id') or '-'} · {a['scenario']} · "
-                         f"<font color=\"{SEVERITY_COLOR.get(a['severity'], 'comment')}\">{a['severity']}</font>"
-                         f" · {_clip(a['summary'])} [查看 / Open]({item['link']})")
+            lines.append(f"- {md(item.get('time') or '-')} · {md(c.get('customer_id') or '-')} · {md(a['scenario'])} · "
+                         f"<font color=\"{SEVERITY_COLOR.get(a['severity'], 'comment')}\">{md(a['severity'])}</font>"
+                         f" · {md(_clip(a['summary']))} [查看 / Open]({item['link']})")
         body = _fit(lines, MAX_BYTES - len((head + "\n" + tail).encode("utf-8")))
         return head + "\n" + "\n".join(body) + tail
 

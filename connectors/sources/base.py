@@ -31,6 +31,7 @@ class Source(Protocol):
     name: ClassVar[str]
     Config: ClassVar[type[SourceConfig]]  # its section under `sources:` in the config
 
-    def verify(self, headers: Mapping[str, str], body: bytes, cfg: SourceConfig) -> None: ...
+    def verify(self, headers: Mapping[str, str], body: bytes, cfg: SourceConfig,
+               now: float | None = None) -> None: ...  # now: unix seconds (default: time.time())
 
     def parse(self, body: bytes) -> CallEvent: ...

@@ -7,52 +7,102 @@
      "customer_id": "cust-9", "customer_phone": "+8613800000000", "agent_id": "a-7",
      "queue": "finance-complaints", "ticket_id": "T-55",
      "channels": {"0": "agent", "1": "customer"}}
+
+With ``replay_tolerance_s`` set, the header carries a timestamp, as Stripe's does, and an
+event signed longer ago (or further ahead) than that is refused, so a captured request
+cannot be replayed later:
+
+    X-CallMood-Signature: t=1767225600,v1=<hex hmac of "1767225600." + body>
+
+Ids (call, customer, agent, ticket, queue) are letters, digits and ``. _ - : @ + #``, at
+most 128 characters (plugin/core/ids.py); anything else is a 400 naming the field.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import time
 from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectors.sources.base import EventError, SignatureError, SourceConfig
+from plugin.core import ids, safe_json
 from plugin.core.data import CallEvent
 from plugin.core.validation import first_problem
 
 ROLES = {"agent", "customer"}
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The header value a sender puts on ``body`` (also used by tests and examples)."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The header value a sender puts on ``body`` (also used by tests and examples):
+    ``sha256=<hex>``, or with ``timestamp`` (unix seconds) ``t=<timestamp>,v1=<hex>``, the
+    form a source with ``replay_tolerance_s`` requires."""
+    if timestamp is None:
+        return "sha256=" + _hmac(secret, body)
+    return f"t={int(timestamp)},v1={_hmac(secret, f'{int(timestamp)}.'.encode() + body)}"
+
+
+def _hmac(secret: str, data: bytes) -> str:
+    return hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
 
 
 class GenericConfig(SourceConfig):
     secret: str | None = None  # HMAC-SHA256 key shared with the helpdesk; until set, every event is refused
     signature_header: str = "X-CallMood-Signature"
+    # Refuse events signed more than this many seconds ago or ahead (replayed requests); the
+    # header is then "t=<unix seconds>,v1=<hmac of '<t>.<body>'>". 0 = off (plain "sha256=").
+    replay_tolerance_s: float = Field(0, ge=0)
+
+
+def _safe_id(v: str | None) -> str | None:
+    if v is None:
+        return v
+    problem = ids.id_problem(v)
+    if problem:
+        raise ValueError(problem)
+    return v
 
 
 class GenericEvent(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
-    call_id: str = Field(min_length=1, max_length=255)
+    call_id: str
     recording_url: str = Field(min_length=1, max_length=4096)
-    customer_id: str = Field(min_length=1, max_length=255)
-    customer_phone: str | None = Field(None, max_length=64)
-    agent_id: str | None = Field(None, max_length=255)
-    queue: str | None = Field(None, max_length=255)
-    scenario: str | None = Field(None, max_length=255)  # another name of queue; wins when both are given
-    ticket_id: str | None = Field(None, max_length=255)
+    customer_id: str
+    customer_phone: str | None = None
+    agent_id: str | None = None
+    queue: str | None = None
+    scenario: str | None = None  # another name of queue; wins when both are given
+    ticket_id: str | None = None
     channels: dict[str, str] | None = None
+
+    @field_validator("agent_id", "queue", "scenario", "ticket_id", "customer_phone", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v):
+        # Helpdesks send "" for a field they do not have.
+        return None if isinstance(v, str) and not v.strip() else v
+
+    _ids = field_validator("call_id", "customer_id", "agent_id", "queue", "scenario", "ticket_id")(
+        _safe_id)
+
+    @field_validator("customer_phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        problem = ids.phone_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("recording_url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not (v.startswith("http://") or v.startswith("https://")):
             raise ValueError("must be an http(s) URL")
+        if any(c.isspace() or not c.isprintable() or c == "\\" for c in v):
+            # Two URL parsers may read such a URL as two different hosts (plugin/audio/fetch.py).
+            raise ValueError("must not contain whitespace, control characters or a backslash")
         return v
 
     @field_validator("channels")
@@ -72,24 +122,45 @@ class GenericSource:
     name = "generic"
     Config = GenericConfig
 
-    def verify(self, headers: Mapping[str, str], body: bytes, cfg: GenericConfig) -> None:
+    def verify(self, headers: Mapping[str, str], body: bytes, cfg: GenericConfig,
+               now: float | None = None) -> None:
         if not cfg.secret:
             raise SignatureError(f"source {self.name!r} has no secret configured (sources.{self.name}.secret)")
         given = headers.get(cfg.signature_header, "")
         if not given:
             raise SignatureError(f"missing {cfg.signature_header} header")
+        if cfg.replay_tolerance_s:
+            self._verify_timestamped(given, body, cfg, time.time() if now is None else now)
+            return
         expected = sign(body, cfg.secret).encode()
         if not given.startswith("sha256="):
             given = "sha256=" + given
-        # Compare bytes: compare_digest refuses non-ASCII str, and a header is attacker-chosen.
-        if not hmac.compare_digest(given.lower().encode("utf-8", "replace"), expected):
+        if not _same(given, expected):
             raise SignatureError(f"{cfg.signature_header} does not match the body")
+
+    def _verify_timestamped(self, given: str, body: bytes, cfg: GenericConfig, now: float) -> None:
+        header = cfg.signature_header
+        parts = [p.strip().partition("=") for p in given.split(",")]
+        stamps = [v for k, _, v in parts if k == "t"]
+        macs = [v for k, _, v in parts if k == "v1"]
+        if len(stamps) != 1 or not stamps[0].isascii() or not stamps[0].isdigit() or len(stamps[0]) > 12 or not macs:
+            raise SignatureError(f"{header} must be t=<unix seconds>,v1=<hex hmac of '<t>.<body>'> "
+                                 f"(sources.{self.name}.replay_tolerance_s is set)")
+        # The signature is checked before the time: an unsigned time says nothing.
+        expected = _hmac(cfg.secret, stamps[0].encode() + b"." + body).encode()
+        if not any(_same(m, expected) for m in macs):
+            raise SignatureError(f"{header} does not match the body and timestamp")
+        age = now - int(stamps[0])
+        if abs(age) > cfg.replay_tolerance_s:
+            when = f"{age:.0f}s ago" if age > 0 else f"{-age:.0f}s in the future"
+            raise SignatureError(f"{header} was signed {when}, outside the "
+                                 f"{cfg.replay_tolerance_s:g}s tolerance (sources.{self.name}.replay_tolerance_s)")
 
     def parse(self, body: bytes) -> CallEvent:
         try:
-            data = json.loads(body, parse_constant=_no_nan)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise EventError("body", f"not valid JSON ({exc})") from None
+            data = safe_json.loads(body)
+        except safe_json.UnsafeJson as exc:
+            raise EventError(exc.where, exc.message) from None
         if not isinstance(data, dict):
             raise EventError("body", "expected a JSON object")
         try:
@@ -108,6 +179,6 @@ class GenericSource:
         )
 
 
-def _no_nan(name: str):
-    # Python's json accepts NaN and Infinity; JSON (and PostgreSQL's json type) do not.
-    raise ValueError(f"{name} is not valid JSON")
+def _same(given: str, expected: bytes) -> bool:
+    # Compare bytes: compare_digest refuses non-ASCII str, and a header is attacker-chosen.
+    return hmac.compare_digest(given.strip().lower().encode("utf-8", "replace"), expected)

@@ -5,6 +5,13 @@ Each hop is resolved once, every address is checked, and the connection goes to
 the checked address (Host header and TLS name kept), so neither a URL that two
 parsers read differently nor a DNS answer that changes between check and use
 can lead the download somewhere else.
+
+``fetch.max_seconds`` is a wall-clock deadline for the whole fetch, redirects, connecting
+and the TLS handshake included: a watchdog shuts the connection's socket when it passes,
+so a server that trickles a byte at a time (each read succeeding within
+``fetch.timeout_s``) is cut off on time. Such a failure is not retried: the next attempt
+would hold a worker just as long, and a recording that honestly needs longer needs a
+larger ``fetch.max_seconds``, not another try.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +27,13 @@ from urllib.parse import urljoin
 
 import certifi
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, LocationParseError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Timeout, parse_url
 
 from plugin.config import FetchConfig
+from plugin.core.files import private_opener
 
 READ_BYTES = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -101,14 +111,96 @@ def _allowed(ip, allowed) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def _pool(t: Target, cfg: FetchConfig):
-    timeout = Timeout(connect=cfg.timeout_s, read=cfg.timeout_s)
+class _Watchdog:
+    """Shuts the fetch's current socket down at the deadline, whatever it is waiting for
+    (the TLS handshake, headers, a body arriving a byte at a time)."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate of the socket: TLS wrapping detaches the original object, and the
+        # duplicate's descriptor, held until cancel(), cannot be reused by another connection.
+        with self._lock:
+            self._forget()
+            self._sock = sock.dup()
+            if self.fired:
+                _shut(self._sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def _forget(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._forget()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:  # wakes a recv blocked in another thread, which close() alone does not
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _WatchedHTTP(HTTPConnection):
+    def __init__(self, *args, watchdog: _Watchdog, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watchdog = watchdog
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        self._watchdog.watch(sock)
+        return sock
+
+
+class _WatchedHTTPS(HTTPSConnection):
+    def __init__(self, *args, watchdog: _Watchdog, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._watchdog = watchdog
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # before the TLS handshake: that is watched too
+        self._watchdog.watch(sock)
+        return sock
+
+
+def _pool(t: Target, cfg: FetchConfig, watchdog: _Watchdog):
+    # Neither connecting nor any single read may outlast what is left of the deadline.
+    wait = max(0.001, min(cfg.timeout_s, watchdog.left()))
+    timeout = Timeout(connect=wait, read=wait)
     if t.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
+        pool = urllib3.HTTPSConnectionPool(
             t.ip, t.port, timeout=timeout, retries=False, maxsize=1,
             cert_reqs="CERT_REQUIRED", ca_certs=cfg.ca_bundle or certifi.where(),
-            server_hostname=t.host, assert_hostname=t.host)
-    return urllib3.HTTPConnectionPool(t.ip, t.port, timeout=timeout, retries=False, maxsize=1)
+            server_hostname=t.host, assert_hostname=t.host, watchdog=watchdog)
+        pool.ConnectionCls = _WatchedHTTPS
+        return pool
+    pool = urllib3.HTTPConnectionPool(t.ip, t.port, timeout=timeout, retries=False, maxsize=1,
+                                      watchdog=watchdog)
+    pool.ConnectionCls = _WatchedHTTP
+    return pool
+
+
+def _too_slow(cfg: FetchConfig) -> FetchError:
+    return FetchError(f"download took longer than {cfg.max_seconds:g}s (fetch.max_seconds); not retried")
 
 
 def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
@@ -117,21 +209,29 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    deadline = time.monotonic() + cfg.max_seconds
+    watchdog = _Watchdog(time.monotonic() + cfg.max_seconds)
     current = url
     try:
         for _hop in range(cfg.max_redirects + 1):
             target = check_url(current, cfg)
-            pool = _pool(target, cfg)
+            if watchdog.left() <= 0:
+                raise _too_slow(cfg)
+            pool = _pool(target, cfg, watchdog)
             try:
                 resp = pool.urlopen("GET", target.request_uri, redirect=False, preload_content=False,
                                     retries=False, headers={"Host": target.host_header, "Accept": "*/*",
                                                             "User-Agent": "CallMood", **(headers or {})})
             except SSLError as exc:
+                if watchdog.fired:
+                    raise _too_slow(cfg) from None
                 raise FetchError(f"TLS verification failed for {target.host}: {exc}"[:300]) from None
             except Urllib3Timeout:
+                if watchdog.fired or watchdog.left() <= 0:
+                    raise _too_slow(cfg) from None
                 raise FetchError(f"timed out fetching recording from {target.host}", retryable=True) from None
             except HTTPError as exc:
+                if watchdog.fired:
+                    raise _too_slow(cfg) from None
                 raise FetchError(f"cannot fetch recording from {target.host}: {exc.__class__.__name__}",
                                  retryable=True) from None
             try:
@@ -141,16 +241,17 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
                         raise FetchError("redirect without a Location header")
                     current = urljoin(current, location)
                     continue
-                return _save(resp, current, tmp, dest, cfg, deadline)
+                return _save(resp, current, tmp, dest, cfg, watchdog)
             finally:
                 resp.release_conn()
                 pool.close()
         raise FetchError(f"more than {cfg.max_redirects} redirects (fetch.max_redirects)")
     finally:
+        watchdog.cancel()
         tmp.unlink(missing_ok=True)
 
 
-def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, deadline: float) -> Fetched:
+def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, watchdog: _Watchdog) -> Fetched:
     if resp.status != 200:
         retryable = resp.status >= 500 or resp.status in (408, 425, 429)
         raise FetchError(f"recording server answered HTTP {resp.status}", retryable=retryable)
@@ -160,19 +261,22 @@ def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, deadline: flo
                          f"(fetch.max_bytes)")
     size = 0
     try:
-        with open(tmp, "wb") as out:
+        with open(tmp, "wb", opener=private_opener) as out:  # 0600: a customer's call
             for chunk in resp.stream(READ_BYTES):
                 size += len(chunk)
                 if size > cfg.max_bytes:
                     raise FetchError(f"recording exceeds the {cfg.max_bytes}-byte limit (fetch.max_bytes)")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"download took longer than {cfg.max_seconds:.0f}s (fetch.max_seconds)",
-                                     retryable=True)
+                if watchdog.left() <= 0:
+                    raise _too_slow(cfg)
                 out.write(chunk)
-    except Urllib3Timeout:
-        raise FetchError("timed out while downloading the recording", retryable=True) from None
-    except HTTPError as exc:
+    except (Urllib3Timeout, HTTPError, OSError) as exc:
+        if watchdog.fired or watchdog.left() <= 0:
+            raise _too_slow(cfg) from None
+        if isinstance(exc, Urllib3Timeout):
+            raise FetchError("timed out while downloading the recording", retryable=True) from None
         raise FetchError(f"download interrupted: {exc.__class__.__name__}", retryable=True) from None
+    if watchdog.fired:  # a body without a length ends at the shut socket: it is cut, not complete
+        raise _too_slow(cfg)
     if size == 0:
         raise FetchError("recording is empty")
     os.replace(tmp, dest)

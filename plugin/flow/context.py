@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plugin.core.signing import CallLinkSigner
 from plugin.store.tables import AlertRow, Call
 
 
@@ -13,9 +14,12 @@ class Links:
     """Links to this CallMood for people reading a WeCom alert or a CRM note."""
 
     public_url: str  # server.public_url
+    # Signs call links so they open that one call without a login (plugin/core/signing.py).
+    signer: CallLinkSigner | None = None
 
     def call(self, call_id: int) -> str:
-        return f"{self.public_url.rstrip('/')}/calls/{call_id}"
+        url = f"{self.public_url.rstrip('/')}/calls/{call_id}"
+        return f"{url}?k={self.signer.token(call_id)}" if self.signer else url
 
     @property
     def dashboard(self) -> str:

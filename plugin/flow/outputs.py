@@ -10,6 +10,7 @@ from typing import Any, Callable
 from sqlalchemy.orm import Session
 
 from connectors.sinks import Sink
+from plugin.core import scrub
 from plugin.flow.context import Links
 from plugin.store.deliveries import DeliveryQueue
 
@@ -33,8 +34,9 @@ class Outputs:
         try:
             payload = sink.render(ctx() if callable(ctx) else ctx)
         except Exception as exc:
-            log.error("%s: cannot render the %s payload: %s", owner, sink.name, exc)
+            reason = scrub.text(f"cannot render payload: {exc.__class__.__name__}: {exc}")
+            log.error("%s: sink %s: %s", owner, sink.name, reason)
             self.deliveries.add(s, sink.name, {}, alert_id=alert_id, notification_id=notification_id,
-                                dead_because=f"cannot render payload: {exc.__class__.__name__}: {exc}")
+                                dead_because=reason)
         else:
             self.deliveries.add(s, sink.name, payload, alert_id=alert_id, notification_id=notification_id)

@@ -4,23 +4,26 @@ judge, then one transaction that stores the results and plans deliveries
 
 Every stage is idempotent: re-running a job (after a crash, a lease expiry or a retry)
 rewrites the same segment rows and adds no second alert or delivery; a worker that lost
-its lease commits nothing.
+its lease commits nothing. While a job runs its lease is renewed by a thread of its own
+(plugin/flow/leases.py); a stopping process hands its running jobs back.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.audio.decode import DecodeError
 from plugin.audio.fetch import FetchError
 from plugin.config import Config
-from plugin.core import metrics
+from plugin.core import metrics, scrub
 from plugin.core.clock import Clock
 from plugin.flow.context import call_context
+from plugin.flow.leases import HandedBack, JobLease, LeaseLost, NoLease, RunningJobs
 from plugin.flow.outputs import Outputs
 from plugin.flow.recording import analyze_recording
 from plugin.flow.results import Judgement, store_results
@@ -30,10 +33,6 @@ from plugin.store.tables import Call, Job
 from rules.engine import RuleSet, evaluate
 
 log = logging.getLogger(__name__)
-
-
-class LeaseLost(Exception):
-    """Another worker took the job over (our lease expired): stop and change nothing."""
 
 
 class Pipeline:
@@ -46,6 +45,7 @@ class Pipeline:
         self.model = model
         self.rules = rules  # the rules in force now (hot-reloaded): read once per call
         self.outputs = outputs
+        self.running = RunningJobs()  # the jobs in flight here, handed back when the process stops
 
     def run_job(self, job_id: int, owner: str) -> None:
         """Process a claimed job and record its outcome."""
@@ -54,10 +54,12 @@ class Pipeline:
             call_id, attempts = job.call_id, job.attempts
         try:
             self.analyze_call(call_id, job_id=job_id, owner=owner)
+        except HandedBack:
+            log.info("job %s (call %s): handed back (stopping); another worker takes it", job_id, call_id)
         except LeaseLost:
             log.warning("job %s (call %s): lease lost to another worker; abandoning this attempt", job_id, call_id)
-        except DecodeError as exc:  # corrupt or not audio: retrying will not help
-            self._fail(job_id, owner, call_id, str(exc), attempts, retryable=False)
+        except DecodeError as exc:  # corrupt or not audio: retrying will not help (unless interrupted)
+            self._fail(job_id, owner, call_id, str(exc), attempts, retryable=exc.retryable)
         except FetchError as exc:
             self._fail(job_id, owner, call_id, str(exc), attempts, retryable=exc.retryable)
         except ModelUnavailable as exc:
@@ -69,6 +71,7 @@ class Pipeline:
             self._fail(job_id, owner, call_id, f"{exc.__class__.__name__}: {exc}", attempts, retryable=True)
 
     def _fail(self, job_id: int, owner: str, call_id: int, error: str, attempts: int, retryable: bool) -> None:
+        error = scrub.text(error)  # a fetch error quotes the recording URL, and its token
         delay = self.jobs.policy.next_try_in(attempts, retryable)
         with self.sessions.begin() as s:  # the job and its call fail together
             status = self.jobs.fail(s, job_id, owner, error, delay)
@@ -85,28 +88,29 @@ class Pipeline:
             url, roles = call.recording_url, call.channel_roles
         channel_roles = {int(k): v for k, v in roles.items()} if roles else None
 
-        heard = analyze_recording(call_id, url, channel_roles, model, self.config,
-                                  self._lease_keeper(job_id, owner))
-        analysis, timings = heard.analysis, heard.timings
+        with self._lease(job_id, owner) as lease:  # renewed until the results are stored
+            heard = analyze_recording(call_id, url, channel_roles, model, self.config, lease.check)
+            analysis, timings = heard.analysis, heard.timings
 
-        t = time.perf_counter()
-        ctx["duration_s"] = analysis.duration
-        rules = self.rules()  # one version for judging and routing, whatever a reload does meanwhile
-        scenario, alerts = evaluate(rules, analysis, ctx)
-        timings["judge"] = time.perf_counter() - t
+            t = time.perf_counter()
+            ctx["duration_s"] = analysis.duration
+            rules = self.rules()  # one version for judging and routing, whatever a reload does meanwhile
+            scenario, alerts = evaluate(rules, analysis, ctx)
+            timings["judge"] = time.perf_counter() - t
 
-        # Results, verdict, alerts, deliveries and the job's completion commit together,
-        # and only while we still hold the job.
-        t = time.perf_counter()
-        with self.sessions.begin() as s:
-            if job_id is not None and not self.jobs.finish(s, job_id, owner):
-                raise LeaseLost(job_id)
-            call = s.get(Call, call_id)
-            store_results(s, call, ctx, analysis, heard.notes, Judgement(scenario, alerts, rules), self.outputs,
-                          self.clock.now(s))
-            timings["store_and_plan"] = time.perf_counter() - t
-            timings["received_to_analyzed"] = (call.analyzed_at - call.received_at).total_seconds()
-            call.timings = {k: round(v, 4) for k, v in timings.items()}
+            # Results, verdict, alerts, deliveries and the job's completion commit together,
+            # and only while we still hold the job.
+            lease.check()
+            t = time.perf_counter()
+            with self.sessions.begin() as s:
+                if job_id is not None and not self.jobs.finish(s, job_id, owner):
+                    raise LeaseLost(job_id)
+                call = s.get(Call, call_id)
+                store_results(s, call, ctx, analysis, heard.notes, Judgement(scenario, alerts, rules),
+                              self.outputs, self.clock.now(s))
+                timings["store_and_plan"] = time.perf_counter() - t
+                timings["received_to_analyzed"] = (call.analyzed_at - call.received_at).total_seconds()
+                call.timings = {k: round(v, 4) for k, v in timings.items()}
         metrics.CALLS.labels(outcome="analyzed").inc()
         metrics.AUDIO_SECONDS.labels(outcome="classified").inc(heard.notes["classified_s"])
         metrics.AUDIO_SECONDS.labels(outcome="skipped").inc(heard.notes["skipped_s"])
@@ -115,20 +119,10 @@ class Pipeline:
         log.info("call %s analyzed: %s segments, emotion=%s, %d alert(s), scenario=%s",
                  call_id, len(analysis.segments), analysis.emotion, len(alerts), call.scenario)
 
-    def _lease_keeper(self, job_id: int | None, owner: str | None):
-        """Renews the job's lease during a long call, every third of a lease; raises
-        LeaseLost once another worker has the job.
-
-        How often is this process's own business, timed by its monotonic clock (a wall
-        clock stepped back would pause the renewals); the lease itself is written with
-        the one clock, by the job queue."""
-        every = self.jobs.lease_s / 3
-        last = [time.monotonic()]
-
-        def keep(force: bool = False) -> None:
-            if job_id is None or not (force or time.monotonic() - last[0] > every):
-                return
-            if not self.jobs.renew(job_id, owner):
-                raise LeaseLost(job_id)
-            last[0] = time.monotonic()
-        return keep
+    @contextmanager
+    def _lease(self, job_id: int | None, owner: str | None) -> Iterator[JobLease | NoLease]:
+        if job_id is None:  # a call analysed outside the job queue
+            yield NoLease()
+            return
+        with self.running.hold(self.jobs, job_id, owner) as lease:
+            yield lease

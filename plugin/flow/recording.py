@@ -13,7 +13,9 @@ from typing import Any, Callable
 from plugin.audio.decode import decode
 from plugin.audio.fetch import fetch
 from plugin.config import Config
+from plugin.core import files
 from plugin.core.data import CallAnalysis
+from plugin.core.files import data_subdir, private_file
 from plugin.flow.analysis import analyze_audio
 from plugin.model.loading import EmotionModel
 
@@ -26,33 +28,35 @@ class RecordingAnalysis:
 
 
 def analyze_recording(call_id: int, url: str, channel_roles: dict[int, str] | None, model: EmotionModel,
-                      cfg: Config, keep_lease: Callable[..., None]) -> RecordingAnalysis:
+                      cfg: Config, checkpoint: Callable[[], None]) -> RecordingAnalysis:
     """Fetch, decode and analyse one call's recording.
 
-    ``keep_lease(force=False)`` is called between stages and as windows are classified,
-    so a long call keeps its job's lease (it raises once another worker has the job).
-    Raises FetchError and DecodeError with the reason."""
+    ``checkpoint()`` is called between stages, every few seconds while ffmpeg runs and as
+    windows are classified: it raises (LeaseLost) once the job is no longer ours, and the
+    work stops there (ffmpeg is killed). The lease itself is renewed meanwhile by its own
+    thread (plugin/flow/leases.py). Raises FetchError and DecodeError with the reason."""
     timings: dict[str, float] = {}
     workdir = Path(tempfile.mkdtemp(prefix=f"call{call_id}-", dir=_tmp_dir(cfg.data_dir)))
     try:
         t = time.perf_counter()
         fetched = fetch(url, workdir / "recording", cfg.fetch)
         timings["fetch"] = time.perf_counter() - t
-        keep_lease(force=True)
+        checkpoint()
 
         t = time.perf_counter()
-        audio = decode(fetched.path, workdir / "decoded.wav", cfg.audio.max_duration_s)
+        audio = decode(fetched.path, private_file(workdir / "decoded.wav"), cfg.audio.max_duration_s,
+                       max_channels=cfg.audio.max_channels, timeout_s=cfg.audio.decode_timeout_s,
+                       on_wait=checkpoint)
         timings["decode"] = time.perf_counter() - t
-        if cfg.worker.keep_recordings:
-            keep = Path(cfg.data_dir) / "recordings"
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(fetched.path, keep / f"call-{call_id}")
+        if cfg.worker.keep_recordings:  # kept until retention.recordings_days (plugin/store/retention.py)
+            data_subdir(cfg.data_dir, files.RECORDINGS)
+            shutil.copyfile(fetched.path, private_file(files.recording_copy(cfg.data_dir, call_id)))
         fetched.path.unlink()
-        keep_lease(force=True)
+        checkpoint()
 
         t = time.perf_counter()
         analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles,
-                                        on_progress=lambda done, total: keep_lease())
+                                        on_progress=lambda done, total: checkpoint())
         timings["segment_and_infer"] = time.perf_counter() - t
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -60,6 +64,4 @@ def analyze_recording(call_id: int, url: str, channel_roles: dict[int, str] | No
 
 
 def _tmp_dir(data_dir: str) -> str:
-    p = Path(data_dir) / "tmp"
-    p.mkdir(parents=True, exist_ok=True)
-    return str(p)
+    return str(data_subdir(data_dir, files.TMP))  # 0700; mkdtemp makes each call's folder 0700 too

@@ -4,6 +4,10 @@ the scheduler's periodic jobs (notifications due, edited rule files).
 `callmood serve` runs all of it beside the web app (the embedded default);
 `callmood worker` runs it without the web app, on as many machines as needed.
 Build one with ``Services.runtime()``.
+
+Stopping takes a bounded time: no new work is taken, what is in flight gets
+``worker.stop_grace_s`` to finish, and the jobs and deliveries still running then are
+handed back (due again at once, for any process) rather than left to wait out a lease.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Callable
 
 import requests
@@ -30,7 +35,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     def __init__(self, *, config: Config, model: ModelService, rules: RulesHolder, jobs: JobQueue,
                  pipeline: Pipeline, outbox: Outbox, flush_notifications: Callable[[], int],
-                 worker: bool = True, deliveries: bool = True):
+                 purge: Callable[..., list] | None = None, worker: bool = True, deliveries: bool = True):
         self.config = config
         self.model = model
         self.rules = rules
@@ -38,10 +43,12 @@ class Runtime:
         self.pipeline = pipeline
         self.outbox = outbox
         self.flush_notifications = flush_notifications
+        self.purge = purge  # the retention policy's purge (plugin/store/retention.py)
         self.run_worker = worker
         self.run_deliveries = deliveries
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stop = threading.Event()
+        self._stopping = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._http = requests.Session()
         self._http.trust_env = False
@@ -62,6 +69,10 @@ class Runtime:
             # Notifications whose time has come (group_wait, quiet-hours digests) become deliveries.
             self.scheduler.add_job(self._flush_notifications, "interval", id="notifications",
                                    seconds=cfg.deliveries.poll_interval_s)
+            # Retention: with the deliveries, so a deployment purges where it sends (every
+            # `serve` and `worker` by default; purges running side by side do no harm).
+            if self.purge is not None and cfg.retention.interval_s:
+                self.scheduler.add_job(self._purge, "interval", id="purge", seconds=cfg.retention.interval_s)
         self.scheduler.start()
         if self.run_worker:
             # Several calls in flight: while one is on the model, the others download,
@@ -72,12 +83,34 @@ class Runtime:
                 self._threads.append(t)
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.scheduler.shutdown(wait=True)
+    def stop(self, grace_s: float | None = None) -> None:
+        """Take no more work; give the jobs and deliveries in flight ``grace_s`` (default
+        ``worker.stop_grace_s``) to finish, then hand back the rest."""
+        grace = self.config.worker.stop_grace_s if grace_s is None else grace_s
+        deadline = time.monotonic() + grace
+        self.stop_taking_work()
+        log.info("stopping: %d call(s) and %d delivery(ies) in flight get %gs to finish",
+                 len(self.pipeline.running.ids()), len(self.outbox.sending()), grace)
+        while (self.pipeline.running.ids() or self.outbox.sending()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        jobs, sends = self.pipeline.running.hand_back_all(), self.outbox.hand_back_all()
+        if jobs or sends:
+            log.warning("stopping: handed back job(s) %s and delivery(ies) %s still running after %gs "
+                        "(worker.stop_grace_s); any worker takes them now", jobs or "none", sends or "none", grace)
+        # Handed-back jobs stop at their next checkpoint; the process need not wait for that.
+        until = time.monotonic() + 2
         for t in self._threads:
-            t.join(timeout=30)
+            t.join(timeout=max(0.0, until - time.monotonic()))
         self._http.close()
+
+    def stop_taking_work(self) -> None:
+        """Claim no more jobs or deliveries (what is in flight goes on); safe from any thread."""
+        self._stop.set()
+        with self._stopping:
+            if self.scheduler.running:
+                # Not waiting for the jobs it runs: a send in flight gets the grace in stop(),
+                # and a purge or a rules reload is safe to cut short (its transaction rolls back).
+                self.scheduler.shutdown(wait=False)
 
     def _load_model(self) -> None:
         """Until the model is loaded: try, then wait ``model.retry_interval_s``."""
@@ -96,9 +129,17 @@ class Runtime:
         except Exception:
             log.exception("notification flush error")
 
+    def _purge(self) -> None:
+        try:
+            for kind in self.purge(stop=self._stop.is_set):
+                if kind.count or kind.leftovers:
+                    log.info("retention: %s", kind.line())
+        except Exception:
+            log.exception("retention purge error; trying again in %.0fs", self.config.retention.interval_s)
+
     def _deliver(self) -> None:
         try:
-            self.outbox.drain(self._http, self.owner)
+            self.outbox.drain(self._http, self.owner, stop=self._stop)
         except Exception:
             log.exception("delivery loop error")
 

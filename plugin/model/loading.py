@@ -54,7 +54,7 @@ class EmotionModel:
         self.threads = cfg.threads or len(os.sched_getaffinity(0))
         self._lock = threading.Lock()
         self.automodel = self._load()
-        self.source = cfg.path or cfg.name
+        self.source = cfg.path or (f"{cfg.name}@{cfg.revision}" if cfg.revision else cfg.name)
         self.precision = "fp32"
         self.batch_size = cfg.batch_size or (64 if self.device == "cuda" else 16)
         self.batcher: Batcher | None = None
@@ -90,7 +90,8 @@ class EmotionModel:
                     # "not registered"; the download error is the useful reason.
                     why = failed[-1].split("failed!:", 1)[1].strip()[:200]
                     raise ModelUnavailable(
-                        f"cannot download emotion2vec model {self.cfg.name!r} from hub {self.cfg.hub!r}: "
+                        f"cannot download emotion2vec model {self.cfg.name!r} from hub {self.cfg.hub!r}"
+                        f"{f' at revision {self.cfg.revision!r} (model.revision)' if self.cfg.revision else ''}: "
                         f"{why} (offline? set model.path to a downloaded model directory)") from exc
                 raise
             finally:
@@ -98,16 +99,14 @@ class EmotionModel:
                     log.debug("funasr: %s", chatter.getvalue().strip())
 
     def _build(self):
-        if self.cfg.path:
-            target = str(Path(self.cfg.path).resolve())
-        else:
-            target = self.cfg.name
+        target = str(Path(self.cfg.path).resolve()) if self.cfg.path else self.cfg.name
         from funasr import AutoModel
 
         try:
+            target, pinned = hub_source(self.cfg)
             # ncpu: FunASR would set torch to 4 threads whatever the machine has.
             model = AutoModel(model=target, hub=self.cfg.hub, device=self.device, ncpu=self.threads,
-                              disable_update=True, disable_pbar=True, log_level="ERROR")
+                              disable_update=True, disable_pbar=True, log_level="ERROR", **pinned)
         except Exception as exc:  # FunASR raises plain RuntimeError/AssertionError
             where = "local directory" if self.cfg.path else f"hub {self.cfg.hub!r}"
             hint = "" if self.cfg.path else " (offline? set model.path to a downloaded model directory)"
@@ -115,6 +114,11 @@ class EmotionModel:
                                    f"{_first_line(exc)}{hint}") from exc
         if getattr(model.model, "proj", None) is None:
             raise ModelUnavailable(f"model {target!r} has no classification head (not an emotion2vec+ model?)")
+        tokens = getattr(model.kwargs.get("tokenizer"), "token_list", None) or []
+        missing = [e for e in EMOTIONS if e not in {normalize_label(t) for t in tokens}]
+        if missing:  # early emotion2vec+ uploads named 5 labels for the head's 9 outputs
+            raise ModelUnavailable(f"model {target!r} labels its outputs {list(tokens)}, without {missing}; "
+                                   "use a revision with the nine emotion2vec+ labels (model.revision)")
         return model
 
     def classify(self, waveforms: list[np.ndarray]) -> list[dict[str, float]]:
@@ -138,6 +142,25 @@ class EmotionModel:
                 scores[normalize_label(token)] = float(score)
             out.append(scores)
         return out
+
+
+def hub_source(cfg: ModelConfig) -> tuple[str, dict[str, str]]:
+    """What to hand FunASR's AutoModel for ``cfg``: the model (a directory or a hub name)
+    and the keyword that pins its revision.
+
+    ModelScope: the name, with ``model_revision`` (FunASR passes it to the download).
+    Hugging Face: FunASR downloads the newest whatever it is told, so the pinned commit is
+    downloaded here and its directory handed over. A local ``model.path``: as it is."""
+    if cfg.path:
+        return str(Path(cfg.path).resolve()), {}
+    if not cfg.revision:
+        return cfg.name, {}
+    if cfg.hub == "ms":
+        return cfg.name, {"model_revision": cfg.revision}
+    from funasr.download.name_maps_from_hub import name_maps_hf
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id=name_maps_hf.get(cfg.name, cfg.name), revision=cfg.revision), {}
 
 
 def _first_line(exc: Exception) -> str:

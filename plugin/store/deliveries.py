@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from plugin.core import scrub
 from plugin.core.clock import Clock
 from plugin.core.retry import RetryPolicy
 from plugin.store.tables import Delivery
@@ -29,7 +30,7 @@ class DeliveryQueue:
         now = self.clock.now(s)
         d = Delivery(alert_id=alert_id, notification_id=notification_id, sink=sink, payload=payload,
                      status="dead" if dead_because else "pending",
-                     last_error=dead_because[:2000] if dead_because else None,
+                     last_error=scrub.text(dead_because)[:2000] if dead_because else None,
                      next_attempt_at=now, created_at=now)
         s.add(d)
         return d
@@ -48,8 +49,22 @@ class DeliveryQueue:
                     .returning(Delivery.id))
             return s.execute(stmt).scalar()
 
+    def release(self, delivery_id: int, owner: str) -> bool:
+        """Hand a delivery we are sending back, due now (a stopping process; whether the
+        sink got it is unknown, so it is sent again): this attempt does not count. False
+        if we no longer hold it."""
+        with self.sessions.begin() as s:
+            now = self.clock.now(s)
+            res = s.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner,
+                                                   Delivery.status == "sending")
+                            .values(status="pending", next_attempt_at=now, attempts=Delivery.attempts - 1,
+                                    lease_owner=None, lease_expires_at=None))
+            return res.rowcount == 1
+
     def settle(self, s: Session, delivery_id: int, owner: str, **values: Any) -> bool:
         """Record a send's outcome, only if we still hold the delivery's lease."""
+        if values.get("last_error"):  # errors carry URLs: a robot's ?key=, a token in a query
+            values["last_error"] = scrub.text(values["last_error"])[:2000]
         res = s.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.lease_owner == owner,
                                                Delivery.status == "sending")
                         .values(lease_expires_at=None, **values))

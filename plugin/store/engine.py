@@ -8,13 +8,15 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from plugin.core import files
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(url[len("sqlite:///"):]))
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -30,6 +32,20 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database file (and the -wal and -shm files SQLite makes with the same mode as
+    the database) readable by this user only; its folder 0700 when we create it."""
+    if not path.parent.exists():
+        files.private_dir(path.parent)
+    else:
+        files.warn_if_open(path.parent)
+    files.private_file(path)  # SQLite takes an empty file for a new database
+    for extra in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + extra)
+        if side.exists():
+            files.private_file(side)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

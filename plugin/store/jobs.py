@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from plugin.core import scrub
 from plugin.core.clock import Clock
 from plugin.core.retry import RetryPolicy
 from plugin.store.tables import Call, Job
@@ -76,6 +77,16 @@ class JobQueue:
                             .values(lease_expires_at=now + timedelta(seconds=self.lease_s)))
             return res.rowcount == 1
 
+    def release(self, job_id: int, owner: str) -> bool:
+        """Hand a job we hold back to the queue, due now (a stopping worker): this attempt
+        does not count, and any worker may take it at once. False if we no longer hold it."""
+        with self.sessions.begin() as s:
+            now = self.clock.now(s)
+            res = s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+                            .values(status="queued", run_after=now, attempts=Job.attempts - 1,
+                                    lease_owner=None, lease_expires_at=None))
+            return res.rowcount == 1
+
     def finish(self, s: Session, job_id: int, owner: str) -> bool:
         """Mark the job done inside the caller's transaction; False if we no longer hold it."""
         res = s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
@@ -89,7 +100,8 @@ class JobQueue:
 
         Returns the job's new status, or None when ``owner`` no longer holds the job."""
         now = self.clock.now(s)
-        values: dict = {"last_error": error[:2000], "lease_expires_at": None}
+        error = scrub.text(error)[:2000]  # errors carry URLs, and recording URLs carry tokens
+        values: dict = {"last_error": error, "lease_expires_at": None}
         if retry_in_s is None:
             values.update(status="failed", finished_at=now)
         else:
@@ -100,5 +112,5 @@ class JobQueue:
         if call_id is None:
             return None
         if retry_in_s is None:
-            s.execute(update(Call).where(Call.id == call_id).values(status="failed", error=error[:2000]))
+            s.execute(update(Call).where(Call.id == call_id).values(status="failed", error=error))
         return values["status"]

@@ -8,6 +8,9 @@ from flask import Blueprint, abort, jsonify, request
 from plugin.store import queries
 from plugin.store.feedback import set_feedback
 from plugin.web import args
+from plugin.web.auth import redact
+from plugin.web.auth.identity import may
+from plugin.web.auth.marks import requires
 from plugin.web.forms import BadRequest, FeedbackBody, parse
 from plugin.web.loaders import call_or_404
 from plugin.web.serializers import alert_json, call_json, flagged_json, notification_json
@@ -16,30 +19,33 @@ from plugin.web.services import get_services
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-@bp.get("/calls/<int:call_id>")
+@bp.get("/calls/<id:call_id>")
 def get_call(call_id: int):
-    return jsonify(call_or_404(call_id))
+    return jsonify(_call(call_or_404(call_id)))
 
 
 @bp.get("/calls")
 def list_calls():
     calls = queries.calls(get_services().sessions, request.args.get("status"), args.limit(50, 500))
-    return jsonify(calls=[call_json(c, segments=False) for c in calls])
+    return jsonify(calls=[_call(call_json(c, segments=False)) for c in calls])
 
 
-@bp.get("/alerts/<int:alert_id>")
+@bp.get("/alerts/<id:alert_id>")
 def get_alert(alert_id: int):
     alert = queries.alert(get_services().sessions, alert_id)
     if alert is None:
         abort(404, f"no alert {alert_id}")
-    return jsonify(alert_json(alert))
+    return jsonify(redact.alert(alert_json(alert), may("supervisor"), may("admin")))
 
 
-@bp.post("/alerts/<int:alert_id>/feedback")
+@bp.post("/alerts/<id:alert_id>/feedback")
+@requires("supervisor")
 def post_feedback(alert_id: int):
     """Mark an alert correct or a false alarm; a new verdict replaces the previous one."""
     try:
-        fields = parse(FeedbackBody, request.get_json(force=True, silent=True))
+        # JSON only (the gate answers 415 to other content types): a form or text/plain
+        # body is what another site can make a browser send.
+        fields = parse(FeedbackBody, request.get_json(silent=True))
     except BadRequest as exc:
         return jsonify(error=exc.message, field=exc.field), 400
     svc = get_services()
@@ -51,7 +57,7 @@ def post_feedback(alert_id: int):
 @bp.get("/flagged")
 def flagged():
     rows = queries.flagged_customers(get_services().sessions, args.limit(100, 1000))
-    return jsonify(customers=[flagged_json(r) for r in rows])
+    return jsonify(customers=[redact.flagged(flagged_json(r), may("supervisor")) for r in rows])
 
 
 # Supervisor notifications (routing.yaml, plugin/flow/notify/): each groups alerts for
@@ -62,12 +68,22 @@ def list_notifications():
     """Recent notifications, newest first: ?status=open|flushed, ?receiver=, ?limit=."""
     rows = queries.notifications(get_services().sessions, request.args.get("status"),
                                  request.args.get("receiver"), args.limit(50, 500))
-    return jsonify(notifications=[notification_json(n) for n in rows])
+    return jsonify(notifications=[_notification(notification_json(n)) for n in rows])
 
 
-@bp.get("/notifications/<int:notification_id>")
+@bp.get("/notifications/<id:notification_id>")
 def get_notification(notification_id: int):
     n = queries.notification(get_services().sessions, notification_id)
     if n is None:
         abort(404, f"no notification {notification_id}")
-    return jsonify(notification_json(n))
+    return jsonify(_notification(notification_json(n)))
+
+
+# What the asker's role may see (plugin/web/auth/redact.py).
+
+def _call(c: dict) -> dict:
+    return redact.call(c, may("supervisor"), may("admin"))
+
+
+def _notification(n: dict) -> dict:
+    return redact.notification(n, may("supervisor"), may("admin"))

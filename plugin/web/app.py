@@ -8,10 +8,11 @@ from werkzeug.exceptions import HTTPException
 from plugin.config import Config
 from plugin.services import Services, build
 from plugin.web import api, dashboard, health, predict, webhooks
+from plugin.web.auth import setup as auth
+from plugin.web.converters import RowIdConverter
+from plugin.web.paths import is_page
+from plugin.web.proxy import TrustedProxies
 from plugin.web.services import KEY
-
-# Pages for people; every other path answers errors in JSON.
-HTML_PREFIXES = ("/calls", "/dashboard")
 
 
 def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
@@ -22,13 +23,16 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.config["MAX_CONTENT_LENGTH"] = services.config.server.max_upload_bytes
     app.json.ensure_ascii = False
     app.extensions[KEY] = services
+    app.url_map.converters["id"] = RowIdConverter
+    auth.init_app(app, services)  # closed by default: login, tokens, CSRF, headers
+    app.wsgi_app = TrustedProxies(app.wsgi_app, services.config.server.trusted_proxies)
 
     for bp in (webhooks.bp, api.bp, predict.bp, health.bp, dashboard.bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if request.path.startswith(HTML_PREFIXES) or request.path == "/":
+        if is_page(request.path):  # pages for people; every other path answers in JSON
             return exc
         return jsonify(error=exc.description, status=exc.code), exc.code
 

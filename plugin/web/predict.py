@@ -3,6 +3,9 @@
     POST /predict  (multipart "file")  -> {filename, emotion, confidence, timestamp, segments}
 
 (its GET /health is in plugin/web/health.py)
+
+Uploads take turns in their own small pool (plugin/web/predict_pool.py): beyond it they
+get 429 with Retry-After at once, so they never hold the threads webhooks need.
 """
 
 from __future__ import annotations
@@ -12,18 +15,35 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from plugin.audio.decode import DecodeError, decode
 from plugin.flow.analysis import analyze_audio
 from plugin.model.loading import ModelUnavailable
-from plugin.web.services import get_services
+from plugin.web.predict_pool import Busy, PredictPool
+from plugin.web.services import KEY, get_services
 
 bp = Blueprint("predict", __name__)
+POOL = "callmood.predict_pool"
+
+
+@bp.record_once
+def _make_pool(state) -> None:
+    server = state.app.extensions[KEY].config.server
+    state.app.extensions[POOL] = PredictPool(server.predict_concurrency, server.predict_queue,
+                                             server.predict_wait_s)
 
 
 @bp.post("/predict")
 def predict():
+    try:
+        with current_app.extensions[POOL].turn():  # before the body is parsed: a refusal costs nothing
+            return _predict()
+    except Busy as exc:
+        return jsonify(error=str(exc)), exc.status, {"Retry-After": str(exc.retry_after_s)}
+
+
+def _predict():
     svc = get_services()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
@@ -37,7 +57,9 @@ def predict():
         src = workdir / "upload"
         upload.save(src)
         try:
-            audio = decode(src, workdir / "decoded.wav", svc.config.audio.max_duration_s)
+            audio = decode(src, workdir / "decoded.wav", svc.config.audio.max_duration_s,
+                           max_channels=svc.config.audio.max_channels,
+                           timeout_s=svc.config.audio.decode_timeout_s)
         except DecodeError as exc:
             return jsonify(error=str(exc)), 400
         analysis, notes = analyze_audio(audio, model, svc.config.audio)

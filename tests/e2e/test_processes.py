@@ -34,10 +34,11 @@ def start(*args, output=False) -> subprocess.Popen:
                             stderr=subprocess.STDOUT if output else subprocess.DEVNULL, text=True)
 
 
-def _get(url, ready=True):
-    """/health's status and message once it answers (``ready``: once it answers 200)."""
+def _get(url, ready=True, token=None):
+    """/health's status and message once it answers (``ready``: once it answers 200); the
+    reason it is not ready is shown to an admin only (``token``)."""
     try:
-        r = requests.get(url, timeout=2)
+        r = requests.get(url, timeout=2, headers={"Authorization": f"Bearer {token}"} if token else {})
     except requests.ConnectionError:
         return None
     if ready and r.status_code != 200:
@@ -46,9 +47,9 @@ def _get(url, ready=True):
     return {"status": body["status"], "message": body["message"]}
 
 
-def _call(base, call_id):
+def _call(base, call_id, token):
     try:
-        c = requests.get(f"{base}/api/calls/{call_id}", timeout=2).json()
+        c = requests.get(f"{base}/api/calls/{call_id}", timeout=2, headers={"Authorization": f"Bearer {token}"}).json()
     except requests.ConnectionError:
         return None
     return c if c.get("status") == "analyzed" else None
@@ -102,6 +103,10 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
                           model="retry_interval_s: 0.5")
     r = run_cli("migrate", "-c", full)
     assert r.returncode == 0 and "newest schema" in r.stdout
+    # Every process shares the database, and data_dir's secret key: one token for all.
+    r = run_cli("tokens", "create", "e2e", "--role", "admin", "-c", full)
+    assert r.returncode == 0
+    token = r.stdout.strip()
     recordings.routes["/k.wav"] = Reply(503, "not yet")
     audio = make_audio(tmp_path / "k", "wav_pcm", 16000, 1, 4.0)
     url = recordings.url + "/k.wav"
@@ -117,7 +122,9 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
         # 2. A receiver, killed right after it accepted a call.
         killed = start("serve", "-c", killed_cfg, "--port", killed_port)
         try:
-            health = wait_until(lambda: _get(killed_url + "/health", ready=False), timeout=90)
+            assert wait_until(lambda: _get(killed_url + "/health", ready=False), timeout=90) == \
+                {"status": "error", "message": "not ready"}  # no reason for strangers
+            health = _get(killed_url + "/health", ready=False, token=token)
             assert health["status"] == "error" and "is not a directory" in health["message"]
             r = post(killed_url, "kill-1", url)
             assert r.status_code == 202
@@ -131,7 +138,7 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
         try:
             health = wait_until(lambda: _get(serve_url + "/health"), timeout=90)
             assert health == {"status": "success", "message": "Model is ready for inference"}
-            call = wait_until(lambda: _call(serve_url, killed_call), timeout=90)
+            call = wait_until(lambda: _call(serve_url, killed_call, token), timeout=90)
             assert call["status"] == "analyzed" and call["segments"]
             assert worker_of(full, killed_call).split(":")[1] == str(serve.pid)
         finally:
@@ -139,6 +146,9 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
             out, _ = serve.communicate(timeout=30)
         assert serve.returncode == 0, out
         assert f"listening on http://127.0.0.1:{serve_port}" in out
+        # Tokens exist but no user does: serve says how to make the first admin.
+        [hint] = [line for line in out.splitlines() if line.startswith("No users yet")]
+        assert hint.endswith(f"callmood users add admin --role admin --config {full}")
 
         # 4. The worker's model is in place now; scale-out: webhooks to the receiver, the
         # work to the worker process.
@@ -147,7 +157,7 @@ def test_the_processes_an_operator_runs(tmp_path, model_dir, recordings):
         wait_until(lambda: _get(receiver_url + "/health", ready=False), timeout=90)
         r = post(receiver_url, "w-1", url)
         assert r.status_code == 202
-        call = wait_until(lambda: _call(receiver_url, r.json()["call_id"]), timeout=90)
+        call = wait_until(lambda: _call(receiver_url, r.json()["call_id"], token), timeout=90)
         assert call["segments"]
         assert worker_of(full, call["id"]).split(":")[1] == str(worker.pid)
     finally:

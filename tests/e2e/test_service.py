@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import requests
 
 from tests.conftest import by_sink, event, make_config
 from tests.helpers import Reply, make_audio, wait_until
@@ -50,7 +51,10 @@ def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, re
     assert tag.headers["Idempotency-Key"].startswith("callmood-delivery-")
     body = tag.json()
     assert body["tags"] == ["emotion-seen"] and body["customer_id"] == "cust-42"
-    assert body["ticket_id"] == "T-1001" and body["link"].endswith(f"/calls/{accepted['call_id']}")
+    assert body["ticket_id"] == "T-1001" and f"/calls/{accepted['call_id']}?k=" in body["link"]
+    # The signed link opens the call's page without a login (a supervisor's phone in WeCom).
+    link_page = requests.get(body["link"].replace("http://127.0.0.1:8080", svc.url), timeout=5)
+    assert link_page.status_code == 200 and "cust-42" in link_page.text
 
     [robot] = wecom.requests
     assert robot.path == "/cgi-bin/webhook/send?key=robot-key"

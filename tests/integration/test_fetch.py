@@ -1,10 +1,12 @@
 """Safe download against a real local HTTP server."""
 
+import time
+
 import pytest
 
 from plugin.audio.fetch import FetchError, fetch
 from plugin.config import FetchConfig
-from tests.helpers import Reply
+from tests.helpers import Reply, Trickler
 
 LOCAL = FetchConfig(allow_networks=["127.0.0.0/8"], timeout_s=2, max_bytes=100_000, max_redirects=2)
 
@@ -128,7 +130,78 @@ def test_whole_download_deadline(tmp_path, recordings):
     cfg = LOCAL.model_copy(update={"max_seconds": 0.000001, "max_bytes": 10_000_000})
     with pytest.raises(FetchError, match="longer than") as err:
         fetch(recordings.url + "/drip", tmp_path / "a", cfg)
-    assert err.value.retryable
+    assert not err.value.retryable
+
+
+@pytest.fixture
+def trickler():
+    t = Trickler()
+    yield t
+    t.close()
+
+
+OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\n"
+
+
+@pytest.mark.parametrize("head,slow", [
+    (OK_HEAD + b"Content-Length: 1000\r\n\r\n", b"x" * 1000),  # a body a byte at a time
+    (OK_HEAD + b"Connection: close\r\n\r\n", b"x" * 1000),  # ... with no length: the end is the close
+    (OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n", b"1\r\nx\r\n" * 200),
+    (b"", OK_HEAD + b"Content-Length: 1\r\n\r\nx"),  # the status line and headers a byte at a time
+])
+def test_a_trickling_sender_is_cut_off_at_the_deadline(tmp_path, trickler, head, slow):
+    trickler.routes["/t.wav"] = (head, slow)
+    cfg = LOCAL.model_copy(update={"max_seconds": 1, "timeout_s": 5})
+    t = time.monotonic()
+    with pytest.raises(FetchError) as err:
+        fetch(trickler.url + "/t.wav", tmp_path / "a", cfg)
+    took = time.monotonic() - t
+    assert str(err.value) == "download took longer than 1s (fetch.max_seconds); not retried"
+    assert not err.value.retryable  # another try would hold a worker just as long
+    assert 0.9 < took < 1.6, took
+    assert not list(tmp_path.iterdir())  # no partial file
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """(server context, client CA file) for https://localhost."""
+    import ssl
+
+    import trustme
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_ctx, str(ca_file)
+
+
+@pytest.mark.parametrize("handshake", [False, True])
+def test_a_stalled_tls_handshake_or_trickled_https_body_is_cut_off(tmp_path, tls, handshake):
+    server_ctx, ca_file = tls
+    trickler = Trickler(tls_context=server_ctx, handshake=handshake)
+    try:
+        trickler.routes["/t.wav"] = (OK_HEAD + b"Content-Length: 1000\r\n\r\n", b"x" * 1000)
+        cfg = LOCAL.model_copy(update={"max_seconds": 1, "timeout_s": 5, "ca_bundle": ca_file,
+                                       "allow_networks": ["127.0.0.0/8", "::1/128"]})
+        t = time.monotonic()
+        with pytest.raises(FetchError, match=r"^download took longer than 1s \(fetch.max_seconds\); not retried$"):
+            fetch(f"https://localhost:{trickler.port}/t.wav", tmp_path / "a", cfg)
+        assert 0.9 < time.monotonic() - t < 1.6
+    finally:
+        trickler.close()
+
+
+def test_time_spent_in_redirects_counts(tmp_path, trickler):
+    # Each hop ends its redirect slowly (0.6 s): one deadline for all hops, not one each.
+    for i in range(4):
+        resp = b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\nLocation: /%d\r\n\r\n" % (i + 1)
+        trickler.routes[f"/{i}"] = (resp[:-3], resp[-3:])
+    cfg = LOCAL.model_copy(update={"max_seconds": 1, "timeout_s": 5, "max_redirects": 5})
+    t = time.monotonic()
+    with pytest.raises(FetchError, match="longer than 1s"):
+        fetch(trickler.url + "/0", tmp_path / "a", cfg)
+    assert 0.9 < time.monotonic() - t < 1.6
 
 
 def test_https_with_hostname_verification(tmp_path):

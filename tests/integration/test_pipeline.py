@@ -85,3 +85,19 @@ def test_requests_that_can_never_succeed_die_at_once(tmp_path, model_dir, sqlite
     got = {k: (d["status"], d["attempts"]) for k, d in by_sink(call).items()}
     assert got == {"crm": ("dead", 1), "wecom": ("dead", 1)}
 
+
+
+def test_a_trickling_recording_fails_its_call_once_without_a_retry(tmp_path, model_dir, db_url, served):
+    from tests.helpers import Trickler
+    trickler = Trickler(every=0.2)
+    try:
+        trickler.routes["/t.wav"] = (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"x" * 1000)
+        svc, client = served(make_config(tmp_path, model_dir, db_url, fetch={"max_seconds": 1, "timeout_s": 5}))
+        call_id = accept(client, event("trickle-1", trickler.url + "/t.wav"))
+        svc.pipeline().run_job(svc.jobs.claim("worker"), "worker")
+    finally:
+        trickler.close()
+    call = client.get(f"/api/calls/{call_id}").json
+    assert call["status"] == "failed" and call["error"] == "download took longer than 1s (fetch.max_seconds); not retried"
+    assert [(j["status"], j["attempts"]) for j in call["jobs"]] == [("failed", 1)]
+    assert svc.jobs.claim("worker") is None  # nothing queued to try it again

@@ -48,12 +48,18 @@ def test_an_accepted_event_is_a_call_and_a_due_job_at_the_clocks_time(client, se
     assert client.get(f"/api/calls/{call.id}").json["queue"] == "support"
 
 
-def test_a_hostile_queue_is_data_on_the_call_page_and_in_the_api(client):
-    """The queue (a field any helpdesk user may fill) is shown escaped, never as markup."""
+def test_a_hostile_queue_is_refused_at_the_door_and_escaped_where_one_was_stored(client, services):
+    """The queue (a field any helpdesk user may fill) is refused at the door; one stored
+    before the door checked it (or by another source) is shown escaped, never as markup."""
     queue = '<script>alert(1)</script>"><img src=x onerror=alert(2)>{{ 7*7 }}'
     r = post(client, event("c-x", "http://127.0.0.1:9/r.wav", queue=queue))
-    assert r.status_code == 202
-    call_id = r.json["call_id"]
+    assert r.status_code == 400 and r.json["field"] == "queue" and "'<'" in r.json["error"]
+    with services.sessions.begin() as s:
+        call = Call(source="generic", external_id="c-x", recording_url="http://127.0.0.1:9/r.wav",
+                    customer_id="cust-42", queue=queue, event={}, received_at=T0)
+        s.add(call)
+        s.flush()
+        call_id = call.id
     assert client.get(f"/api/calls/{call_id}").json["queue"] == queue  # JSON keeps it exactly
     page = client.get(f"/calls/{call_id}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(2)&gt;{{ 7*7 }}" in page

@@ -72,6 +72,8 @@ def test_config_from_environment_variable(tmp_path, monkeypatch):
     ("worker: {lease_s: 60}\n", "fetch.max_seconds (300.0) must be below worker.lease_s (60.0)"),
     ("sinks: {crm: {type: rest, url: 'http://x', timeout_s: 90}}\n",
      "sinks.crm.timeout_s (90.0) must be below deliveries.lease_s (60.0)"),
+    ("server: {threads: 4, predict_concurrency: 2, predict_queue: 2}\n",
+     "server.predict_concurrency + server.predict_queue (4) must be below server.threads (4)"),
 ])
 def test_inconsistent_limits(tmp_path, text, expected):
     with pytest.raises(ConfigError) as err:

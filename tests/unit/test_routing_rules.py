@@ -203,3 +203,19 @@ def test_long_groups_and_digests_stay_under_the_cap_with_link_and_mentions(diges
     else:
         assert "199 more alert(s) for this customer" in text and f"and {200 - listed} more" in text
         assert "[查看通话 / Open the call](http://callmood.local/calls/0)" in text
+
+
+def test_receiver_mentions_must_be_user_ids(tmp_path):
+    routing, problems = routing_of("""\
+        receivers:
+          supervisors: {sink: wecom, mentions: [boss01, "<@all>"]}
+          leads: {sink: wecom, mentions: "lead01\\n### fake"}
+        routes:
+          - receiver: supervisors
+        """, tmp_path)
+    f = tmp_path / "routing.yaml"
+    assert routing is None
+    assert problems == [
+        f"{f}:2: receivers.supervisors.mentions: '<@all>' is not a user id (letters, digits, _ . - @; up to 64 characters)",
+        f"{f}:3: receivers.leads.mentions: 'lead01\\n### fake' is not a user id (letters, digits, _ . - @; up to 64 characters)",
+    ]

@@ -1,0 +1,132 @@
+"""`callmood forget --customer ID`: remove every trace of one customer.
+
+The customer's calls (``Call.customer_id``) go, with everything hanging off them: jobs,
+segments, alerts (also any alert stored under the id), feedback, deliveries, the links
+of their alerts to notifications, and the recording copies ``worker.keep_recordings``
+made. A notification that holds only their alerts goes with its delivery.
+
+A notification shared with other customers' alerts (a quiet-hours digest, or routing
+grouped by something other than the customer) stays for the others: it loses the links
+to the customer's alerts, and its group key and its delivery's body are redacted: every
+occurrence of the customer id, their phone numbers and their calls' external and ticket
+ids becomes ``[removed]`` (also where a sink escaped or percent-encoded them). A body
+that is still to be sent goes out redacted.
+
+Everything in the database happens in one transaction; a dry run rolls it back, so it
+counts exactly what a real run removes. Not covered: log files (phone numbers are masked
+there, customer ids are not) and copies outside CallMood (the CRM, WeCom, backups).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from plugin.core import files
+from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job, Notification, NotificationAlert, Segment
+
+REDACTED = "[removed]"
+
+Sessions = sessionmaker[Session]
+
+# The order `callmood forget` prints.
+KINDS = ("calls", "jobs", "segments", "alerts", "feedback", "deliveries", "notifications",
+         "shared notifications redacted", "recording copies")
+
+
+def forget_customer(sessions: Sessions, data_dir: str | Path, customer_id: str,
+                    dry_run: bool = False) -> Counter:
+    """Remove (or, dry, count) everything of ``customer_id``; how many of each kind."""
+    if not customer_id.strip():
+        raise ValueError("the customer id is empty")
+    with sessions() as s:
+        removed, call_ids = _forget(s, customer_id)
+        if dry_run:
+            s.rollback()
+        else:
+            s.commit()
+    copies = [p for p in (files.recording_copy(data_dir, i) for i in call_ids) if p.exists()]
+    if not dry_run:
+        for p in copies:
+            p.unlink(missing_ok=True)
+    removed["recording copies"] = len(copies)
+    return removed
+
+
+def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
+    out: Counter = Counter()
+    calls = s.execute(select(Call).where(Call.customer_id == customer_id)).scalars().all()
+    call_ids = [c.id for c in calls]
+    alert_ids = s.execute(select(AlertRow.id).where(or_(AlertRow.call_id.in_(call_ids),
+                                                        AlertRow.customer_id == customer_id))).scalars().all()
+    redact = Redactor([customer_id, *(v for c in calls for v in (c.customer_phone, c.external_id, c.ticket_id))])
+
+    linked = s.execute(select(NotificationAlert.notification_id)
+                       .where(NotificationAlert.alert_id.in_(alert_ids)).distinct()).scalars().all()
+    for n in s.execute(select(Notification).where(Notification.id.in_(linked))).scalars().all():
+        others = s.execute(select(NotificationAlert.alert_id).where(
+            NotificationAlert.notification_id == n.id, NotificationAlert.alert_id.not_in(alert_ids))).first()
+        s.execute(delete(NotificationAlert).where(NotificationAlert.notification_id == n.id,
+                                                  NotificationAlert.alert_id.in_(alert_ids)))
+        d = s.execute(select(Delivery).where(Delivery.notification_id == n.id)).scalar()
+        if others is None:  # only this customer's alerts: the notification goes
+            if d is not None:
+                s.delete(d)
+                out["deliveries"] += 1
+            s.delete(n)
+            out["notifications"] += 1
+            continue
+        n.group_key = redact(n.group_key)
+        if d is not None:
+            d.payload = redact(d.payload)
+            d.last_error = redact(d.last_error)
+        out["shared notifications redacted"] += 1
+    s.flush()
+
+    out["feedback"] += s.execute(delete(Feedback).where(Feedback.alert_id.in_(alert_ids))).rowcount
+    out["deliveries"] += s.execute(delete(Delivery).where(Delivery.alert_id.in_(alert_ids))).rowcount
+    out["alerts"] += s.execute(delete(AlertRow).where(AlertRow.id.in_(alert_ids))).rowcount
+    out["segments"] += s.execute(delete(Segment).where(Segment.call_id.in_(call_ids))).rowcount
+    out["jobs"] += s.execute(delete(Job).where(Job.call_id.in_(call_ids))).rowcount
+    out["calls"] += s.execute(delete(Call).where(Call.id.in_(call_ids))).rowcount
+    return out, call_ids
+
+
+class Redactor:
+    """Replaces whole occurrences of some values in text and JSON with [removed]: as
+    written, with a backslash before any punctuation (markdown escaping) and
+    percent-encoded (URLs). A value counts only where no letter or digit touches it,
+    so "cust-4" is not found inside "cust-42"."""
+
+    def __init__(self, values: list[str | None]):
+        variants = set()
+        for v in values:
+            if v and v.strip():
+                variants.add(_escapable(v))
+                encoded = quote(v, safe="")
+                if encoded != v:
+                    variants.add(re.escape(encoded))
+        # Longest first: a phone number is replaced whole before a shorter id inside it.
+        alts = sorted(variants, key=len, reverse=True)
+        self.pattern = re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(alts) + r")(?![A-Za-z0-9])") if alts else None
+
+    def __call__(self, value: Any) -> Any:
+        if self.pattern is None or value is None:
+            return value
+        if isinstance(value, str):
+            return self.pattern.sub(REDACTED, value)
+        if isinstance(value, dict):
+            return {self(k): self(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
+
+
+def _escapable(value: str) -> str:
+    return "".join(re.escape(c) if c.isalnum() else r"\\?" + re.escape(c) for c in value)
