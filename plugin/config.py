@@ -353,19 +353,19 @@ class Config(Section):
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand_env(value: Any, where: str) -> Any:
+def _expand_env(value: Any, origin: str, path: str = "") -> Any:
     """Replace ${NAME} with the environment variable, so secrets stay out of the file."""
     if isinstance(value, str):
         def sub(m: re.Match) -> str:
             name = m.group(1)
             if name not in os.environ:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
+                raise ConfigError(f"{origin}: {path + ': ' if path else ''}environment variable {name} is not set")
             return os.environ[name]
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _expand_env(v, origin, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_expand_env(v, origin, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
 
 

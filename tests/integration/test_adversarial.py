@@ -190,6 +190,8 @@ def _body(h, **fields) -> bytes:
     return json.dumps(event(h.next_id("door"), _url(h), **fields)).encode()
 
 
+TRAVERSAL = "../../../admin/users/1/delete?confirm=yes#"
+
 WEBHOOK = {
     "unsigned": lambda h: h.post(_body(h), signature=""),
     "signed with another secret": lambda h: h.post(_body(h), secret="guess"),
@@ -204,7 +206,7 @@ WEBHOOK = {
     "1e999": lambda h: h.post(_body(h)[:-1] + b', "x": 1e999}'),
     "NUL in customer_id": lambda h: h.post(_body(h, customer_id="c\x00")),
     "NUL deep in metadata": lambda h: h.post(_body(h, extra={"a": ["ok", "bad\x00"]})),
-    "path traversal in customer_id": lambda h: h.post(_body(h, customer_id="../../../admin/users/1/delete?confirm=yes#")),
+    "path traversal in customer_id": lambda h: h.post(_body(h, customer_id=TRAVERSAL)),
     "slash in call_id": lambda h: h.post(json.dumps(event("../../etc", _url(h))).encode()),
     "markdown and <@all> in agent_id": lambda h: h.post(_body(h, agent_id="a\n### 紧急 <@all>")),
     "link in ticket_id": lambda h: h.post(_body(h, ticket_id="[点我](http://phish.example)")),
@@ -353,7 +355,8 @@ BOMB = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9) if p else ', '.join(['lol'
 CONFIG = {
     "a mistyped key": lambda h: _config(h, "modle: {path: x}\n"),
     "a string for a number": lambda h: _config(h, "server: {port: eighty}\n"),
-    "an unset ${VARIABLE}": lambda h: _config(h, "sinks: {crm: {type: rest, url: 'http://x', auth_header: '${NOPE_NOT_SET_9}'}}\n"),
+    "an unset ${VARIABLE}": lambda h: _config(
+        h, "sinks: {crm: {type: rest, url: 'http://x', auth_header: '${NOPE_NOT_SET_9}'}}\n"),
     "broken YAML": lambda h: _config(h, "server:\n  port: [8080\n"),
     "a YAML alias bomb": lambda h: _config(h, BOMB),
     "a list at the top": lambda h: _config(h, "- a\n- b\n"),
@@ -373,25 +376,30 @@ def _rules(h, text: str) -> Refused:
         assert holder.reload_if_changed() is False
         assert holder.version == before
         status = holder.status()
-        problem = status.get("error") or status.get("refused") or json.dumps(status, ensure_ascii=False)
+        assert status["status"] == "refused", status
+        problem = status["refused"]["problems"][0]
     finally:
         bad.unlink()
         holder.reload_if_changed()
-    return Refused(str(problem).splitlines()[0], "zz-bad.yaml")
+    return Refused(problem, "zz-bad.yaml")
+
+
+def _scenario(name: str, summary: str | None = None, extra_condition: str | None = None) -> str:
+    """The always-firing test scenario under another name, with a summary or a condition added."""
+    text = ALWAYS.replace("scenario: everything", f"scenario: {name}").replace("default: true", "default: false")
+    if summary is not None:
+        text = text.replace("    actions:", f"    summary: \"{summary}\"\n    actions:")
+    if extra_condition is not None:
+        text = text.replace("min_share: 0.0", f"min_share: 0.0\n      {extra_condition}")
+    return text
 
 
 RULES = {
     "broken YAML": lambda h: _rules(h, "scenario: x\nrules: [\n"),
     "a YAML alias bomb": lambda h: _rules(h, BOMB),
-    "a template reaching for __class__": lambda h: _rules(h, ALWAYS.replace("scenario: everything", "scenario: evil")
-                                                           .replace("default: true", "default: false")
-                                                           .replace("    actions:", "    summary: \"{{ call.__class__.__mro__ }}\"\n    actions:")),
-    "a template building 100 MB": lambda h: _rules(h, ALWAYS.replace("scenario: everything", "scenario: big")
-                                                     .replace("default: true", "default: false")
-                                                     .replace("    actions:", "    summary: \"{{ 'x' * 100000000 }}\"\n    actions:")),
-    "an unknown condition": lambda h: _rules(h, ALWAYS.replace("scenario: everything", "scenario: odd")
-                                               .replace("default: true", "default: false")
-                                               .replace("min_share: 0.0", "min_share: 0.0\n      exec: rm -rf /")),
+    "a template reaching for __class__": lambda h: _rules(h, _scenario("evil", "{{ call.__class__.__mro__ }}")),
+    "a template building 100 MB": lambda h: _rules(h, _scenario("big", "{{ 'x' * 100000000 }}")),
+    "an unknown condition": lambda h: _rules(h, _scenario("odd", extra_condition="exec: rm -rf /")),
     "a python object tag": lambda h: _rules(h, "scenario: !!python/object/apply:os.system ['true']\n"),
 }
 
