@@ -66,8 +66,9 @@ class Target:
     host_header: str
 
 
-def check_url(url: str, cfg: FetchConfig) -> Target:
-    """Refuse schemes and hosts that a webhook sender must not make us reach."""
+def check_url(url: str, cfg: FetchConfig, timeout_s: float | None = None) -> Target:
+    """Refuse schemes and hosts that a webhook sender must not make us reach; resolving the
+    host may take ``timeout_s`` (default fetch.timeout_s)."""
     if any(c.isspace() or ord(c) < 32 or c == "\\" for c in url):
         raise FetchError("recording URL contains whitespace, control characters or a backslash")
     try:
@@ -85,7 +86,7 @@ def check_url(url: str, cfg: FetchConfig) -> Target:
     host = u.host.strip("[]")
     port = u.port or (443 if scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _resolve(host, port, cfg.timeout_s if timeout_s is None else timeout_s)
     except socket.gaierror as exc:
         raise FetchError(f"cannot resolve recording host {host!r}: {exc.strerror}", retryable=True) from None
     allowed = [ipaddress.ip_network(n, strict=False) for n in cfg.allow_networks]
@@ -98,6 +99,29 @@ def check_url(url: str, cfg: FetchConfig) -> Target:
         ips.append(str(ip))
     host_header = u.host if u.port is None else f"{u.host}:{u.port}"
     return Target(scheme, host, port, ips[0], u.request_uri, host_header)
+
+
+def _resolve(host: str, port: int, timeout_s: float) -> list:
+    """getaddrinfo within ``timeout_s``. It cannot be interrupted, so it runs in a thread of
+    its own that is left to finish: a name server that never answers (the sender may pick
+    it) must not hold the download past its deadline."""
+    box: dict = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="callmood-resolve", daemon=True).start()
+    if not done.wait(max(0.001, timeout_s)):
+        raise FetchError(f"resolving recording host {host!r} took longer than {timeout_s:.3g}s", retryable=True)
+    if "error" in box:
+        raise box["error"]
+    return box["infos"]
 
 
 def _allowed(ip, allowed) -> bool:
@@ -213,7 +237,12 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
     current = url
     try:
         for _hop in range(cfg.max_redirects + 1):
-            target = check_url(current, cfg)
+            try:
+                target = check_url(current, cfg, min(cfg.timeout_s, watchdog.left()))
+            except FetchError:
+                if watchdog.left() <= 0:  # resolving ran into the whole fetch's deadline
+                    raise _too_slow(cfg) from None
+                raise
             if watchdog.left() <= 0:
                 raise _too_slow(cfg)
             pool = _pool(target, cfg, watchdog)

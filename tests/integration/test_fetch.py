@@ -224,3 +224,28 @@ def test_https_with_hostname_verification(tmp_path):
             fetch(server.url + "/s.wav", tmp_path / "b", cfg.model_copy(update={"ca_bundle": None}))
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("timeout_s,max_seconds,match,retryable", [
+    (0.5, 10, r"resolving recording host 'silent-dns.test' took longer than 0.5s", True),
+    (5, 1, r"download took longer than 1s \(fetch.max_seconds\); not retried", False),
+])
+def test_a_name_server_that_never_answers_cannot_hold_the_fetch(tmp_path, monkeypatch, timeout_s, max_seconds,
+                                                               match, retryable):
+    """The sender picks the host, and so its name server: getaddrinfo, which nothing can
+    interrupt, must not keep a worker past fetch.timeout_s or the whole fetch's deadline."""
+    import socket
+    real = socket.getaddrinfo
+
+    def silent(host, *a, **k):
+        if host == "silent-dns.test":
+            time.sleep(4)  # then the resolver gives up, as a real one does after its retries
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *a, **k)
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    cfg = FetchConfig(allow_networks=["127.0.0.0/8"], timeout_s=timeout_s, max_seconds=max_seconds)
+    t = time.monotonic()
+    with pytest.raises(FetchError, match=match) as err:
+        fetch("http://silent-dns.test/a.wav", tmp_path / "a", cfg)
+    assert time.monotonic() - t < min(timeout_s, max_seconds) + 1.5
+    assert err.value.retryable is retryable
