@@ -100,7 +100,9 @@ def serve(config_path, host, port, no_worker):
     # upload may be (its default is 1 GB per request).
     server = create_server(app, host=host or cfg.server.host, port=port or cfg.server.port,
                            threads=cfg.server.threads,
-                           max_request_body_size=cfg.server.max_upload_bytes + 64 * 1024)
+                           max_request_body_size=cfg.server.max_upload_bytes + 64 * 1024,
+                           connection_limit=cfg.server.connection_limit,
+                           channel_timeout=cfg.server.idle_timeout_s)
     log.info("CallMood listening on http://%s:%s (database %s)", server.effective_host,
              server.effective_port, scrub.text(cfg.database_url))
     click.echo(f"CallMood listening on http://{server.effective_host}:{server.effective_port}", err=True)

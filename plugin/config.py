@@ -40,6 +40,10 @@ class ServerConfig(Section):
     public_url: str = "http://127.0.0.1:8080"
     max_upload_bytes: int = 50 * 1024 * 1024  # /predict uploads
     threads: int = 8
+    # Open connections waitress keeps (idle ones included), and how long one may sit idle:
+    # its defaults (100, 120 s) let a hundred silent connections shut the receiver out.
+    connection_limit: int = Field(500, ge=10)
+    idle_timeout_s: float = Field(30.0, gt=0)
     # /predict analyses this many uploads at once, and lets this many more wait (at most
     # predict_wait_s) for a turn; beyond that it answers 429 with Retry-After at once, so
     # uploads can never hold the threads the webhook receiver needs.

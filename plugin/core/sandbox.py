@@ -25,6 +25,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.filters import make_attrgetter
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, _PassArg
+from jinja2.visitor import NodeTransformer
 
 OUTPUT_MAX = 64 * 1024  # characters one render may write (and any string or argument it builds)
 LOOP_MAX = 10_000  # loop iterations of one render, all loops together
@@ -135,6 +136,21 @@ def _join_filter(env, value: Iterable[Any], d: str = "", attribute: Any = None) 
     return _join(items, d)
 
 
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    """jinja's ``format`` filter (printf-style), held to the same widths and size as ``%``."""
+    if isinstance(value, str) and _WIDE_PERCENT.search(value):
+        raise TemplateLimit("template formats with a width or precision over 99999 or taken from an argument")
+    out = str(value) % (kwargs or args)
+    _too_big(len(out), "would format")
+    return out
+
+
+def _concat_guard(parts: list[Any]) -> str:
+    parts = [str(p) for p in parts]
+    _too_big(sum(map(len, parts)), "would concatenate into")
+    return "".join(parts)
+
+
 def _join(items: Iterable[Any], d: Any = "") -> str:
     parts, d = [str(i) for i in items], str(d)
     _too_big(sum(map(len, parts)) + len(d) * max(len(parts) - 1, 0), "would join into")
@@ -191,7 +207,9 @@ def _make_env(escape: Callable[[str], str] | None) -> _Env:
     env.concat = _capped_concat  # every buffered part (set blocks, macros, filter blocks) is capped
     env.filters.update({k: _bounded_filter(k, env.filters[k]) for k in _WIDTH_FILTERS})
     env.filters.update(join=_join_filter, replace=_replace)
-    env.globals.update(namespace=_Namespace, _loop_guard=_loop_guard)
+    env.globals.update(namespace=_Namespace, _loop_guard=_loop_guard, _concat_guard=_concat_guard)
+    env.globals.pop("lipsum", None)  # placeholder text of any length: nothing a message needs
+    env.filters["format"] = _format_filter
     return env
 
 
@@ -209,8 +227,16 @@ def _env_for(escape: Callable[[str], str] | None) -> _Env:
 
 
 @functools.lru_cache(maxsize=512)
+class _GuardConcat(NodeTransformer):
+    """``a ~ b`` is no binop the sandbox intercepts: it becomes a call that sizes first."""
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Call:
+        parts = [self.visit(n) for n in node.nodes]
+        return nodes.Call(nodes.Name("_concat_guard", "load"), [nodes.List(parts)], [], None, None)
+
+
 def _compile(env: _Env, template: str):
-    ast = env.parse(template)
+    ast = _GuardConcat().visit(env.parse(template))
     for loop in ast.find_all(nodes.For):  # every loop draws on the render's budget
         loop.iter = nodes.Call(nodes.Name("_loop_guard", "load"), [loop.iter], [], None, None)
     return env.from_string(ast)

@@ -19,7 +19,8 @@ _SECRET_NAME = r"(?:key|token|secret|sig|signature|password|passwd|pwd|auth|cred
 # Query parameters whose value is a credential (case-insensitive, by substring of the name),
 # also inside a percent-encoded URL (a URL carried in another URL's query).
 _SECRET_PARAM = re.compile(
-    r"(?i)((?:[?&;]|%3F|%26)(?:[^=&#%\s]*?" + _SECRET_NAME + r"[^=&#%\s]*)(?:=|%3D))"
+    # "k" alone is the call link's key (plugin/core/signing.py); "jwt" a bearer token by another name.
+    r"(?i)((?:[?&;]|%3F|%26)(?:k|jwt|[^=&#%\s]*?" + _SECRET_NAME + r"[^=&#%\s]*)(?:=|%3D))"
     r"(?:(?!%26|%23)[^&#\s\"'<>])*")
 # scheme://user:password@host -> scheme://user:***@host ; scheme://token@host -> scheme://***@host
 # (the password runs to the last @ before the path: passwords may hold an @)
@@ -98,7 +99,7 @@ class LogFilter(logging.Filter):
 # A phone number inside free text: a + (or %2B, URL-encoded) and 7 to 15 digits, or 10 to
 # 15 digits without it (shorter runs are ids, counts and times), with single spaces, dashes
 # or brackets between the groups, not glued to a word or a decimal point.
-_PHONE = re.compile(r"(?<![\w.])(?:\+|%2[Bb])?\(?\d(?:[ \-]?[()]?[ \-]?\d)+(?![\w]|\.\d)")
+_PHONE = re.compile(r"(?<![\w.])(?:\+|%2[Bb])?\(?\d(?:[ \-]?[()]{0,2}[ \-]?\d)+(?![\w]|\.\d)")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

@@ -171,13 +171,22 @@ class Accounts:
 
     # --- failed logins ------------------------------------------------------------------
 
-    def login_failed(self, keys: list[str], window_s: float) -> None:
-        """Count a failed login against each key ("user:<name>", "ip:<address>"), and
-        forget failures older than the window."""
+    def login_failed(self, keys: list[str], window_s: float) -> list[int]:
+        """Count a failed login (or an attempt not yet judged) against each key
+        ("user:<name>", "ip:<address>"), forget failures older than the window; the new
+        rows' ids, for ``forget_attempt``."""
         with self.sessions.begin() as s:
             now = self.clock.now(s)
             s.execute(delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=window_s)))
-            s.add_all([LoginFailure(key=k[:255], at=now) for k in keys])
+            rows = [LoginFailure(key=k[:255], at=now) for k in keys]
+            s.add_all(rows)
+            s.flush()
+            return [r.id for r in rows]
+
+    def forget_attempt(self, ids: list[int]) -> None:
+        """An attempt counted before its password was checked turned out right."""
+        with self.sessions.begin() as s:
+            s.execute(delete(LoginFailure).where(LoginFailure.id.in_(ids)))
 
     def recent_failures(self, key: str, window_s: float) -> tuple[list[datetime], datetime]:
         """The times of ``key``'s failures within the window, oldest first, and now."""

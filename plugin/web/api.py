@@ -3,19 +3,23 @@ supervisor notifications; supervisors' feedback on alerts."""
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, abort, jsonify, request
 
+from plugin.core import safe_json
 from plugin.store import queries
 from plugin.store.feedback import set_feedback
 from plugin.web import args
 from plugin.web.auth import redact
-from plugin.web.auth.identity import may
+from plugin.web.auth.identity import current, may
 from plugin.web.auth.marks import requires
 from plugin.web.forms import BadRequest, FeedbackBody, parse
 from plugin.web.loaders import call_or_404
 from plugin.web.serializers import alert_json, call_json, flagged_json, notification_json
 from plugin.web.services import get_services
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
@@ -45,12 +49,21 @@ def post_feedback(alert_id: int):
     try:
         # JSON only (the gate answers 415 to other content types): a form or text/plain
         # body is what another site can make a browser send.
-        fields = parse(FeedbackBody, request.get_json(silent=True))
+        body = safe_json.loads(request.get_data(cache=False))  # depth, NUL, NaN: as at the webhook door
+    except safe_json.UnsafeJson as exc:
+        return jsonify(error=str(exc), field=exc.where), 400
+    try:
+        fields = parse(FeedbackBody, body)
     except BadRequest as exc:
         return jsonify(error=exc.message, field=exc.field), 400
+    # Who gave the verdict is who is logged in (or whose token it is); a "by" that names
+    # someone else is kept beside it, never instead of it: the backtest trusts these.
+    who = current().name
+    fields["by"] = who if fields.get("by") in (None, who) else f"{who} (for {fields['by']})"[:255]
     svc = get_services()
     if not set_feedback(svc.sessions, svc.clock, alert_id, fields):
         abort(404, f"no alert {alert_id}")
+    log.info("alert %s marked %s by %s", alert_id, fields["verdict"], fields["by"])
     return get_alert(alert_id)
 
 

@@ -12,7 +12,7 @@ ROW_ID_MAX = 2**31 - 1
 class RowIdConverter(IntegerConverter):
     """``<id:call_id>``: a positive row id, else no such page (404)."""
 
-    regex = r"\d{1,10}"
+    regex = r"[0-9]{1,10}"  # \d would take other scripts' digits too ("１")
 
     def to_python(self, value: str) -> int:
         n = int(value)

@@ -18,6 +18,8 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 
 from plugin.audio.decode import DecodeError, decode
+from plugin.core import files
+from plugin.core.files import data_subdir
 from plugin.flow.analysis import analyze_audio
 from plugin.model.loading import ModelUnavailable
 from plugin.web.predict_pool import Busy, PredictPool
@@ -52,7 +54,8 @@ def _predict():
         model = svc.model.get()
     except ModelUnavailable as exc:
         return jsonify(error=f"Model not ready: {exc}"), 503
-    workdir = Path(tempfile.mkdtemp(prefix="predict-"))
+    # Under data_dir/tmp (0700), where the purge clears what a crash left, not the system /tmp.
+    workdir = Path(tempfile.mkdtemp(prefix="predict-", dir=data_subdir(svc.config.data_dir, files.TMP)))
     try:
         src = workdir / "upload"
         upload.save(src)

@@ -431,3 +431,82 @@ def test_a_token_for_a_program_and_a_session_for_a_person_see_the_same(client, a
     login(anon, "adm")
     assert anon.get("/api/calls").json == client.get("/api/calls").json
     assert api_token(services, "viewer") != api_token(services, "viewer")
+
+
+# --- what an attacker-minded review found, and how it stays fixed -------------------------
+
+def test_a_copied_session_cookie_dies_at_logout(anon, services, app):
+    add_user(services, "sup", "supervisor")
+    login(anon, "sup")
+    stolen = app.test_client()  # a copy of the cookie: a shared PC, a proxy's log
+    stolen.set_cookie(app.config["SESSION_COOKIE_NAME"], anon.get_cookie(app.config["SESSION_COOKIE_NAME"]).value)
+    assert stolen.get("/api/me").status_code == 200
+    anon.post("/logout", data={"csrf_token": csrf_of(anon, "/dashboard")})
+    assert stolen.get("/api/me").status_code == 401
+
+
+def test_head_on_the_login_form_never_logs_in(anon, services, app):
+    add_user(services, "sup", "supervisor")
+    r = anon.open("/login", method="HEAD", data={"name": "sup", "password": PASSWORD})
+    assert r.status_code == 200  # the form, as for GET (its session holds only a CSRF token)
+    assert anon.get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/calls?status=%00", "/api/notifications?receiver=a%00b",
+                                  "/api/flagged?x%00=1"])
+def test_nul_in_a_query_argument_is_a_400_on_both_databases(client, path):
+    r = client.get(path)
+    assert r.status_code == 400 and "NUL" in r.json["error"]
+
+
+def test_nul_in_the_login_form_is_a_400(anon, services):
+    r = anon.post("/login", data={"name": "a\x00b", "password": PASSWORD, "csrf_token": csrf_of(anon)})
+    assert r.status_code == 400
+
+
+def test_feedback_records_who_gave_it_and_refuses_hostile_json(client_as, services):
+    ids = seed(services)
+    supervisor = client_as("supervisor")
+    url = f"/api/alerts/{ids['alert']}/feedback"
+    assert supervisor.post(url, json={"verdict": "correct", "by": "admin"}).json["feedback"]["by"] == \
+        "test-supervisor (for admin)"
+    assert supervisor.post(url, json={"verdict": "false_alarm"}).json["feedback"]["by"] == "test-supervisor"
+    deep = b'{"verdict": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for body in (b'{"verdict": "correct", "note": "a\\u0000b"}', deep):
+        r = supervisor.post(url, data=body, content_type="application/json")
+        assert r.status_code == 400, r.text
+
+
+def test_viewers_see_no_phone_in_errors_recording_names_or_bracketed_summaries(client_as, services):
+    ids = seed(services)
+    with services.sessions.begin() as s:
+        call = s.get(Call, ids["call"])
+        call.recording_url = "https://rec.example.com/rec/%2B8613811112222.wav?token=x"
+        call.alerts[0].summary = "phone (138)(1234)(5678)"
+        for d in call.alerts[0].deliveries:
+            d.last_error = 'HTTP 500: you sent {"customer_phone": "+8613833334444"}'
+    shown = client_as("viewer").get(f"/api/calls/{ids['call']}").text
+    for digits in ("11112222", "1234)(5678", "33334444", "REC-SECRET", "token=x"):
+        assert digits not in shown, digits
+    assert "33334444" in client_as("supervisor").get(f"/api/calls/{ids['call']}").text
+
+
+def test_simultaneous_guesses_check_no_more_passwords_than_the_limit(tmp_path, db_url, app_factory):
+    """Counted before the password is checked: 30 parallel guesses check at most 5."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, client = app_factory(make_config(tmp_path, None, db_url), role=None)
+    app, services = client.application, client.application.extensions["callmood"]
+    add_user(services, "victim", "viewer")
+
+    def guess(i: int) -> int:
+        c = app.test_client()
+        return login(c, "victim", f"wrong guess {i:03d}").status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        codes = list(pool.map(guess, range(30)))
+    checked, limit = codes.count(401), services.config.auth.login_max_failures
+    assert 1 <= checked <= limit and codes.count(429) == 30 - checked, codes
+    # Refused guesses were not counted: once the limit's worth were checked, even the right
+    # password waits; with fewer (a race refused more), it gets in.
+    assert login(app.test_client(), "victim").status_code == (429 if checked == limit else 302)

@@ -8,6 +8,7 @@ pipeline does (plugin/flow/results.py) and the outbox sends them to real local s
 
 import dataclasses
 import logging
+import socket
 
 import pytest
 import requests
@@ -18,7 +19,7 @@ from plugin.flow.context import call_context
 from plugin.flow.results import plan_alert
 from plugin.store.tables import Call, Delivery
 from tests.conftest import T0, event, make_config, signed
-from tests.helpers import free_port, make_alert
+from tests.helpers import make_alert
 
 ATTACK = "../../../admin/users/1/delete?confirm=yes#"
 BOTH = [Action("crm", {"tag": "angry"}), Action("wecom", {})]
@@ -105,10 +106,14 @@ def test_a_stored_payload_with_a_bad_header_dies_at_send_without_retries(tmp_pat
     assert crm.requests == []
 
 
-def test_the_robot_key_is_never_stored_shown_or_logged(tmp_path, db_url, app_factory, crm, wecom, caplog):
+def test_the_robot_key_is_never_stored_shown_or_logged(tmp_path, db_url, app_factory, crm, wecom, caplog,
+                                                      request):
     key = "ROBOT-KEY-7f3a9c"  # the robot's URL points to a closed port: a connection error quotes it
+    closed = socket.socket()  # bound, never listening: the port refuses, and no other test can take it
+    closed.bind(("127.0.0.1", 0))
+    request.addfinalizer(closed.close)
     cfg = make_config(tmp_path, None, db_url, crm=crm, wecom=wecom, sinks={"wecom": {
-        "url": f"http://127.0.0.1:{free_port()}/cgi-bin/webhook/send?key={key}"}})
+        "url": f"http://127.0.0.1:{closed.getsockname()[1]}/cgi-bin/webhook/send?key={key}"}})
     svc, client = app_factory(cfg)
     call_id = store_call(svc)
     plan(svc, call_id, dataclasses.replace(make_alert(), actions=[Action("wecom", {})]))

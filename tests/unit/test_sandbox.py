@@ -74,7 +74,7 @@ def test_do_statements_are_not_available():
     ("{{ ('x' * 60000) | replace('x', 'yy') }}", "would replace into"),
     ("{{ ('x' * 60000).replace('x', 'yy') }}", "would replace into"),
     ("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-     "would store a value of"),
+     "would concatenate into"),
     ("{% set ns = namespace(n=2) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
      "over 4096 bits"),
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -114,3 +114,14 @@ def test_escaped_rendering_escapes_values_but_not_the_template_or_raw_values():
 
 def test_data_is_never_a_template():
     assert render("{{ call.customer_id }}", call={"customer_id": "{{ 7*7 }}"}) == "{{ 7*7 }}"
+
+
+@pytest.mark.parametrize("template", [
+    # Found by the attacker review: ~ is no binop, lipsum takes any length, format any width.
+    "{% set a = 'x' * 60000 %}{% set b = a ~ a %}{% set c = b ~ b %}{{ c | length }}",
+    "{{ lipsum(200000) | length }}",
+    "{{ '%99999999s' | format('x') }}",
+])
+def test_concatenation_lipsum_and_format_are_bounded_too(template):
+    with pytest.raises(TemplateError):
+        render(template)

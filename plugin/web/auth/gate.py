@@ -31,6 +31,7 @@ HEADERS = {
 def check(csrf: CSRFProtect) -> Response | None:
     """Flask before_request: refuse what the asker may not do (None lets it through)."""
     g.identity = None
+    _no_nul_in_fields()
     rule = request.url_rule
     if rule is None:  # 404, 405: routing answers those, and they show nothing
         return None
@@ -60,6 +61,17 @@ def check(csrf: CSRFProtect) -> Response | None:
         if request.path.startswith("/api/") and not request.is_json:
             abort(415, "send the body as JSON with Content-Type: application/json")
     return None
+
+
+def _no_nul_in_fields() -> None:
+    """A NUL in a query argument or a form field is a 400 here: PostgreSQL refuses NUL in
+    text, so it would otherwise surface as a 500 wherever the value reaches a query."""
+    fields = list(request.args.items(multi=True))
+    if request.mimetype == "application/x-www-form-urlencoded":  # not uploads: /predict parses those itself
+        fields += list(request.form.items(multi=True))
+    for key, value in fields:
+        if "\x00" in key or "\x00" in value:
+            abort(400, f"{key.replace(chr(0), '?')[:40]!r}: NUL character (U+0000) is not allowed")
 
 
 def secure_headers(resp: Response) -> Response:

@@ -8,19 +8,14 @@ answers it and the pages render it).
 
 from __future__ import annotations
 
-import re
-
 from plugin.core import scrub
 
-# Something that looks like a phone number inside free text (a rule's summary template
-# may print call.customer_phone): 7 or more digits, maybe with +, spaces or dashes.
-_PHONE_IN_TEXT = re.compile(r"\+?\d[\d \-]{5,}\d")
-
-
 def mask_text(value: object) -> object:
+    """Phone numbers inside free text masked (a rule's summary may print the phone, a CRM's
+    error may quote the body it was sent): the same finder the logs use."""
     if not isinstance(value, str):
         return value
-    return _PHONE_IN_TEXT.sub(lambda m: scrub.phone(m.group(0)), value)
+    return scrub.phones(value)
 
 
 def _masked(d: object, keys: tuple[str, ...]) -> object:
@@ -34,28 +29,37 @@ def call(c: dict, phones: bool, payloads: bool) -> dict:
     c["recording_url"] = scrub.url(c.get("recording_url"))
     if not phones:
         c["customer_phone"] = scrub.phone(c.get("customer_phone"))
+        c["recording_url"] = mask_text(c["recording_url"])  # a file named after the caller
+        if "error" in c:
+            c["error"] = mask_text(c["error"])
     c["alerts"] = [alert(a, phones, payloads) for a in c.get("alerts", [])]
     return c
 
 
 def alert(a: dict, phones: bool, payloads: bool) -> dict:
     a = dict(a)
-    a["deliveries"] = [delivery(d, payloads) for d in a.get("deliveries", [])]
+    a["deliveries"] = [delivery(d, payloads, phones) for d in a.get("deliveries", [])]
     if not phones:
         a["summary"] = mask_text(a.get("summary"))
         a["routing"] = [_masked(r, ("reason", "group")) for r in a.get("routing") or []]
+        if "feedback" in a:
+            a["feedback"] = _masked(a["feedback"], ("note",))
     return a
 
 
-def delivery(d: dict | None, payloads: bool) -> dict | None:
-    if d is None or payloads:
+def delivery(d: dict | None, payloads: bool, phones: bool = True) -> dict | None:
+    if d is None:
         return d
-    return {k: v for k, v in d.items() if k != "payload"}
+    if not payloads:
+        d = {k: v for k, v in d.items() if k != "payload"}
+    if not phones and "last_error" in d:  # a CRM's error may quote the body it was sent, phone and all
+        d = {**d, "last_error": mask_text(d["last_error"])}
+    return d
 
 
 def notification(n: dict, phones: bool, payloads: bool) -> dict:
     n = dict(n)
-    n["delivery"] = delivery(n.get("delivery"), payloads)
+    n["delivery"] = delivery(n.get("delivery"), payloads, phones)
     if not phones:
         n["group"] = mask_text(n.get("group"))
     return n

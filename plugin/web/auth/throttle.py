@@ -15,22 +15,32 @@ def keys(name: str, address: str | None) -> list[str]:
     return [f"user:{name}", f"ip:{address or '-'}"]
 
 
-def retry_after(accounts: Accounts, cfg: AuthConfig, name: str, address: str | None) -> int:
-    """Seconds until a login for ``name`` from ``address`` is allowed again (0: now)."""
+def retry_after(accounts: Accounts, cfg: AuthConfig, name: str, address: str | None,
+                counted: int = 0) -> int:
+    """Seconds until a login for ``name`` from ``address`` is allowed again (0: now), with
+    ``counted`` attempts of this very request already among the rows."""
     wait = 0.0
+    allowed = cfg.login_max_failures + counted
     for key in keys(name, address):
         times, now = accounts.recent_failures(key, cfg.login_window_s)
-        if len(times) >= cfg.login_max_failures:
+        if len(times) >= allowed:
             # Allowed once enough of the failures have aged out of the window.
-            frees = times[len(times) - cfg.login_max_failures] + timedelta(seconds=cfg.login_window_s)
+            frees = times[len(times) - allowed] + timedelta(seconds=cfg.login_window_s)
             wait = max(wait, (frees - now).total_seconds())
     return max(1, math.ceil(wait)) if wait > 0 else 0
 
 
-def failed(accounts: Accounts, cfg: AuthConfig, name: str, address: str | None) -> None:
-    accounts.login_failed(keys(name, address), cfg.login_window_s)
+def attempt(accounts: Accounts, cfg: AuthConfig, name: str, address: str | None) -> tuple[list[int], int]:
+    """Count this attempt first, then look: parallel guesses each see the others' rows, so
+    no more than ``login_max_failures`` passwords are ever checked per window (checking
+    first and counting after let 12 of 30 simultaneous guesses through). Returns the
+    attempt's rows (forgotten if the password is right) and the wait (0: go ahead)."""
+    ids = accounts.login_failed(keys(name, address), cfg.login_window_s)
+    return ids, retry_after(accounts, cfg, name, address, counted=1)
 
 
-def succeeded(accounts: Accounts, name: str) -> None:
-    """A right password clears the account's failures (not the address's)."""
+def succeeded(accounts: Accounts, name: str, attempt_ids: list[int]) -> None:
+    """A right password clears the account's failures (not the address's, but for the
+    attempt itself)."""
+    accounts.forget_attempt(attempt_ids)
     accounts.clear_failures(keys(name, None)[0])

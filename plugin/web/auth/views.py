@@ -25,7 +25,7 @@ WRONG = "Wrong name or password."
 @public
 def login():
     target = safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD skips the CSRF check: it must never log in
         if identity.current() is not None and identity.current().via != "link":
             return redirect(target)
         return render_template("login.html", next=target, error=None)
@@ -33,8 +33,9 @@ def login():
     cfg, accounts = svc.config.auth, svc.accounts
     name = request.form.get("name", "").strip()[:128]
     password = request.form.get("password", "")[:1024]
-    wait = throttle.retry_after(accounts, cfg, name, request.remote_addr)
-    if wait:
+    attempt, wait = throttle.attempt(accounts, cfg, name, request.remote_addr)
+    if wait:  # not a guess: nothing was checked, so it does not push the wait further out
+        accounts.forget_attempt(attempt)
         minutes = -(-wait // 60)
         return (render_template("login.html", next=target, name=name,
                                 error=f"Too many failed logins. Try again in {minutes} minute(s)."),
@@ -42,10 +43,9 @@ def login():
     user = accounts.user(name) if NAME.fullmatch(name or "-") else None
     live = user is not None and user.disabled_at is None
     if not passwords.verify(user.password_hash if live else None, password):
-        throttle.failed(accounts, cfg, name, request.remote_addr)
-        return render_template("login.html", next=target, name=name, error=WRONG), 401
+        return render_template("login.html", next=target, name=name, error=WRONG), 401  # attempt stays counted
     start_session(user, "session")
-    throttle.succeeded(accounts, name)
+    throttle.succeeded(accounts, name, attempt)
     accounts.logged_in(user.id, passwords.hash_password(password)
                        if passwords.needs_rehash(user.password_hash) else None)
     return redirect(target)
@@ -63,6 +63,14 @@ def start_session(user: User, via: str) -> None:
 @bp.post("/logout")
 @public
 def logout():
+    # The session cookie is signed, not stored: a copy of it (a shared PC, a proxy log)
+    # would outlive a mere clear. Moving the user's session version on ends every copy,
+    # and with them the user's other sessions (said on the login page and in the README).
+    ident = identity.current()
+    if ident is not None and ident.user_id is not None and ident.via != "link":
+        user = get_services().accounts.user_by_id(ident.user_id)
+        if user is not None:
+            get_services().accounts.end_sessions(user.name)
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
