@@ -51,7 +51,7 @@ def post_feedback(alert_id: int):
         # body is what another site can make a browser send.
         body = safe_json.loads(request.get_data(cache=False))  # depth, NUL, NaN: as at the webhook door
     except safe_json.UnsafeJson as exc:
-        return jsonify(error=str(exc), field=exc.where), 400
+        return jsonify(error=str(exc), field=None if exc.where == "body" else exc.where), 400
     try:
         fields = parse(FeedbackBody, body)
     except BadRequest as exc:

@@ -279,14 +279,15 @@ def test_feedback_api(app_factory, tmp_path, db_url, clock):
     assert r.status_code == 200, r.text
     first = r.json["feedback"]
     assert r.json["id"] == alert_id and r.json["rule"] == "angry_customer"
-    assert (first["verdict"], first["by"], first["note"]) == ("correct", "sup-7", "rightly flagged")
+    # `by` is who is asking (an admin token here); a name it gives is kept beside it.
+    assert (first["verdict"], first["by"], first["note"]) == ("correct", "test-admin (for sup-7)", "rightly flagged")
 
     # A new verdict replaces the old one (one row per alert).
     later = clock.advance(minutes=5)
     r = http.post(url + "/feedback", json={"verdict": "false-alarm", "by": "sup-8"})
     assert r.status_code == 200
     second = r.json["feedback"]
-    assert (second["verdict"], second["by"], second["note"]) == ("false_alarm", "sup-8", None)
+    assert (second["verdict"], second["by"], second["note"]) == ("false_alarm", "test-admin (for sup-8)", None)
     assert second["updated_at"] == later.isoformat(timespec="milliseconds") + "Z" != first["updated_at"]
     with svc.sessions() as s:
         assert s.query(Feedback).filter_by(alert_id=alert_id).count() == 1
