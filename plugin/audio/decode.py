@@ -110,7 +110,7 @@ def decode(src: str | Path, dest: str | Path, max_duration_s: float | None = Non
     log = dest.with_name(dest.name + ".log")
     try:
         code = _run(cmd, log, deadline, timeout_s, on_wait)
-        if code != 0 and _interrupted(code, log):
+        if _interrupted(code, said_nothing=log.stat().st_size == 0):
             raise DecodeError("decoding was interrupted: ffmpeg was stopped by a signal", retryable=True)
         if code != 0:
             raise DecodeError(f"cannot decode recording: {_reason(log, code)}")
@@ -138,7 +138,7 @@ def probe_channels(src: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> int
     except subprocess.TimeoutExpired:
         raise DecodeError(f"cannot decode recording: reading its header took longer than "
                           f"{min(timeout_s, 60):g}s") from None
-    if proc.returncode < 0 or (proc.returncode == 255 and not proc.stderr.strip()):
+    if _interrupted(proc.returncode, said_nothing=not proc.stderr.strip()):
         raise DecodeError("decoding was interrupted: ffmpeg was stopped by a signal", retryable=True)
     if proc.returncode != 0:
         raise DecodeError(f"cannot decode recording: {_explain(proc.stderr, proc.returncode)}")
@@ -189,11 +189,11 @@ def _lower_priority(pid: int) -> None:
         pass
 
 
-def _interrupted(code: int, log: Path) -> bool:
+def _interrupted(code: int, said_nothing: bool) -> bool:
     """ffmpeg was killed, or stopped on SIGTERM/SIGINT (exit 255 with nothing to say), as
     systemd's default KillMode does to every process of a stopping service: not the
     recording's fault."""
-    return code < 0 or (code == 255 and log.stat().st_size == 0)
+    return code < 0 or (code == 255 and said_nothing)
 
 
 def _reason(log: Path, code: int) -> str:

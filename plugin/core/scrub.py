@@ -81,18 +81,22 @@ class LogFilter(logging.Filter):
     """Scrubs every record a handler writes: its message with the arguments filled in, and
     the traceback, so a library's exception text (a URL with its ?key=) is never logged."""
 
+    @staticmethod
+    def rewrite(value: str) -> str:
+        return text(value)
+
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: let the handler report it as it would
             return True
-        record.msg, record.args = text(message), None
+        record.msg, record.args = self.rewrite(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = text(record.exc_text)
+            record.exc_text = self.rewrite(record.exc_text)
         if record.stack_info:
-            record.stack_info = text(record.stack_info)
+            record.stack_info = self.rewrite(record.stack_info)
         return True
 
 
@@ -122,21 +126,11 @@ def _mask_found(m: re.Match) -> str:
     return "%2B" + phone("+" + found[3:])[1:] if encoded else phone(found)
 
 
-class PhoneFilter(logging.Filter):
+class PhoneFilter(LogFilter):
     """Masks phone numbers in every record a handler writes (its message with the
     arguments filled in, and the traceback): a recording URL named after the caller, a
     CRM's answer that quotes the number, a webhook's refused field."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: let the handler report it as it would
-            return True
-        record.msg, record.args = phones(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = phones(record.exc_text)
-        if record.stack_info:
-            record.stack_info = phones(record.stack_info)
-        return True
+    @staticmethod
+    def rewrite(value: str) -> str:
+        return phones(value)
