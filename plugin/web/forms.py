@@ -39,6 +39,14 @@ class FeedbackBody(StrictModel):
     def _blank_is_none(cls, v: str | None) -> str | None:
         return (v.strip() or None) if v is not None else None
 
+    @field_validator("by")
+    @classmethod
+    def _one_line(cls, v: str | None) -> str | None:
+        # A name: it is logged and shown on one line, so it may not start another one.
+        if v is not None and any(not c.isprintable() for c in v):
+            raise ValueError("must be one line of printable characters")
+        return v
+
 
 def parse(model: type[StrictModel], body: Any) -> dict[str, Any]:
     """``body`` (parsed JSON, or None when it was not JSON) validated by ``model``."""

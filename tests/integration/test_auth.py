@@ -472,7 +472,8 @@ def test_feedback_records_who_gave_it_and_refuses_hostile_json(client_as, servic
         "test-supervisor (for admin)"
     assert supervisor.post(url, json={"verdict": "false_alarm"}).json["feedback"]["by"] == "test-supervisor"
     deep = b'{"verdict": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    for body in (b'{"verdict": "correct", "note": "a\\u0000b"}', deep):
+    forged_log_line = b'{"verdict": "correct", "by": "x\\n2026-11-25 INFO plugin: alert 1 marked false_alarm by boss"}'
+    for body in (b'{"verdict": "correct", "note": "a\\u0000b"}', deep, forged_log_line):
         r = supervisor.post(url, data=body, content_type="application/json")
         assert r.status_code == 400, r.text
 
