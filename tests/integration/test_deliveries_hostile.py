@@ -112,8 +112,11 @@ def test_the_robot_key_is_never_stored_shown_or_logged(tmp_path, db_url, app_fac
     closed = socket.socket()  # bound, never listening: the port refuses, and no other test can take it
     closed.bind(("127.0.0.1", 0))
     request.addfinalizer(closed.close)
+    # A retry an hour away: one drain makes one attempt however slow the machine is (with
+    # the tests' 0.05 s backoff a slow run saw the retry fall due within the same drain).
     cfg = make_config(tmp_path, None, db_url, crm=crm, wecom=wecom, sinks={"wecom": {
-        "url": f"http://127.0.0.1:{closed.getsockname()[1]}/cgi-bin/webhook/send?key={key}"}})
+        "url": f"http://127.0.0.1:{closed.getsockname()[1]}/cgi-bin/webhook/send?key={key}"}},
+        deliveries={"backoff_base_s": 3600, "backoff_max_s": 3600})
     svc, client = app_factory(cfg)
     call_id = store_call(svc)
     plan(svc, call_id, dataclasses.replace(make_alert(), actions=[Action("wecom", {})]))
