@@ -16,6 +16,9 @@ from plugin.core.clock import Clock, DatabaseClock
 from plugin.core.signing import CallLinkSigner
 from plugin.flow import notify
 from plugin.flow.context import Links
+from plugin.flow.identity import Identity
+from plugin.flow.lookups import PhoneBooks
+from plugin.flow.intake import Intake
 from plugin.flow.outbox import Outbox
 from plugin.flow.outputs import Outputs
 from plugin.flow.pipeline import Pipeline
@@ -44,6 +47,8 @@ class Services:
     sinks: dict[str, Sink]
     # auth.secret_key, or the one kept in data_dir (plugin/core/keys.py); build() sets it.
     secret_key: str = field(repr=False)
+    # identity.lookup's CSV files as parsed (re-read when they change), shared by every Identity.
+    phone_books: PhoneBooks = field(default_factory=PhoneBooks, repr=False)
 
     @property
     def rules(self) -> RuleSet:
@@ -80,6 +85,11 @@ class Services:
     def outputs(self) -> Outputs:
         return Outputs(self.sinks, self.deliveries, self.links)
 
+    @property
+    def identity(self) -> Identity:
+        """Customer ids for calls that came with a phone number only (plugin/flow/identity.py)."""
+        return Identity(self.config.identity, self.sessions, self.clock, self.phone_books)
+
     def outbox(self) -> Outbox:
         return Outbox(self.deliveries, self.sinks, self.config.deliveries.timeout_s)
 
@@ -104,7 +114,11 @@ class Services:
         """The process's background work (not started)."""
         return Runtime(config=self.config, model=self.model, rules=self.rules_holder, jobs=self.jobs,
                        pipeline=self.pipeline(), outbox=self.outbox(), flush_notifications=self.flush_notifications,
-                       purge=self.purge, worker=worker, deliveries=deliveries)
+                       purge=self.purge, worker=worker, deliveries=deliveries, intake=self.intake())
+
+    def intake(self) -> Intake:
+        """Stores what sources receive (webhooks, `callmood sync`)."""
+        return Intake(self.sessions, self.jobs)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -27,7 +27,7 @@ from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.sources.base import EventError, SignatureError, SourceConfig
+from connectors.sources.base import EventError, SignatureError, Source, SourceConfig
 from plugin.core import ids, safe_json
 from plugin.core.data import CallEvent
 from plugin.core.validation import first_problem
@@ -118,7 +118,7 @@ class GenericEvent(BaseModel):
         return v
 
 
-class GenericSource:
+class GenericSource(Source):
     name = "generic"
     Config = GenericConfig
 

@@ -33,6 +33,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Timeout, parse_url
 
 from plugin.config import FetchConfig
+from plugin.core.data import Credential
 from plugin.core.files import private_opener
 
 READ_BYTES = 64 * 1024
@@ -82,7 +83,9 @@ def check_url(url: str, cfg: FetchConfig, timeout_s: float | None = None) -> Tar
     if not u.host:
         raise FetchError("recording URL has no host")
     if u.auth:
-        raise FetchError("credentials in the recording URL are not supported")
+        raise FetchError("credentials in the recording URL are not supported: remove them from the URL and "
+                         "set them for this host under sources.<source>.download (username and password, "
+                         "bearer, or header and value)")
     host = u.host.strip("[]")
     port = u.port or (443 if scheme == "https" else 80)
     try:
@@ -228,8 +231,12 @@ def _too_slow(cfg: FetchConfig) -> FetchError:
 
 
 def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
-          headers: dict[str, str] | None = None) -> Fetched:
-    """Stream ``url`` into ``dest``; the file appears only once complete."""
+          headers: dict[str, str] | None = None, credential: Credential | None = None) -> Fetched:
+    """Stream ``url`` into ``dest``; the file appears only once complete.
+
+    ``credential``'s headers go only to its own host and port: on the first hop when that is
+    its host, and on a redirect only when the redirect stays there (never to a storage host
+    a recording server redirects to, nor from http to a host that was https)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
@@ -246,10 +253,14 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
             if watchdog.left() <= 0:
                 raise _too_slow(cfg)
             pool = _pool(target, cfg, watchdog)
+            sent = dict(headers or {})
+            if (credential is not None and credential.applies_to(target.host, target.port)
+                    and not (target.scheme == "http" and url.lower().startswith("https:"))):
+                sent.update(credential.headers)
             try:
                 resp = pool.urlopen("GET", target.request_uri, redirect=False, preload_content=False,
                                     retries=False, headers={"Host": target.host_header, "Accept": "*/*",
-                                                            "User-Agent": "CallMood", **(headers or {})})
+                                                            "User-Agent": "CallMood", **sent})
             except SSLError as exc:
                 if watchdog.fired:
                     raise _too_slow(cfg) from None
@@ -283,7 +294,9 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
 def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, watchdog: _Watchdog) -> Fetched:
     if resp.status != 200:
         retryable = resp.status >= 500 or resp.status in (408, 425, 429)
-        raise FetchError(f"recording server answered HTTP {resp.status}", retryable=retryable)
+        hint = " (are the credentials for this host right? sources.<source>.download)" \
+            if resp.status in (401, 403) else ""
+        raise FetchError(f"recording server answered HTTP {resp.status}{hint}", retryable=retryable)
     length = resp.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > cfg.max_bytes:
         raise FetchError(f"recording is {int(length)} bytes, over the {cfg.max_bytes}-byte limit "

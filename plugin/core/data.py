@@ -32,6 +32,16 @@ def normalize_label(token: str) -> str:
 
 
 @dataclass(frozen=True)
+class Recording:
+    """One participant's own recording (a contact center that records each party to a file
+    of its own): whose voice it is, where it is, and the vendor's id for it."""
+
+    url: str
+    role: str  # "agent" or "customer"
+    id: str | None = None  # the vendor's recording id: the same file pushed twice is one part
+
+
+@dataclass(frozen=True)
 class CallEvent:
     """A call-completed event, normalized from whichever helpdesk sent it."""
 
@@ -47,6 +57,35 @@ class CallEvent:
     channel_roles: dict[int, str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # fields the source does not know
     raw: dict[str, Any] = field(default_factory=dict)  # the event as received, kept for audit
+    # One file per participant (then recording_url is the first of them); empty for one file
+    # holding the whole call, whose channels channel_roles names.
+    recordings: tuple[Recording, ...] = ()
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Authentication for one recording host, sent to that host only: never to another one,
+    not even when the recording server redirects there (plugin/audio/fetch.py)."""
+
+    host: str  # lowercase host name or address, as in the URL
+    port: int | None  # None: the scheme's default port
+    headers: dict[str, str]  # e.g. {"Authorization": "Basic ..."}
+
+    def applies_to(self, host: str, port: int) -> bool:
+        return host.lower().strip("[]") == self.host and port == (self.port or port)
+
+    def __repr__(self) -> str:  # never print the secret (logs, tracebacks)
+        return f"Credential(host={self.host!r}, port={self.port!r}, headers=<{len(self.headers)} hidden>)"
+
+
+@dataclass(frozen=True)
+class Download:
+    """One file to download for a call, with what to authenticate with. A source returns
+    one for a whole-call recording, or one per participant (``role`` set)."""
+
+    url: str
+    credential: Credential | None = None
+    role: str | None = None  # the participant this file holds, for one-file-per-party layouts
 
 
 @dataclass(frozen=True)

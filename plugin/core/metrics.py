@@ -14,3 +14,8 @@ AUDIO_SECONDS = Counter("callmood_audio_seconds_total", "Seconds of track audio 
 RULES_RELOADS = Counter("callmood_rules_reloads_total", "Rule file changes seen by this process",
                         ["outcome"])  # loaded | refused
 RULES_VERSION_INFO = Info("callmood_rules", "The rules in force (hash of their files)")
+WEBHOOK_IGNORED = Counter("callmood_webhook_ignored_total",
+                          "Well-formed webhook items that are not a finished recording (acknowledged, not stored)",
+                          ["source", "reason"])
+SYNCED = Counter("callmood_synced_total", "Recordings found by reconciling a source (callmood sync)",
+                 ["source", "outcome"])

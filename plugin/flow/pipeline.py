@@ -15,13 +15,17 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import requests
 from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.sources import SOURCES, Source, SourceConfig
 
 from plugin.audio.decode import DecodeError
 from plugin.audio.fetch import FetchError
 from plugin.config import Config
 from plugin.core import metrics, scrub
 from plugin.core.clock import Clock
+from plugin.core.data import CallEvent, Download, Recording
 from plugin.flow.context import call_context
 from plugin.flow.leases import HandedBack, JobLease, LeaseLost, NoLease, RunningJobs
 from plugin.flow.outputs import Outputs
@@ -37,7 +41,7 @@ log = logging.getLogger(__name__)
 
 class Pipeline:
     def __init__(self, *, config: Config, sessions: sessionmaker[Session], clock: Clock, jobs: JobQueue,
-                 model: ModelService, rules: Callable[[], RuleSet], outputs: Outputs):
+                 model: ModelService, rules: Callable[[], RuleSet], outputs: Outputs, identity=None):
         self.config = config  # fetch, audio, worker.keep_recordings, model.retry_interval_s, data_dir
         self.sessions = sessions
         self.clock = clock
@@ -45,6 +49,7 @@ class Pipeline:
         self.model = model
         self.rules = rules  # the rules in force now (hot-reloaded): read once per call
         self.outputs = outputs
+        self.identity = identity  # looks up the customer id from the phone (plugin/flow/identity.py)
         self.running = RunningJobs()  # the jobs in flight here, handed back when the process stops
 
     def run_job(self, job_id: int, owner: str) -> None:
@@ -82,14 +87,18 @@ class Pipeline:
 
     def analyze_call(self, call_id: int, job_id: int | None = None, owner: str | None = None) -> None:
         model = self.model.get()  # raises ModelUnavailable before any work is done
-        with self.sessions() as s:
-            call = s.get(Call, call_id)
-            ctx = call_context(call)  # what rules and templates see of the call
-            url, roles = call.recording_url, call.channel_roles
-        channel_roles = {int(k): v for k, v in roles.items()} if roles else None
-
         with self._lease(job_id, owner) as lease:  # renewed until the results are stored
-            heard = analyze_recording(call_id, url, channel_roles, model, self.config, lease.check)
+            with requests.Session() as http:
+                http.trust_env = False  # no proxy or .netrc from the environment: the config says where
+                if self.identity is not None:
+                    self.identity.resolve(call_id, http)  # the CRM's customer id from the phone number
+                with self.sessions() as s:
+                    call = s.get(Call, call_id)
+                    ctx = call_context(call)  # what rules and templates see of the call
+                    stored = stored_event(call)
+                downloads = self._downloads(stored, http)
+            lease.check()
+            heard = analyze_recording(call_id, downloads, stored.channel_roles, model, self.config, lease.check)
             analysis, timings = heard.analysis, heard.timings
 
             t = time.perf_counter()
@@ -119,6 +128,19 @@ class Pipeline:
         log.info("call %s analyzed: %s segments, emotion=%s, %d alert(s), scenario=%s",
                  call_id, len(analysis.segments), analysis.emotion, len(alerts), call.scenario)
 
+    def _downloads(self, call: CallEvent, http: requests.Session) -> list[Download]:
+        """What to download, as the call's source says (a vendor API may be asked here). A
+        call from a source no longer configured is fetched from its URL without credentials."""
+        src, cfg = SOURCES.get(call.source), self.config.source(call.source)
+        if src is None or cfg is None:
+            return Source.downloads(Source(), call, SourceConfig(), http)
+        try:
+            return src.downloads(call, cfg, http)
+        except (FetchError, LeaseLost, HandedBack):
+            raise
+        except Exception as exc:  # a vendor API's error; it says whether trying later helps
+            raise FetchError(f"{call.source}: {exc}", retryable=bool(getattr(exc, "retryable", True))) from exc
+
     @contextmanager
     def _lease(self, job_id: int | None, owner: str | None) -> Iterator[JobLease | NoLease]:
         if job_id is None:  # a call analysed outside the job queue
@@ -126,3 +148,15 @@ class Pipeline:
             return
         with self.running.hold(self.jobs, job_id, owner) as lease:
             yield lease
+
+
+def stored_event(call: Call) -> CallEvent:
+    """A stored call as its source sees it again at download time."""
+    roles = call.channel_roles
+    return CallEvent(
+        source=call.source, call_id=call.external_id, recording_url=call.recording_url,
+        customer_id=call.customer_id, customer_phone=call.customer_phone, agent_id=call.agent_id,
+        queue=call.queue, ticket_id=call.ticket_id,
+        channel_roles={int(k): v for k, v in roles.items()} if roles else None,
+        raw=call.event if isinstance(call.event, dict) else {},
+        recordings=tuple(Recording(r["url"], r["role"], r.get("id")) for r in call.recordings or []))

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from plugin.audio.decode import decode
-from plugin.audio.fetch import fetch
+from plugin.audio.fetch import FetchError, fetch
+from plugin.audio.merge import merge
 from plugin.config import Config
 from plugin.core import files
-from plugin.core.data import CallAnalysis
+from plugin.core.data import CallAnalysis, Download
 from plugin.core.files import data_subdir, private_file
 from plugin.flow.analysis import analyze_audio
 from plugin.model.loading import EmotionModel
+
+MAX_PARTS = 8  # participants' files in one call (a transfer adds one)
 
 
 @dataclass
@@ -27,40 +30,66 @@ class RecordingAnalysis:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def analyze_recording(call_id: int, url: str, channel_roles: dict[int, str] | None, model: EmotionModel,
-                      cfg: Config, checkpoint: Callable[[], None]) -> RecordingAnalysis:
-    """Fetch, decode and analyse one call's recording.
+def analyze_recording(call_id: int, downloads: list[Download], channel_roles: dict[int, str] | None,
+                      model: EmotionModel, cfg: Config, checkpoint: Callable[[], None]) -> RecordingAnalysis:
+    """Fetch, decode and analyse one call's recording: one file holding the whole call (its
+    channels named by ``channel_roles``), or one file per participant (each download's
+    ``role``), which are put side by side as the channels of one.
 
     ``checkpoint()`` is called between stages, every few seconds while ffmpeg runs and as
     windows are classified: it raises (LeaseLost) once the job is no longer ours, and the
     work stops there (ffmpeg is killed). The lease itself is renewed meanwhile by its own
     thread (plugin/flow/leases.py). Raises FetchError and DecodeError with the reason."""
-    timings: dict[str, float] = {}
+    if not downloads:
+        raise FetchError("the source gave nothing to download for this call")
+    if len(downloads) > MAX_PARTS:
+        raise FetchError(f"the call has {len(downloads)} recordings; at most {MAX_PARTS} are analysed")
+    whole_call = len(downloads) == 1 and downloads[0].role is None
+    timings: dict[str, float] = {"fetch": 0.0, "decode": 0.0}
     workdir = Path(tempfile.mkdtemp(prefix=f"call{call_id}-", dir=_tmp_dir(cfg.data_dir)))
     try:
-        t = time.perf_counter()
-        fetched = fetch(url, workdir / "recording", cfg.fetch)
-        timings["fetch"] = time.perf_counter() - t
-        checkpoint()
+        decoded = []
+        for i, d in enumerate(downloads):
+            t = time.perf_counter()
+            fetched = fetch(d.url, workdir / f"recording{i}", cfg.fetch, credential=d.credential)
+            timings["fetch"] += time.perf_counter() - t
+            checkpoint()
 
-        t = time.perf_counter()
-        audio = decode(fetched.path, private_file(workdir / "decoded.wav"), cfg.audio.max_duration_s,
-                       max_channels=cfg.audio.max_channels, timeout_s=cfg.audio.decode_timeout_s,
-                       on_wait=checkpoint)
-        timings["decode"] = time.perf_counter() - t
-        if cfg.worker.keep_recordings:  # kept until retention.recordings_days (plugin/store/retention.py)
-            data_subdir(cfg.data_dir, files.RECORDINGS)
-            shutil.copyfile(fetched.path, private_file(files.recording_copy(cfg.data_dir, call_id)))
-        fetched.path.unlink()
-        checkpoint()
+            t = time.perf_counter()
+            decoded.append(decode(fetched.path, private_file(workdir / f"decoded{i}.wav"),
+                                  cfg.audio.max_duration_s, max_channels=cfg.audio.max_channels,
+                                  timeout_s=cfg.audio.decode_timeout_s, on_wait=checkpoint))
+            timings["decode"] += time.perf_counter() - t
+            if cfg.worker.keep_recordings and whole_call:  # kept until retention.recordings_days
+                _keep(fetched.path, cfg, call_id)
+            fetched.path.unlink()
+            checkpoint()
+
+        if whole_call:
+            audio = decoded[0]
+        else:  # one file per participant: side by side, one channel each
+            t = time.perf_counter()
+            audio = merge(decoded, workdir / "merged.wav")
+            channel_roles = {i: d.role or "mixed" for i, d in enumerate(downloads)}
+            timings["decode"] += time.perf_counter() - t
+            if cfg.worker.keep_recordings:
+                _keep(audio.path, cfg, call_id)
+            checkpoint()
 
         t = time.perf_counter()
         analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles,
                                         on_progress=lambda done, total: checkpoint())
         timings["segment_and_infer"] = time.perf_counter() - t
+        if not whole_call:
+            notes["files"] = len(downloads)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RecordingAnalysis(analysis, notes, timings)
+
+
+def _keep(path: Path, cfg: Config, call_id: int) -> None:
+    data_subdir(cfg.data_dir, files.RECORDINGS)
+    shutil.copyfile(path, private_file(files.recording_copy(cfg.data_dir, call_id)))
 
 
 def _tmp_dir(data_dir: str) -> str:

@@ -22,10 +22,13 @@ from typing import Callable
 import requests
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from connectors.sources import SOURCES
 from plugin.config import Config
+from plugin.flow.intake import Intake
 from plugin.flow.outbox import Outbox
 from plugin.flow.pipeline import Pipeline
 from plugin.flow.rules_watch import RulesHolder
+from plugin.flow.sync import scheduled_sync
 from plugin.model.loading import ModelService
 from plugin.store.jobs import JobQueue
 
@@ -35,7 +38,8 @@ log = logging.getLogger(__name__)
 class Runtime:
     def __init__(self, *, config: Config, model: ModelService, rules: RulesHolder, jobs: JobQueue,
                  pipeline: Pipeline, outbox: Outbox, flush_notifications: Callable[[], int],
-                 purge: Callable[..., list] | None = None, worker: bool = True, deliveries: bool = True):
+                 purge: Callable[..., list] | None = None, worker: bool = True, deliveries: bool = True,
+                 intake: Intake | None = None):
         self.config = config
         self.model = model
         self.rules = rules
@@ -44,6 +48,7 @@ class Runtime:
         self.outbox = outbox
         self.flush_notifications = flush_notifications
         self.purge = purge  # the retention policy's purge (plugin/store/retention.py)
+        self.intake = intake  # where scheduled syncs store what they find
         self.run_worker = worker
         self.run_deliveries = deliveries
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -73,6 +78,13 @@ class Runtime:
             # `serve` and `worker` by default; purges running side by side do no harm).
             if self.purge is not None and cfg.retention.interval_s:
                 self.scheduler.add_job(self._purge, "interval", id="purge", seconds=cfg.retention.interval_s)
+        if self.run_worker and self.intake is not None:
+            # Reconcile missed pushes where the operator asked for it (plugin/flow/sync.py).
+            for name, src in SOURCES.items():
+                scfg = cfg.source(name)
+                if src.can_sync and scfg.enabled and scfg.sync_interval_s:
+                    self.scheduler.add_job(scheduled_sync, "interval", id=f"sync_{name}",
+                                           seconds=scfg.sync_interval_s, args=(cfg, self.intake, name))
         self.scheduler.start()
         if self.run_worker:
             # Several calls in flight: while one is on the model, the others download,

@@ -29,10 +29,11 @@ class JobQueue:
         self.lease_s = lease_s
         self.policy = policy  # max_attempts also bounds the workers a job may take down with it
 
-    def enqueue(self, s: Session, call_id: int) -> Job:
-        """A new job for ``call_id``, in the caller's transaction (with its call)."""
+    def enqueue(self, s: Session, call_id: int, delay_s: float = 0) -> Job:
+        """A new job for ``call_id``, in the caller's transaction (with its call), due now or
+        in ``delay_s`` seconds."""
         now = self.clock.now(s)
-        job = Job(call_id=call_id, run_after=now, created_at=now)
+        job = Job(call_id=call_id, run_after=now + timedelta(seconds=delay_s), created_at=now)
         s.add(job)
         s.flush()
         return job

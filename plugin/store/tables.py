@@ -45,6 +45,12 @@ class Call(Base):
     queue: Mapped[str | None] = mapped_column(String(255))  # the helpdesk's queue
     ticket_id: Mapped[str | None] = mapped_column(String(255))
     channel_roles: Mapped[dict | None] = mapped_column(JSON)
+    # One file per participant ([{"url", "role", "id"}], gathered as they are pushed); None
+    # when recording_url holds the whole call.
+    recordings: Mapped[list | None] = mapped_column(JSON)
+    # How customer_id was found: "given" by the event, "matched" from the phone number by
+    # the lookup (plugin/flow/identity.py), "unmatched" when the lookup knew no customer.
+    identity: Mapped[str | None] = mapped_column(String(16))
     event: Mapped[dict] = mapped_column(JSON)  # the payload as received, for audit and replay
     # received -> analyzed | failed
     status: Mapped[str] = mapped_column(String(16), default="received")
@@ -255,3 +261,26 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), index=True)  # "user:<name>" or "ip:<address>"
     at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class WebhookPush(Base):
+    """A vendor's push id (TCCC's X-TCCC-PUSH-UUID), remembered so a retried push is
+    answered and not processed twice."""
+
+    __tablename__ = "webhook_pushes"
+    __table_args__ = (UniqueConstraint("source", "push_id", name="uq_webhook_pushes_source_push"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    push_id: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class PhoneLookup(Base):
+    """The CRM's answer for one phone number (E.164), cached: customer_id None = no customer."""
+
+    __tablename__ = "phone_lookups"
+
+    phone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    looked_up_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,146 @@
+"""Store what a source received: each call with its analysis job in one transaction, a
+participant's recording added to its call, a vendor's push id remembered. Used by the
+webhook (plugin/web/webhooks.py) and by reconciling (`callmood sync`), so a pushed call
+and a listed one are the same call.
+
+The same event twice makes one call; the same push twice (by its push id) is looked at
+once; a participant's file pushed twice is one part.
+"""
+
+from __future__ import annotations
+
+import logging
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.sources.base import Accepted, Received
+from plugin.core.data import CallEvent
+from plugin.store.jobs import JobQueue
+from plugin.store.tables import Call, Job, WebhookPush
+
+log = logging.getLogger(__name__)
+
+BOTH = {"agent", "customer"}
+
+
+class Intake:
+    def __init__(self, sessions: sessionmaker[Session], jobs: JobQueue):
+        self.sessions = sessions
+        self.jobs = jobs
+        self.clock = jobs.clock
+
+    def take(self, source: str, received: Received) -> list[Accepted] | None:
+        """Store ``received``'s events; None when its push id was seen before."""
+        for attempt in range(3):
+            try:
+                with self.sessions.begin() as s:
+                    if received.push_id is not None and not self._first_push(s, source, received.push_id):
+                        return None
+                    return [self._one(s, event, received.assemble_s) for event in received.events]
+            except IntegrityError:
+                # Two deliveries of the same event (or of two parts of a new call) raced and the
+                # other one won: once more, and it is found.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _first_push(self, s: Session, source: str, push_id: str) -> bool:
+        seen = s.execute(select(WebhookPush.id).where(WebhookPush.source == source,
+                                                      WebhookPush.push_id == push_id)).first()
+        if seen:
+            return False
+        s.add(WebhookPush(source=source, push_id=push_id, received_at=self.clock.now(s)))
+        s.flush()
+        return True
+
+    def _one(self, s: Session, event: CallEvent, assemble_s: float | None) -> Accepted:
+        if assemble_s is not None and event.recordings:
+            return self._part(s, event, assemble_s)
+        found = _existing(s, event)
+        if found:
+            return Accepted(*found, duplicate=True)
+        call = _new_call(s, event, self.clock.now(s))
+        job = self.jobs.enqueue(s, call.id)
+        return Accepted(call.id, job.id, duplicate=False)
+
+    def _part(self, s: Session, event: CallEvent, assemble_s: float) -> Accepted:
+        """One participant's recording: a new call waiting assemble_s for the others, or a
+        part added to its call, which is then analysed at once when agent and customer are
+        both there (again, when it was analysed with fewer)."""
+        now = self.clock.now(s)
+        row = s.execute(select(Call.id).where(Call.source == event.source,
+                                              Call.external_id == event.call_id)).first()
+        if row is None:
+            call = _new_call(s, event, now)
+            complete = BOTH <= {r["role"] for r in call.recordings}
+            job = self.jobs.enqueue(s, call.id, delay_s=0 if complete else assemble_s)
+            return Accepted(call.id, job.id, duplicate=False)
+
+        # The row is locked before it is read (an UPDATE takes the lock on PostgreSQL and
+        # SQLite's write lock alike), so two parts arriving together both land.
+        s.execute(update(Call).where(Call.id == row[0]).values(recordings=Call.recordings))
+        call = s.get(Call, row[0], populate_existing=True)
+        parts = list(call.recordings or [])
+        new = [_part_dict(r) for r in event.recordings
+               if not any(_same_part(p, _part_dict(r)) for p in parts)]
+        if not new:
+            return Accepted(call.id, _first_job(s, call.id), duplicate=True)
+        call.recordings = parts + new
+        _fill_blanks(call, event)
+        complete = BOTH <= {p["role"] for p in call.recordings}
+        queued = s.execute(select(Job).where(Job.call_id == call.id, Job.status == "queued")
+                           .order_by(Job.id)).scalars().first()
+        if queued is not None:
+            if complete:
+                queued.run_after = now
+            job_id = queued.id
+        else:  # already analysed (or being analysed) with fewer parts: once more with all of them
+            job_id = self.jobs.enqueue(s, call.id, delay_s=0 if complete else assemble_s).id
+            log.info("call %s: a late participant's recording arrived; analysing again", call.id)
+        return Accepted(call.id, job_id, duplicate=False)
+
+
+def _new_call(s: Session, event: CallEvent, now) -> Call:
+    call = Call(source=event.source, external_id=event.call_id,
+                recording_url=event.recording_url, customer_id=event.customer_id,
+                customer_phone=event.customer_phone, agent_id=event.agent_id,
+                queue=event.queue, ticket_id=event.ticket_id,
+                channel_roles={str(k): v for k, v in event.channel_roles.items()}
+                if event.channel_roles else None,
+                recordings=[_part_dict(r) for r in event.recordings] or None,
+                identity="given" if event.customer_id else None,
+                event=event.raw, received_at=now)
+    s.add(call)
+    s.flush()
+    return call
+
+
+def _fill_blanks(call: Call, event: CallEvent) -> None:
+    # A later part may know what the first did not (the agent's push names the agent).
+    for name in ("customer_id", "customer_phone", "agent_id", "queue", "ticket_id"):
+        if getattr(call, name) is None and getattr(event, name) is not None:
+            setattr(call, name, getattr(event, name))
+    if call.identity is None and call.customer_id:
+        call.identity = "given"
+
+
+def _part_dict(r) -> dict:
+    return {"url": r.url, "role": r.role, "id": r.id}
+
+
+def _same_part(a: dict, b: dict) -> bool:
+    if a.get("id") and b.get("id"):
+        return a["id"] == b["id"]
+    return a["url"] == b["url"]
+
+
+def _existing(s: Session, event: CallEvent) -> tuple[int, int] | None:
+    row = s.execute(select(Call.id, Job.id).join(Job, Job.call_id == Call.id)
+                    .where(Call.source == event.source, Call.external_id == event.call_id)
+                    .order_by(Job.id).limit(1)).first()
+    return (row[0], row[1]) if row else None
+
+
+def _first_job(s: Session, call_id: int) -> int | None:
+    return s.execute(select(Job.id).where(Job.call_id == call_id).order_by(Job.id).limit(1)).scalar()

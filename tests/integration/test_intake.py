@@ -1,0 +1,189 @@
+"""What the door stores for every source (plugin/flow/intake.py), on SQLite and PostgreSQL:
+participants' recordings gathered into one call, a vendor's push id looked at once; and
+what the worker does with them: each participant's file fetched (with the credentials
+configured for its host only), decoded and put side by side as agent and customer tracks.
+
+The vendors' own modules are tested in tests/*/test_src_*.py; here the events are built
+directly, as a source returns them."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from connectors.sources.base import Received, basic_auth
+from plugin.core.data import CallEvent, Recording
+from plugin.flow.intake import Intake
+from plugin.store.tables import Call, Job, WebhookPush
+from tests.conftest import event, make_config, signed
+from tests.helpers import Reply, make_audio
+
+
+def part(session: str, role: str, url: str, rid: str | None = None, **fields) -> CallEvent:
+    return CallEvent(source="generic", call_id=session, recording_url=url,
+                     recordings=(Recording(url, role, rid),), raw={"part": rid}, **fields)
+
+
+def jobs_of(svc, call_id):
+    with svc.sessions() as s:
+        return s.execute(select(Job).where(Job.call_id == call_id).order_by(Job.id)).scalars().all()
+
+
+def call_row(svc, call_id) -> Call:
+    with svc.sessions() as s:
+        return s.get(Call, call_id)
+
+
+def test_participants_are_gathered_into_one_call_analysed_when_both_are_there(tmp_path, db_url, app_factory,
+                                                                              clock):
+    svc, _ = app_factory(make_config(tmp_path, None, db_url), clock=clock)
+    intake = Intake(svc.sessions, svc.jobs)
+    [first] = intake.take("generic", Received([part("s-1", "agent", "http://pbx/a.wav", "r-a",
+                                                     agent_id="seat-7")], assemble_s=120))
+    assert not first.duplicate
+    [job] = jobs_of(svc, first.call_id)
+    assert job.run_after == clock.now() + timedelta(seconds=120)  # waits for the others
+    assert svc.jobs.claim("w") is None
+
+    [again] = intake.take("generic", Received([part("s-1", "agent", "http://pbx/a.wav", "r-a")], assemble_s=120))
+    assert again.duplicate and again.call_id == first.call_id
+
+    [second] = intake.take("generic", Received([part("s-1", "customer", "http://pbx/c.wav", "r-c",
+                                                      customer_phone="+8613800138000")], assemble_s=120))
+    assert (second.call_id, second.duplicate) == (first.call_id, False)
+    call = call_row(svc, first.call_id)
+    assert call.recordings == [{"url": "http://pbx/a.wav", "role": "agent", "id": "r-a"},
+                               {"url": "http://pbx/c.wav", "role": "customer", "id": "r-c"}]
+    assert (call.agent_id, call.customer_phone) == ("seat-7", "+8613800138000")  # each part filled in
+    [job] = jobs_of(svc, first.call_id)
+    assert job.run_after == clock.now()  # complete: due now
+    assert svc.jobs.claim("w") == job.id
+
+
+def test_a_lone_participant_is_analysed_after_the_wait(tmp_path, db_url, app_factory, clock):
+    svc, _ = app_factory(make_config(tmp_path, None, db_url), clock=clock)
+    [a] = Intake(svc.sessions, svc.jobs).take("generic", Received([part("s-2", "customer", "http://pbx/c.wav")],
+                                                                    assemble_s=60))
+    assert svc.jobs.claim("w") is None
+    clock.advance(seconds=61)
+    assert svc.jobs.claim("w") == a.job_id
+
+
+def test_a_late_participant_queues_the_call_again(tmp_path, db_url, app_factory, clock):
+    svc, _ = app_factory(make_config(tmp_path, None, db_url), clock=clock)
+    intake = Intake(svc.sessions, svc.jobs)
+    [a] = intake.take("generic", Received([part("s-3", "customer", "http://pbx/c.wav", "1")], assemble_s=5))
+    clock.advance(seconds=6)
+    job_id = svc.jobs.claim("w")
+    with svc.sessions.begin() as s:
+        assert svc.jobs.finish(s, job_id, "w")
+    [late] = intake.take("generic", Received([part("s-3", "agent", "http://pbx/a.wav", "2")], assemble_s=5))
+    assert late.call_id == a.call_id and late.job_id != a.job_id
+    assert [j.status for j in jobs_of(svc, a.call_id)] == ["done", "queued"]
+    assert svc.jobs.claim("w") == late.job_id
+
+
+def test_two_participants_arriving_together_both_land(tmp_path, db_url, app_factory):
+    svc, _ = app_factory(make_config(tmp_path, None, db_url))
+    intake = Intake(svc.sessions, svc.jobs)
+    intake.take("generic", Received([part("s-4", "agent", "http://pbx/0.wav", "0")], assemble_s=60))
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def push(i):
+        try:
+            barrier.wait()
+            intake.take("generic", Received([part("s-4", "customer", f"http://pbx/{i}.wav", str(i))],
+                                            assemble_s=60))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with svc.sessions() as s:
+        [call] = s.execute(select(Call)).scalars().all()
+        assert sorted(p["id"] for p in call.recordings) == ["0", "1", "2", "3", "4"]
+
+
+def test_a_push_id_is_looked_at_once(tmp_path, db_url, app_factory):
+    svc, _ = app_factory(make_config(tmp_path, None, db_url))
+    intake = Intake(svc.sessions, svc.jobs)
+    ev = CallEvent(source="generic", call_id="c-9", recording_url="http://pbx/r.wav")
+    assert intake.take("generic", Received([ev], push_id="uuid-1"))[0].duplicate is False
+    assert intake.take("generic", Received([ev], push_id="uuid-1")) is None
+    with svc.sessions() as s:
+        assert s.execute(select(WebhookPush.push_id)).scalars().all() == ["uuid-1"]
+
+
+def test_participants_files_become_agent_and_customer_tracks(tmp_path, model_dir, sqlite_url, app_factory, fake):
+    """Two files (different lengths, one behind basic auth) -> one call, one channel each."""
+    store = fake()
+    agent = store.serve_file("/agent.mp3", make_audio(tmp_path / "agent", "mp3", 8000, 1, 5.0))
+    secret = basic_auth("rec", "s3cret")
+    customer_wav = make_audio(tmp_path / "customer", "wav_pcm", 8000, 1, 8.0).read_bytes()
+    store.routes["/customer.wav"] = lambda rec: (Reply(200, customer_wav) if rec.headers.get("Authorization")
+                                                 == secret else Reply(401, b"who are you"))
+    cfg = make_config(tmp_path, model_dir, sqlite_url, sources={"generic": {
+        "secret": "k", "download": [{"host": f"127.0.0.1:{store.port}", "username": "rec", "password": "s3cret"}]}})
+    svc, client = app_factory(cfg, model=True)
+    a, b = Intake(svc.sessions, svc.jobs).take("generic", Received(
+        [part("s-5", "agent", agent), part("s-5", "customer", store.url + "/customer.wav")], assemble_s=60))
+    assert b.call_id == a.call_id
+    job_id = svc.jobs.claim("w")
+    assert job_id == a.job_id  # both parts in one push: due at once
+    svc.pipeline().run_job(job_id, "w")
+    got = client.get(f"/api/calls/{a.call_id}").json
+    assert got["status"] == "analyzed", got
+    roles = {(s["channel"], s["role"]) for s in got["segments"]}
+    assert roles == {(0, "agent"), (1, "customer")}
+    assert max(s["end"] for s in got["segments"] if s["role"] == "customer") > 6.0  # the longer file, whole
+    assert got["summary"]["files"] == 2
+    assert all(r.headers.get("Authorization") == secret for r in store.requests if r.path == "/customer.wav")
+
+
+def test_credentials_go_to_their_host_only_not_across_a_redirect(tmp_path, sqlite_url, app_factory, fake):
+    here, elsewhere = fake(), fake()
+    wav = make_audio(tmp_path / "r", "wav_pcm", 8000, 1, 2.0).read_bytes()
+    elsewhere.routes["/r.wav"] = Reply(200, wav)
+    here.routes["/r.wav"] = Reply(302, b"", {"Location": elsewhere.url + "/r.wav"})
+    cfg = make_config(tmp_path, None, sqlite_url, sources={"generic": {
+        "secret": "k", "download": [{"host": f"127.0.0.1:{here.port}", "bearer": "TOKEN-1"}]}})
+    src_cfg = cfg.source("generic")
+    from plugin.audio.fetch import fetch
+
+    cred = src_cfg.credential_for(here.url + "/r.wav")
+    assert cred is not None and "TOKEN-1" not in repr(cred)
+    got = fetch(here.url + "/r.wav", tmp_path / "out", cfg.fetch, credential=cred)
+    assert got.path.read_bytes() == wav
+    assert here.requests[0].headers["Authorization"] == "Bearer TOKEN-1"
+    assert "Authorization" not in elsewhere.requests[0].headers
+    assert src_cfg.credential_for(elsewhere.url + "/r.wav") is None
+
+
+def test_a_url_with_credentials_points_at_the_setting(tmp_path, model_dir, sqlite_url, app_factory):
+    svc, client = app_factory(make_config(tmp_path, model_dir, sqlite_url), model=True)
+    r = client.post("/webhooks/generic", **signed(event("cred-1", "http://user:pw@127.0.0.1:9/r.wav")))
+    assert r.status_code == 202
+    job_id = svc.jobs.claim("w")
+    svc.pipeline().run_job(job_id, "w")
+    got = client.get(f"/api/calls/{r.json['call_id']}").json
+    assert got["status"] == "failed"
+    assert "sources.<source>.download" in got["error"] and "pw" not in got["error"]
+
+
+@pytest.mark.parametrize("entry,problem", [
+    ({"host": "rec.example.com"}, "set exactly one of"),
+    ({"host": "rec.example.com", "username": "u"}, "username needs a password"),
+    ({"host": "https://rec.example.com", "bearer": "t"}, "must be a host name"),
+    ({"host": "rec.example.com", "header": "Bad Name", "value": "v"}, "valid header name"),
+])
+def test_download_credentials_are_checked_when_the_config_loads(tmp_path, entry, problem):
+    from plugin.config import ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        make_config(tmp_path, None, "sqlite://", sources={"generic": {"download": [entry]}})
