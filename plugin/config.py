@@ -12,11 +12,14 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
+import phonenumbers
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from connectors.sinks import SINK_TYPES
+from connectors.sinks.base import header_problem
 from connectors.sources import SOURCES, SourceConfig
 from plugin.core.retry import RetryPolicy
 from plugin.core.roles import ROLES
@@ -291,6 +294,80 @@ class AuthConfig(Section):
     proxy_header: ProxyHeaderConfig = Field(default_factory=ProxyHeaderConfig)
 
 
+class RestLookupConfig(Section):
+    """The CRM's customer search by phone: GET url, the JSON answer's id_field is the id;
+    404 or an empty result: no such customer (plugin/flow/lookups.py)."""
+
+    type: Literal["rest"]
+    # {phone} is replaced by the E.164 number, percent-encoded ("+86..." -> "%2B86..."); the
+    # scheme, host and port must be written out before it, e.g.
+    # "https://crm.example.com/api/customers?phone={phone}".
+    url: str
+    # e.g. Authorization: "Bearer ${CRM_TOKEN}"; sent to the url's host only, never printed.
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    id_field: str = "id"  # a dotted path into the answer: "id", "data.0.id", "result.customer.id"
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _fixed_origin(cls, v: str) -> str:
+        head, phone, _ = v.partition("{phone}")
+        parts = urlsplit(head)
+        if not phone:
+            raise ValueError("must contain {phone}, where the number goes")
+        if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+            raise ValueError("must start with http:// or https:// and a host (no credentials: use headers)")
+        if not head[len(parts.scheme) + 3 + len(parts.netloc):][:1] in ("/", "?"):
+            raise ValueError("the host and port must be written out before {phone} (it may fill "
+                             "in the path or the query only)")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            problem = header_problem(name, value)
+            if problem:  # names what is wrong, never the value (usually a token)
+                raise ValueError(problem)
+        return v
+
+    @field_validator("id_field")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v or any(not part for part in v.split(".")):
+            raise ValueError('must be a dotted path such as "id" or "data.0.id"')
+        return v
+
+
+class CsvLookupConfig(Section):
+    """A file with the columns phone,customer_id (a header row first); re-read when it changes."""
+
+    type: Literal["csv"]
+    path: str
+
+
+LOOKUP_TYPES = ("rest", "csv")
+
+
+class IdentityConfig(Section):
+    """Finding the CRM's customer id of calls whose event carries only a phone number."""
+
+    # The country of numbers written without one (ISO 3166 code, e.g. CN, US, GB).
+    default_region: str = "CN"
+    # How: none (calls without a customer id are "unmatched"), type: rest or type: csv.
+    lookup: Annotated[Union[RestLookupConfig, CsvLookupConfig], Field(discriminator="type")] | None = None
+    # How long the CRM's answer is kept (phone_lookups table): an id, and "no such customer".
+    cache_s: float = Field(86400.0, ge=0)
+    miss_cache_s: float = Field(3600.0, ge=0)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{v!r} is not a region phonenumbers knows (an ISO 3166 code such as CN, US, GB)")
+        return v.upper()
+
+
 # Each source and each sink type owns its config model, next to its code (connectors/):
 # `sources:` has one section per source, `sinks:` one per named sink, picked by its `type`.
 SourcesConfig = create_model(
@@ -314,6 +391,7 @@ class Config(Section):
     sinks: dict[str, AnySink] = Field(default_factory=dict)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)  # customer ids from phone numbers
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -375,13 +453,15 @@ def _expand_env(value: Any, origin: str, path: str = "") -> Any:
 
 def _describe(err: ValidationError, origin: str) -> str:
     loc, msg = problems(err)[0]
-    if len(loc) > 2 and loc[0] == "sinks" and loc[2] in SINK_TYPES:
-        loc = loc[:2] + loc[3:]  # pydantic names the sink type it tried; the file does not
+    # Sections picked by their `type` (sinks.<name>, identity.lookup): what they are called.
+    noun, tags = ("lookup", LOOKUP_TYPES) if loc[:2] == ("identity", "lookup") else ("sink", SINK_TYPES)
+    if len(loc) > 2 and loc[0] in ("sinks", "identity") and loc[2] in tags:
+        loc = loc[:2] + loc[3:]  # pydantic names the type it tried; the file does not
     kind = err.errors()[0]["type"]
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        types = ", ".join(SINK_TYPES)
+        types = ", ".join(tags)
         got = err.errors()[0].get("ctx", {}).get("tag")
-        loc, msg = loc + ("type",), (f"unknown sink type {got!r} (known: {types})" if got is not None
+        loc, msg = loc + ("type",), (f"unknown {noun} type {got!r} (known: {types})" if got is not None
                                      else f"is required (one of {types})")
     if msg == "unknown key":
         msg += " (check the spelling against config.example.yaml)"

@@ -16,7 +16,7 @@ from plugin.core.clock import Clock, DatabaseClock
 from plugin.core.signing import CallLinkSigner
 from plugin.flow import notify
 from plugin.flow.context import Links
-from plugin.flow.identity import Identity
+from plugin.flow.identity import CustomerIdentity
 from plugin.flow.lookups import PhoneBooks
 from plugin.flow.intake import Intake
 from plugin.flow.outbox import Outbox
@@ -47,7 +47,7 @@ class Services:
     sinks: dict[str, Sink]
     # auth.secret_key, or the one kept in data_dir (plugin/core/keys.py); build() sets it.
     secret_key: str = field(repr=False)
-    # identity.lookup's CSV files as parsed (re-read when they change), shared by every Identity.
+    # identity.lookup's CSV files as parsed (re-read when they change), shared by every CustomerIdentity.
     phone_books: PhoneBooks = field(default_factory=PhoneBooks, repr=False)
 
     @property
@@ -86,16 +86,17 @@ class Services:
         return Outputs(self.sinks, self.deliveries, self.links)
 
     @property
-    def identity(self) -> Identity:
+    def identity(self) -> CustomerIdentity:
         """Customer ids for calls that came with a phone number only (plugin/flow/identity.py)."""
-        return Identity(self.config.identity, self.sessions, self.clock, self.phone_books)
+        return CustomerIdentity(self.config.identity, self.sessions, self.clock, self.phone_books)
 
     def outbox(self) -> Outbox:
         return Outbox(self.deliveries, self.sinks, self.config.deliveries.timeout_s)
 
     def pipeline(self) -> Pipeline:
         return Pipeline(config=self.config, sessions=self.sessions, clock=self.clock, jobs=self.jobs,
-                        model=self.model, rules=lambda: self.rules_holder.current, outputs=self.outputs)
+                        model=self.model, rules=lambda: self.rules_holder.current, outputs=self.outputs,
+                        identity=self.identity)
 
     def flush_notifications(self) -> int:
         """Notifications due now (group_wait passed, quiet hours over) become deliveries."""
@@ -104,7 +105,9 @@ class Services:
     def purge(self, dry_run: bool = False, stop=None) -> list[retention.Purged]:
         """Remove what the retention policy no longer keeps (`retention:` in the config)."""
         policy = retention.Policy(**self.config.retention.model_dump(exclude={"interval_s"}))
-        return retention.purge(self.sessions, self.clock, policy, self.config.data_dir, dry_run, stop)
+        ident = self.config.identity
+        return retention.purge(self.sessions, self.clock, policy, self.config.data_dir, dry_run, stop,
+                               lookups_s=(ident.cache_s, ident.miss_cache_s))
 
     def forget(self, customer_id: str, dry_run: bool = False):
         """Remove every trace of one customer (plugin/store/forget.py); counts per kind."""

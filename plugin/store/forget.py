@@ -29,6 +29,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.core import files
+from plugin.store import phone_lookups
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job, Notification, NotificationAlert, Segment
 
 REDACTED = "[removed]"
@@ -37,7 +38,7 @@ Sessions = sessionmaker[Session]
 
 # The order `callmood forget` prints.
 KINDS = ("calls", "jobs", "segments", "alerts", "feedback", "deliveries", "notifications",
-         "shared notifications redacted", "recording copies")
+         "shared notifications redacted", "phone lookups", "recording copies")
 
 
 def forget_customer(sessions: Sessions, data_dir: str | Path, customer_id: str,
@@ -94,6 +95,7 @@ def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
     out["alerts"] += s.execute(delete(AlertRow).where(AlertRow.id.in_(alert_ids))).rowcount
     out["segments"] += s.execute(delete(Segment).where(Segment.call_id.in_(call_ids))).rowcount
     out["jobs"] += s.execute(delete(Job).where(Job.call_id.in_(call_ids))).rowcount
+    out["phone lookups"] += phone_lookups.forget(s, customer_id)  # the CRM's answer for their numbers
     out["calls"] += s.execute(delete(Call).where(Call.id.in_(call_ids))).rowcount
     return out, call_ids
 

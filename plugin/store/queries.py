@@ -24,14 +24,18 @@ def call(sessions: Sessions, call_id: int) -> Call | None:
             selectinload(Call.alerts).selectinload(AlertRow.feedback))).scalar()
 
 
-def calls(sessions: Sessions, status: str | None = None, limit: int = 50) -> list[Call]:
-    """Recent calls, newest first (without their segments)."""
+def calls(sessions: Sessions, status: str | None = None, limit: int = 50,
+          identity: str | None = None) -> list[Call]:
+    """Recent calls, newest first (without their segments); ``identity``: only those whose
+    customer was found that way (e.g. "unmatched")."""
     with sessions() as s:
         q = select(Call).options(selectinload(Call.jobs),
                                  selectinload(Call.alerts).selectinload(AlertRow.deliveries),
                                  selectinload(Call.alerts).selectinload(AlertRow.feedback))
         if status:
             q = q.where(Call.status == status)
+        if identity:
+            q = q.where(Call.identity == identity)
         return list(s.execute(q.order_by(Call.id.desc()).limit(limit)).scalars())
 
 

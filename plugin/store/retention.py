@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.core import files, scrub
 from plugin.core.clock import Clock
+from plugin.store import phone_lookups
 from plugin.store.tables import Call, Delivery, LoginFailure, Segment
 
 CHUNK = 500
@@ -77,6 +78,9 @@ class Purged:
 
     def line(self, dry_run: bool = False) -> str:
         """One line for `callmood purge`."""
+        if self.kind == "phone lookups":  # kept as long as identity.cache_s says, not for days
+            return (f"phone lookups: {self.count} cached CRM answer(s) "
+                    f"{'would be deleted' if dry_run else 'deleted'} (past identity.cache_s / miss_cache_s)")
         if self.days is None:
             return f"{self.kind}: kept forever (retention.{_KEYS[self.kind]} is 0)"
         verb = _VERBS[self.kind][dry_run]
@@ -96,7 +100,8 @@ _VERBS = {"raw events": ("cleared", "would be cleared"), "segments": ("deleted",
 
 
 def purge(sessions: Sessions, clock: Clock, policy: Policy, data_dir: str | Path,
-          dry_run: bool = False, stop: Callable[[], bool] | None = None) -> list[Purged]:
+          dry_run: bool = False, stop: Callable[[], bool] | None = None,
+          lookups_s: tuple[float, float] | None = None) -> list[Purged]:
     """Apply ``policy`` now; what each kind removed (or would remove), in a fixed order.
 
     ``stop()`` is asked between chunks: a process that is stopping does not wait for a
@@ -113,7 +118,23 @@ def purge(sessions: Sessions, clock: Clock, policy: Policy, data_dir: str | Path
         _recordings(sessions, policy.recordings_days, now, Path(data_dir), dry_run),
         kind("delivery bodies", policy.delivery_bodies_days, _delivery_bodies, "delivery body(ies)"),
         kind("login failures", policy.login_failures_days, _login_failures, "failed login(s)"),
+        *([_phone_lookups(sessions, now, *lookups_s, dry_run, stop)] if lookups_s else []),
     ]
+
+
+def _phone_lookups(sessions: Sessions, now: datetime, hits_s: float, misses_s: float, dry_run: bool,
+                   stop: Callable[[], bool]) -> Purged:
+    """Cached CRM answers no lookup would use any more (identity.cache_s, miss_cache_s):
+    a phone number and who it belongs to is personal data, kept no longer than it is useful."""
+    if stop():
+        return Purged("phone lookups", None, None)
+    with sessions() as s:
+        count = phone_lookups.purge_expired(s, now - timedelta(seconds=hits_s), now - timedelta(seconds=misses_s))
+        if dry_run:
+            s.rollback()
+        else:
+            s.commit()
+    return Purged("phone lookups", None, None, count)
 
 
 Step = Callable[[Session, datetime, datetime, bool], tuple[int, int]]

@@ -30,7 +30,9 @@ def get_call(call_id: int):
 
 @bp.get("/calls")
 def list_calls():
-    calls = queries.calls(get_services().sessions, request.args.get("status"), args.limit(50, 500))
+    """Recent calls, newest first: ?status=, ?identity=given|matched|unmatched|lookup_failed, ?limit=."""
+    calls = queries.calls(get_services().sessions, request.args.get("status"), args.limit(50, 500),
+                          identity=request.args.get("identity"))
     return jsonify(calls=[_call(call_json(c, segments=False)) for c in calls])
 
 

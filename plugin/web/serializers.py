@@ -44,10 +44,15 @@ def call_json(c: Call, segments: bool = True) -> dict:
     out = {
         "id": c.id, "source": c.source, "call_id": c.external_id, "status": c.status,
         "error": c.error, "customer_id": c.customer_id, "customer_phone": c.customer_phone,
+        # How customer_id was found: given | matched | unmatched | lookup_failed (plugin/flow/identity.py)
+        "identity": c.identity,
         "agent_id": c.agent_id, "ticket_id": c.ticket_id, "queue": c.queue,
         "scenario_hint": c.queue,  # the older name of queue, kept for API clients
         "scenario": c.scenario, "recording_url": c.recording_url,
-        "channel_roles": c.channel_roles, "received_at": iso(c.received_at),
+        "channel_roles": c.channel_roles,
+        # One file per participant (TCCC): whose, where, the vendor's id; None for one file.
+        "recordings": [dict(r) for r in c.recordings] if c.recordings else None,
+        "received_at": iso(c.received_at),
         "analyzed_at": iso(c.analyzed_at), "duration_s": c.duration_s,
         "emotion": c.emotion, "confidence": c.confidence, "summary": c.summary,
         "timings": c.timings,

@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import JSON, String, Text, cast, select
 
 from plugin.core import files
+from plugin.store import phone_lookups
 from plugin.store.tables import Base
 from tests.conftest import ALWAYS, event, make_config, signed
 from tests.helpers import make_audio, run_cli
@@ -96,6 +97,9 @@ def test_forget_removes_every_trace_and_nothing_else(tmp_path, model_dir, db_url
     assert digest["kind"] == "digest" and len(digest["alerts"]) == 3
     assert digest["delivery"]["status"] == "delivered"
 
+    with svc.sessions.begin() as s:  # the CRM's answers for both customers' numbers, cached
+        phone_lookups.put(s, "+8613811112222", "cust-forget", clock.now(s))
+        phone_lookups.put(s, "+8613933334444", "cust-keep", clock.now(s))
     everything = stored_text(svc)
     assert all(n in everything for n in NEEDLES)  # the search sees them while they are there
     kept_before = client.get(f"/api/calls/{ids['kept'][0]}").json
@@ -107,7 +111,11 @@ def test_forget_removes_every_trace_and_nothing_else(tmp_path, model_dir, db_url
     assert removed == dry
     segments = sum(len(c["segments"]) for c in [kept_before]) * 2  # the same recording for every call
     assert dict(removed) == {"calls": 2, "jobs": 2, "segments": segments, "alerts": 2, "feedback": 1,
-                             "deliveries": 4, "shared notifications redacted": 1, "recording copies": 2}
+                             "deliveries": 4, "shared notifications redacted": 1, "phone lookups": 1,
+                             "recording copies": 2}
+    with svc.sessions() as s:
+        assert phone_lookups.get(s, "+8613811112222") is None
+        assert phone_lookups.get(s, "+8613933334444").customer_id == "cust-keep"
 
     left = stored_text(svc)
     assert [n for n in NEEDLES if n in left] == []

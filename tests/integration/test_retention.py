@@ -114,7 +114,8 @@ def test_purge_removes_each_kind_after_its_days_and_keeps_what_pages_need(tmp_pa
     purged = svc.purge()
     assert by_kind(purged) == dry == {
         "raw events": (1, None, 0), "segments": (3, 1, 0), "recordings": (3, None, 1),  # + a stale tmp folder
-        "delivery bodies": (2, None, 0), "login failures": (1, None, 0)}
+        "delivery bodies": (2, None, 0), "login failures": (1, None, 0),
+        "phone lookups": (0, None, 0)}  # tests/integration/test_identity.py purges some
 
     calls, segments, bodies, failures, alerts = state(svc)
     stamp = (clock.t).isoformat(timespec="seconds") + "Z"
@@ -191,7 +192,7 @@ def test_callmood_purge_prints_each_kind(tmp_path, sqlite_url, clock, app_factor
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["raw events", "segments", "recordings", "delivery bodies",
-                                                  "login failures"]
+                                                  "login failures", "phone lookups"]
     assert lines[0].startswith("raw events: 1 call(s) would be cleared (older than 30 days: before ")
     assert lines[1].startswith("segments: 3 segment(s) of 1 call(s) would be deleted (older than 180 days")
     assert lines[3].startswith("delivery bodies: 2 delivery body(ies) would be cleared")
@@ -214,7 +215,7 @@ def test_a_stopping_process_cuts_its_purge_short(tmp_path, sqlite_url, clock, ap
     call_id = seed_call(svc, "old")
     clock.advance(days=400)
     before = state(svc)
-    assert [p.count for p in svc.purge(stop=lambda: True) if p.kind != "recordings"] == [0, 0, 0, 0]
+    assert [p.count for p in svc.purge(stop=lambda: True) if p.kind != "recordings"] == [0, 0, 0, 0, 0]
     assert state(svc) == before
     assert state(svc)[0][call_id][0] != {}
-    assert [p.count for p in svc.purge()] == [1, 3, 0, 2, 0]  # the next purge does it all
+    assert [p.count for p in svc.purge()] == [1, 3, 0, 2, 0, 0]  # the next purge does it all

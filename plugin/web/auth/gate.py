@@ -63,11 +63,18 @@ def check(csrf: CSRFProtect) -> Response | None:
     return None
 
 
+FORM_MAX_BYTES = 1024 * 1024  # login forms, feedback, vendors' form-encoded webhooks (Twilio)
+
+
 def _no_nul_in_fields() -> None:
     """A NUL in a query argument or a form field is a 400 here: PostgreSQL refuses NUL in
     text, so it would otherwise surface as a 500 wherever the value reaches a query."""
     fields = list(request.args.items(multi=True))
     if request.mimetype == "application/x-www-form-urlencoded":  # not uploads: /predict parses those itself
+        if (request.content_length or 0) > FORM_MAX_BYTES:
+            abort(413, f"a form body is at most {FORM_MAX_BYTES} bytes")
+        # Kept, so a view can still read the bytes as they came (a signed webhook checks them).
+        request.get_data(cache=True)
         fields += list(request.form.items(multi=True))
     for key, value in fields:
         if "\x00" in key or "\x00" in value:

@@ -27,11 +27,15 @@ def _masked(d: object, keys: tuple[str, ...]) -> object:
 def call(c: dict, phones: bool, payloads: bool) -> dict:
     c = dict(c)
     c["recording_url"] = scrub.url(c.get("recording_url"))
+    parts = [{**r, "url": scrub.url(r.get("url"))} for r in c.get("recordings") or []]
     if not phones:
         c["customer_phone"] = scrub.phone(c.get("customer_phone"))
         c["recording_url"] = mask_text(c["recording_url"])  # a file named after the caller
+        parts = [{**r, "url": mask_text(r["url"])} for r in parts]
         if "error" in c:
             c["error"] = mask_text(c["error"])
+    if "recordings" in c:
+        c["recordings"] = parts or None
     c["alerts"] = [alert(a, phones, payloads) for a in c.get("alerts", [])]
     return c
 
