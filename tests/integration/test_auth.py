@@ -16,7 +16,7 @@ from plugin.web.auth.marks import role_needed
 from plugin.web.paths import is_page
 from tests.conftest import api_token, authed, make_config
 
-PUBLIC = {"webhooks.receive", "health.health", "auth.login", "auth.logout", "static"}
+PUBLIC = {"webhooks.receive", "webhooks.token", "health.health", "auth.login", "auth.logout", "static"}
 PASSWORD = "correct horse battery"
 PHONE = "+8613812345678"
 RECORDING = "https://rec.example.com/r/1.wav?token=REC-SECRET-123"
