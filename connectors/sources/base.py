@@ -54,9 +54,11 @@ class EventError(Exception):
 class Inbound:
     """A webhook request as a source sees it.
 
-    ``url`` is the URL as the vendor called it: ``sources.<name>.public_url`` (or
-    ``server.public_url``) joined with the path and query when the service sits behind a
-    proxy, else the URL the request arrived at. Twilio signs it."""
+    ``url`` is the URL as the vendor called it: ``sources.<name>.public_url`` joined with
+    the path and query when set (a proxy in front that rewrites the host or scheme), else
+    the URL the request arrived at (with server.trusted_proxies, as the proxy forwarded it).
+    Twilio signs it.
+    """
 
     method: str
     url: str
@@ -140,6 +142,7 @@ class DownloadCredential(StrictModel):
     def _host(cls, v: str) -> str:
         if "/" in v or "@" in v or any(c.isspace() for c in v):
             raise ValueError("must be a host name or address, optionally with :port (no scheme or path)")
+        split_host(v)  # a bad port is refused when the config loads, not in a worker at download time
         return v.lower()
 
     @model_validator(mode="after")
@@ -155,20 +158,35 @@ class DownloadCredential(StrictModel):
         return self
 
     def credential(self) -> Credential:
-        host, port = self.host, None
-        if host.startswith("["):  # [v6]:port
-            h, _, rest = host[1:].partition("]")
-            host, port = h, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
-        elif host.count(":") == 1:
-            h, _, p = host.partition(":")
-            if not p.isdigit():
-                raise ValueError(f"download host {self.host!r}: the port must be a number")
-            host, port = h, int(p)
+        host, port = split_host(self.host)
         if self.username is not None:
             return Credential(host, port, {"Authorization": basic_auth(self.username, self.password or "")})
         if self.bearer is not None:
             return Credential(host, port, {"Authorization": f"Bearer {self.bearer}"})
         return Credential(host, port, {self.header or "": self.value or ""})
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` (a bare v6 address has no port) as
+    (host, port or None). ValueError for anything else: "[::1]:abc" or "[::1]x" must not
+    become a credential for every port of the host."""
+    host, port = value, ""
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("an IPv6 address is written [address] or [address]:port")
+        port = rest[1:] if rest else None
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        port = None
+    if not host:
+        raise ValueError("names no host")
+    if port is None:
+        return host, None
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError("the port must be a number from 1 to 65535")
+    return host, int(port)
 
 
 def basic_auth(username: str, password: str) -> str:
@@ -184,8 +202,8 @@ class SourceConfig(StrictModel):
 
     enabled: bool = True
     # The public URL the vendor calls this service at (scheme://host[:port]), when a proxy
-    # stands between them; Twilio signs the URL it called. Default: server.public_url, else
-    # the URL as the request arrived.
+    # stands between them; Twilio signs the URL it called. Default: the URL as the request
+    # arrived (as a trusted proxy forwarded it, with server.trusted_proxies).
     public_url: str | None = None
     # Credentials for recording servers that need them (on-premises recording servers behind
     # basic auth, ...): each sent to its host only.

@@ -242,6 +242,7 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
     tmp = dest.with_name(dest.name + ".part")
     watchdog = _Watchdog(time.monotonic() + cfg.max_seconds)
     current = url
+    secure_so_far = False
     try:
         for _hop in range(cfg.max_redirects + 1):
             try:
@@ -254,8 +255,10 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
                 raise _too_slow(cfg)
             pool = _pool(target, cfg, watchdog)
             sent = dict(headers or {})
+            secure_so_far = secure_so_far or target.scheme == "https"
+            # Never in clear text once the chain went through https (a redirect down to http).
             if (credential is not None and credential.applies_to(target.host, target.port)
-                    and not (target.scheme == "http" and url.lower().startswith("https:"))):
+                    and not (target.scheme == "http" and secure_so_far)):
                 sent.update(credential.headers)
             try:
                 resp = pool.urlopen("GET", target.request_uri, redirect=False, preload_content=False,

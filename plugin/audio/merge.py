@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from plugin.audio.decode import SAMPLE_RATE, DecodedAudio
+from plugin.audio.decode import SAMPLE_RATE, DecodedAudio, DecodeError
 from plugin.core.files import private_opener
 
 CHUNK_FRAMES = SAMPLE_RATE * 10
 HEADER_BYTES = 44
+WAV_MAX_DATA = 0xFFFFFFFF - 36
 
 
 def merge(parts: list[DecodedAudio], dest: str | Path) -> DecodedAudio:
@@ -29,6 +30,9 @@ def merge(parts: list[DecodedAudio], dest: str | Path) -> DecodedAudio:
     dest = Path(dest)
     channels = len(parts)
     frames = max(p.frames for p in parts)
+    if frames * channels * 2 > WAV_MAX_DATA:  # a RIFF size is 32 bits
+        raise DecodeError(f"{channels} recordings of {frames / SAMPLE_RATE / 3600:.1f} h are too long to analyse "
+                          f"side by side (at most {WAV_MAX_DATA // (channels * 2 * SAMPLE_RATE * 3600)} h each)")
     with open(dest, "wb", opener=private_opener) as out:
         out.write(_header(channels, frames))
         for start in range(0, frames, CHUNK_FRAMES):

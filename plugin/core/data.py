@@ -31,6 +31,11 @@ def normalize_label(token: str) -> str:
     return "unknown" if token in ("<unk>", "unk", "") else token
 
 
+# Participants' files one call may gather (a transfer adds one). The door keeps no more
+# (plugin/flow/intake.py) and the worker analyses no more (plugin/flow/recording.py).
+MAX_PARTS = 8
+
+
 @dataclass(frozen=True)
 class Recording:
     """One participant's own recording (a contact center that records each party to a file
@@ -68,11 +73,13 @@ class Credential:
     not even when the recording server redirects there (plugin/audio/fetch.py)."""
 
     host: str  # lowercase host name or address, as in the URL
-    port: int | None  # None: the scheme's default port
+    port: int | None  # None: the default ports only (80 for http, 443 for https)
     headers: dict[str, str]  # e.g. {"Authorization": "Basic ..."}
 
     def applies_to(self, host: str, port: int) -> bool:
-        return host.lower().strip("[]") == self.host and port == (self.port or port)
+        """Whether a request to ``host``:``port`` may carry it: the same host, and the
+        configured port, or without one the default ports (80, 443) only."""
+        return host.lower().strip("[]") == self.host and (port == self.port if self.port else port in (80, 443))
 
     def __repr__(self) -> str:  # never print the secret (logs, tracebacks)
         return f"Credential(host={self.host!r}, port={self.port!r}, headers=<{len(self.headers)} hidden>)"

@@ -4,7 +4,9 @@ webhook (plugin/web/webhooks.py) and by reconciling (`callmood sync`), so a push
 and a listed one are the same call.
 
 The same event twice makes one call; the same push twice (by its push id) is looked at
-once; a participant's file pushed twice is one part.
+once; a participant's file pushed twice is one part. A call keeps at most MAX_PARTS
+participants' files: an authenticated sender pushing part after part of one call must not
+grow its row (rewritten whole at each part) without end, nor queue one analysis per part.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.sources.base import Accepted, Received
-from plugin.core.data import CallEvent
+from plugin.core.data import MAX_PARTS, CallEvent
 from plugin.store.jobs import JobQueue
 from plugin.store.tables import Call, Job, WebhookPush
 
@@ -84,13 +86,20 @@ class Intake:
         parts = list(call.recordings or [])
         new = [_part_dict(r) for r in event.recordings
                if not any(_same_part(p, _part_dict(r)) for p in parts)]
+        if new and len(parts) >= MAX_PARTS:
+            log.warning("call %s already has %d participants' recordings (the most kept); a further one "
+                        "was not added", call.id, len(parts))
+            new = []
         if not new:
             return Accepted(call.id, _first_job(s, call.id), duplicate=True)
-        call.recordings = parts + new
+        call.recordings = parts + new[:MAX_PARTS - len(parts)]
         _fill_blanks(call, event)
         complete = BOTH <= {p["role"] for p in call.recordings}
+        # Locked, and its status read again once locked (PostgreSQL re-checks the WHERE after a
+        # wait): a worker claiming it right now (SKIP LOCKED) either skips it, or has it, and
+        # then the call is queued once more -- the worker may have read the parts before ours.
         queued = s.execute(select(Job).where(Job.call_id == call.id, Job.status == "queued")
-                           .order_by(Job.id)).scalars().first()
+                           .order_by(Job.id).with_for_update()).scalars().first()
         if queued is not None:
             if complete:
                 queued.run_after = now
@@ -108,7 +117,7 @@ def _new_call(s: Session, event: CallEvent, now) -> Call:
                 queue=event.queue, ticket_id=event.ticket_id,
                 channel_roles={str(k): v for k, v in event.channel_roles.items()}
                 if event.channel_roles else None,
-                recordings=[_part_dict(r) for r in event.recordings] or None,
+                recordings=[_part_dict(r) for r in event.recordings[:MAX_PARTS]] or None,
                 identity="given" if event.customer_id else None,
                 event=event.raw, received_at=now)
     s.add(call)

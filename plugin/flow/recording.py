@@ -15,12 +15,10 @@ from plugin.audio.fetch import FetchError, fetch
 from plugin.audio.merge import merge
 from plugin.config import Config
 from plugin.core import files
-from plugin.core.data import CallAnalysis, Download
+from plugin.core.data import MAX_PARTS, CallAnalysis, Download
 from plugin.core.files import data_subdir, private_file
 from plugin.flow.analysis import analyze_audio
 from plugin.model.loading import EmotionModel
-
-MAX_PARTS = 8  # participants' files in one call (a transfer adds one)
 
 
 @dataclass

@@ -20,6 +20,9 @@ What goes, and what stays so that the dashboard, the flagged list and backtests 
 - delivery bodies: the rendered payload of delivered and dead deliveries becomes ``{}``;
   their status, attempts and error stay. Pending deliveries are never touched.
 - login failures: rows older than the cutoff are deleted.
+- push ids: the vendors' push ids remembered to drop a retried push (webhook_pushes) go
+  after PUSH_IDS_DAYS, whatever the policy: a vendor retries within minutes, and one row
+  per push must not pile up for ever.
 
 Every time comes from the one clock, asked inside the transaction (the database's on
 PostgreSQL). Rows go in chunks, each its own short transaction, so a first purge of a
@@ -42,13 +45,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.core import files, scrub
 from plugin.core.clock import Clock
 from plugin.store import phone_lookups
-from plugin.store.tables import Call, Delivery, LoginFailure, Segment
+from plugin.store.tables import Call, Delivery, LoginFailure, Segment, WebhookPush
 
 CHUNK = 500
 LEFTOVER_AGE_S = 24 * 3600  # work folders in <data_dir>/tmp older than this are a killed worker's
 SETTLED_CALL = ("analyzed", "failed")
 SETTLED_DELIVERY = ("delivered", "dead")
 EMPTY = "{}"  # an emptied JSON column, as both databases store it
+PUSH_IDS_DAYS = 7  # TCCC pushes a failed push again at most 3 times, within minutes
 
 Sessions = sessionmaker[Session]
 
@@ -81,6 +85,9 @@ class Purged:
         if self.kind == "phone lookups":  # kept as long as identity.cache_s says, not for days
             return (f"phone lookups: {self.count} cached CRM answer(s) "
                     f"{'would be deleted' if dry_run else 'deleted'} (past identity.cache_s / miss_cache_s)")
+        if self.kind == "push ids":
+            return (f"push ids: {self.count} remembered push id(s) {'would be deleted' if dry_run else 'deleted'} "
+                    f"(older than {PUSH_IDS_DAYS} days)")
         if self.days is None:
             return f"{self.kind}: kept forever (retention.{_KEYS[self.kind]} is 0)"
         verb = _VERBS[self.kind][dry_run]
@@ -119,7 +126,27 @@ def purge(sessions: Sessions, clock: Clock, policy: Policy, data_dir: str | Path
         kind("delivery bodies", policy.delivery_bodies_days, _delivery_bodies, "delivery body(ies)"),
         kind("login failures", policy.login_failures_days, _login_failures, "failed login(s)"),
         *([_phone_lookups(sessions, now, *lookups_s, dry_run, stop)] if lookups_s else []),
+        _push_ids(sessions, now, dry_run, stop),
     ]
+
+
+def _push_ids(sessions: Sessions, now: datetime, dry_run: bool, stop: Callable[[], bool]) -> Purged:
+    cutoff = now - timedelta(days=PUSH_IDS_DAYS)
+    count = 0
+    while not stop():
+        with sessions() as s:
+            ids = s.execute(select(WebhookPush.id).where(WebhookPush.received_at < cutoff)
+                            .order_by(WebhookPush.id).limit(CHUNK)).scalars().all()
+            if dry_run:
+                return Purged("push ids", None, cutoff, s.scalar(
+                    select(func.count()).select_from(WebhookPush).where(WebhookPush.received_at < cutoff)))
+            if ids:
+                s.execute(delete(WebhookPush).where(WebhookPush.id.in_(ids)))
+                s.commit()
+        count += len(ids)
+        if len(ids) < CHUNK:
+            break
+    return Purged("push ids", None, cutoff, count)
 
 
 def _phone_lookups(sessions: Sessions, now: datetime, hits_s: float, misses_s: float, dry_run: bool,

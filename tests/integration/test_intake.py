@@ -181,9 +181,91 @@ def test_a_url_with_credentials_points_at_the_setting(tmp_path, model_dir, sqlit
     ({"host": "rec.example.com", "username": "u"}, "username needs a password"),
     ({"host": "https://rec.example.com", "bearer": "t"}, "must be a host name"),
     ({"host": "rec.example.com", "header": "Bad Name", "value": "v"}, "valid header name"),
+    # A port that is not one was taken as "no port" (every port of the host) or failed only
+    # in the worker, at download time.
+    ({"host": "[::1]:abc", "bearer": "t"}, "port must be a number"),
+    ({"host": "[::1]x", "bearer": "t"}, r"\[address\]:port"),
+    ({"host": "rec.example.com:", "bearer": "t"}, "port must be a number"),
+    ({"host": "rec.example.com:99999", "bearer": "t"}, "port must be a number"),
+    ({"host": ":443", "bearer": "t"}, "names no host"),
 ])
 def test_download_credentials_are_checked_when_the_config_loads(tmp_path, entry, problem):
     from plugin.config import ConfigError
 
     with pytest.raises(ConfigError, match=problem):
         make_config(tmp_path, None, "sqlite://", sources={"generic": {"download": [entry]}})
+
+
+def test_a_call_keeps_at_most_max_parts_files(tmp_path, db_url, app_factory, caplog):
+    """A sender pushing part after part of one call (thousands of RecordIds) must not grow its
+    row without end; the worker would refuse such a call anyway (more than MAX_PARTS)."""
+    from plugin.core.data import MAX_PARTS
+
+    svc, _ = app_factory(make_config(tmp_path, None, db_url))
+    intake = Intake(svc.sessions, svc.jobs)
+    accepted = [intake.take("generic", Received([part("s-flood", "customer", f"http://pbx/{i}.wav", str(i))],
+                                                assemble_s=60))[0] for i in range(MAX_PARTS + 5)]
+    assert [a.duplicate for a in accepted] == [False] * MAX_PARTS + [True] * 5
+    call = call_row(svc, accepted[0].call_id)
+    assert [p["id"] for p in call.recordings] == [str(i) for i in range(MAX_PARTS)]
+    assert "already has 8 participants' recordings" in caplog.text
+    # One push (a listed call record) naming more parts than that: the first MAX_PARTS are kept.
+    many = CallEvent(source="generic", call_id="s-many", recording_url="http://pbx/0.wav",
+                     recordings=tuple(Recording(f"http://pbx/{i}.wav", "agent", str(i)) for i in range(20)))
+    [a] = intake.take("generic", Received([many], assemble_s=60))
+    assert len(call_row(svc, a.call_id).recordings) == MAX_PARTS
+
+
+def test_a_late_part_while_a_worker_claims_the_job_queues_the_call_again(tmp_path, postgres_url, app_factory):
+    """PostgreSQL: the queued job is locked before the door relies on it. Without the lock, a
+    worker claiming it at that moment (and reading the call's parts before ours are
+    committed) analyses the call without the late part, and no job is left for it."""
+    from sqlalchemy import update
+
+    svc, _ = app_factory(make_config(tmp_path, None, postgres_url))
+    intake = Intake(svc.sessions, svc.jobs)
+    [a] = intake.take("generic", Received([part("s-race", "agent", "http://pbx/a.wav", "a")], assemble_s=60))
+    worker = svc.sessions()
+    worker.begin()
+    worker.execute(update(Job).where(Job.id == a.job_id).values(status="running", lease_owner="w"))  # claimed...
+    done = []
+    t = threading.Thread(target=lambda: done.append(intake.take("generic", Received(
+        [part("s-race", "customer", "http://pbx/c.wav", "c")], assemble_s=60))))
+    t.start()
+    t.join(1.0)  # the door waits on the worker's row lock
+    worker.commit()  # ... and the claim is committed
+    worker.close()
+    t.join(10)
+    [[late]] = done
+    assert late.job_id != a.job_id
+    assert [(j.id, j.status) for j in jobs_of(svc, a.call_id)] == [(a.job_id, "running"), (late.job_id, "queued")]
+
+
+@pytest.mark.parametrize("host,expected", [
+    ("Rec.Example.com", ("rec.example.com", None)), ("rec.example.com:8443", ("rec.example.com", 8443)),
+    ("[::1]", ("::1", None)), ("[::1]:8443", ("::1", 8443)), ("fe80::1", ("fe80::1", None)),
+])
+def test_download_credential_hosts(host, expected):
+    from connectors.sources.base import DownloadCredential
+
+    cred = DownloadCredential(host=host, bearer="t").credential()
+    assert (cred.host, cred.port) == expected
+
+
+def test_a_credential_without_a_port_goes_to_the_default_ports_only():
+    from connectors.sources.base import DownloadCredential
+
+    cred = DownloadCredential(host="Rec.Example.com", bearer="t").credential()
+    assert cred.applies_to("rec.example.com", 443) and cred.applies_to("REC.example.com", 80)
+    assert not cred.applies_to("rec.example.com", 8443) and not cred.applies_to("other.example.com", 443)
+    with_port = DownloadCredential(host="rec.example.com:8443", bearer="t").credential()
+    assert with_port.applies_to("rec.example.com", 8443) and not with_port.applies_to("rec.example.com", 443)
+
+
+def test_merging_refuses_what_one_wav_cannot_hold(tmp_path):
+    from plugin.audio.decode import DecodedAudio, DecodeError
+    from plugin.audio.merge import merge
+
+    huge = DecodedAudio(tmp_path / "x.wav", 1, 16000 * 3600 * 5)  # 5 h: never read, refused first
+    with pytest.raises(DecodeError, match="too long to analyse side by side"):
+        merge([huge] * 8, tmp_path / "merged.wav")

@@ -15,6 +15,7 @@ import requests
 from sqlalchemy import text
 
 from plugin.core import keys
+from plugin.core.data import Download
 from plugin.flow.recording import analyze_recording
 from plugin.store.engine import make_engine, upgrade
 from tests.conftest import event, make_config, signed
@@ -59,11 +60,11 @@ def test_analysing_a_call_makes_only_private_files(tmp_path, model_dir, sqlite_u
 
     with loose_umask():
         assert not data_dir.exists()
-        analyze_recording(7, url, {0: "agent", 1: "customer"}, emotion_model, cfg, keep_lease)
-    workdir = next(Path(n).parent for n in seen if n.endswith("/recording"))
+        analyze_recording(7, [Download(url)], {0: "agent", 1: "customer"}, emotion_model, cfg, keep_lease)
+    workdir = next(Path(n).parent for n in seen if n.endswith("/recording0"))
     assert {n for n in seen if n.startswith(f"{workdir}/") and not n.endswith("/")} == {
-        f"{workdir}/recording", f"{workdir}/decoded.wav"}  # both were seen on disk
-    assert seen[f"{workdir}/recording"] == seen[f"{workdir}/decoded.wav"] == 0o600
+        f"{workdir}/recording0", f"{workdir}/decoded0.wav"}  # both were seen on disk
+    assert seen[f"{workdir}/recording0"] == seen[f"{workdir}/decoded0.wav"] == 0o600
     assert seen["./"] == seen["tmp/"] == seen[f"{workdir}/"] == 0o700
     after = modes(data_dir)
     assert after == {".": 0o700, "tmp": 0o700, "recordings": 0o700, "recordings/call-7": 0o600}

@@ -115,7 +115,8 @@ def test_purge_removes_each_kind_after_its_days_and_keeps_what_pages_need(tmp_pa
     assert by_kind(purged) == dry == {
         "raw events": (1, None, 0), "segments": (3, 1, 0), "recordings": (3, None, 1),  # + a stale tmp folder
         "delivery bodies": (2, None, 0), "login failures": (1, None, 0),
-        "phone lookups": (0, None, 0)}  # tests/integration/test_identity.py purges some
+        "phone lookups": (0, None, 0),  # tests/integration/test_identity.py purges some
+        "push ids": (0, None, 0)}  # test_push_ids_are_forgotten_after_a_week
 
     calls, segments, bodies, failures, alerts = state(svc)
     stamp = (clock.t).isoformat(timespec="seconds") + "Z"
@@ -192,7 +193,7 @@ def test_callmood_purge_prints_each_kind(tmp_path, sqlite_url, clock, app_factor
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["raw events", "segments", "recordings", "delivery bodies",
-                                                  "login failures", "phone lookups"]
+                                                  "login failures", "phone lookups", "push ids"]
     assert lines[0].startswith("raw events: 1 call(s) would be cleared (older than 30 days: before ")
     assert lines[1].startswith("segments: 3 segment(s) of 1 call(s) would be deleted (older than 180 days")
     assert lines[3].startswith("delivery bodies: 2 delivery body(ies) would be cleared")
@@ -215,7 +216,29 @@ def test_a_stopping_process_cuts_its_purge_short(tmp_path, sqlite_url, clock, ap
     call_id = seed_call(svc, "old")
     clock.advance(days=400)
     before = state(svc)
-    assert [p.count for p in svc.purge(stop=lambda: True) if p.kind != "recordings"] == [0, 0, 0, 0, 0]
+    assert [p.count for p in svc.purge(stop=lambda: True) if p.kind != "recordings"] == [0, 0, 0, 0, 0, 0]
     assert state(svc) == before
     assert state(svc)[0][call_id][0] != {}
-    assert [p.count for p in svc.purge()] == [1, 3, 0, 2, 0, 0]  # the next purge does it all
+    assert [p.count for p in svc.purge()] == [1, 3, 0, 2, 0, 0, 0]  # the next purge does it all
+
+
+def test_push_ids_are_forgotten_after_a_week(tmp_path, db_url, clock, app_factory):
+    """webhook_pushes gets a row per TCCC push and Zendesk invocation: without a purge it
+    grows for ever. A vendor retries within minutes; a week is plenty."""
+    from datetime import timedelta
+
+    from plugin.store.retention import PUSH_IDS_DAYS
+    from plugin.store.tables import WebhookPush
+
+    svc, _ = app_factory(make_config(tmp_path, None, db_url), clock=clock)
+    with svc.sessions.begin() as s:
+        old = clock.t - timedelta(days=PUSH_IDS_DAYS, seconds=1)
+        s.add_all([WebhookPush(source="tccc", push_id=f"old-{i}", received_at=old) for i in range(3)]
+                  + [WebhookPush(source="tccc", push_id="new", received_at=clock.t)])
+    dry = {p.kind: p for p in svc.purge(dry_run=True)}["push ids"]
+    assert dry.count == 3
+    assert dry.line(dry_run=True) == (f"push ids: 3 remembered push id(s) would be deleted "
+                                      f"(older than {PUSH_IDS_DAYS} days)")
+    assert {p.kind: p.count for p in svc.purge()}["push ids"] == 3
+    with svc.sessions() as s:
+        assert s.execute(select(WebhookPush.push_id)).scalars().all() == ["new"]
