@@ -317,7 +317,7 @@ class RestLookupConfig(Section):
             raise ValueError("must contain {phone}, where the number goes")
         if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
             raise ValueError("must start with http:// or https:// and a host (no credentials: use headers)")
-        if not head[len(parts.scheme) + 3 + len(parts.netloc):][:1] in ("/", "?"):
+        if head[len(parts.scheme) + 3 + len(parts.netloc):][:1] not in ("/", "?"):
             raise ValueError("the host and port must be written out before {phone} (it may fill "
                              "in the path or the query only)")
         return v

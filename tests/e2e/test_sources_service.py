@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import requests
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import make_config
-from tests.helpers import Reply, make_audio
+from tests.helpers import Reply, make_audio, wait_until
+from tests.integration import test_src_twilio as tw
 
 ACCOUNT = "AC" + "b2" * 16
 TOKEN = "fedcba9876543210fedcba9876543210"
@@ -93,3 +95,17 @@ def test_tccc_participants_pushed_apart_are_analysed_as_one_call(tmp_path, model
     assert {(s["channel"], s["role"]) for s in call["segments"]} == {(0, "agent"), (1, "customer")}
     assert call["summary"]["files"] == 2
     assert len([q for q in cos.requests if q.path == "/rec/agent.mp3"]) == 1  # the retried push added nothing
+
+
+def test_a_scheduled_sync_finds_a_recording_that_was_never_pushed(tmp_path, model_dir, db_url, service_factory, fake):
+    api = tw.TwilioApi(fake())
+    sid = tw.rec_sid(77)
+    api.serve(sid, make_audio(tmp_path / "missed", "wav_pcm", 8000, 2, 4.0).read_bytes())
+    ended = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(minutes=5)  # a call of 30 s, over
+    api.list_recordings([tw.listed(sid, created=ended)])
+    cfg = make_config(tmp_path, model_dir, db_url, sources={"twilio": {
+        "account_sid": tw.ACCOUNT, "auth_token": tw.TOKEN, "api_url": api.url, "sync_interval_s": 0.5}})
+    svc = service_factory(cfg)
+    listed_calls = wait_until(lambda: svc.http.get(f"{svc.url}/api/calls").json()["calls"], timeout=30)
+    call = svc.wait_call(listed_calls[0]["id"])
+    assert (call["source"], call["call_id"], call["status"]) == ("twilio", sid, "analyzed"), call
