@@ -35,7 +35,8 @@ import requests
 from pydantic import Field, field_validator, model_validator
 
 from connectors.sources.base import (Accepted, Answer, EventError, Inbound, Received, SignatureError, Source,
-                                     SourceConfig, same_secret)
+                                     SourceConfig, VendorApiError, same_secret)
+from connectors.sources.fields import http_url, json_object, queue_name
 from plugin.core import ids, safe_json
 from plugin.core.data import CallEvent, Download
 from plugin.core.phones import e164
@@ -51,7 +52,6 @@ CALL_EVENTS = frozenset({
 # What may make a call: call.ended (the default), or also call.comm_assets_generated (sent
 # when the recording is ready) for accounts whose call.ended comes before the recording.
 CALL_MAKING = ("call.ended", "call.comm_assets_generated")
-MAX_URL = 4096
 
 
 class AircallConfig(SourceConfig):
@@ -99,12 +99,8 @@ class AircallConfig(SourceConfig):
         return self
 
 
-class AircallApiError(Exception):
-    """The Aircall API did not give the call's recording; ``retryable``: whether later may."""
-
-    def __init__(self, message: str, retryable: bool = True):
-        super().__init__(message)
-        self.retryable = retryable
+class AircallApiError(VendorApiError):
+    """The Aircall API did not give the call's recording."""
 
 
 class AircallSource(Source):
@@ -125,7 +121,7 @@ class AircallSource(Source):
             raise SignatureError("the token does not match sources.aircall.token")
 
     def receive(self, req: Inbound, cfg: AircallConfig) -> Received:
-        payload = _json_object(req.body)
+        payload = json_object(req.body)
         event = payload.get("event")
         if not isinstance(event, str) or not event:
             raise EventError("event", "must be the event's name, e.g. call.ended")
@@ -139,7 +135,7 @@ class AircallSource(Source):
         if recording is None or recording == "":
             # A missed call, a voicemail, or a call not recorded: nothing to listen to.
             return Received(ignored=["no_recording"])
-        recording = _http_url("data.recording", recording)
+        recording = http_url("data.recording", recording)
 
         user = _object_or_none(data, "user")
         contact = _object_or_none(data, "contact")
@@ -203,20 +199,12 @@ class AircallSource(Source):
         if not recording:
             raise AircallApiError(f"Aircall has no recording for call {call_id} (any more)", retryable=False)
         try:
-            return _http_url("call.recording", recording)
+            return http_url("call.recording", recording)
         except EventError as exc:
             raise AircallApiError(f"Aircall API gave an unusable recording URL: {exc.message}",
                                   retryable=False) from None
 
 
-def _json_object(body: bytes) -> dict:
-    try:
-        data = safe_json.loads(body)
-    except safe_json.UnsafeJson as exc:
-        raise EventError(exc.where, exc.message) from None
-    if not isinstance(data, dict):
-        raise EventError("body", "expected a JSON object")
-    return data
 
 
 def _call_id(value: Any) -> str:
@@ -250,21 +238,4 @@ def _id_or_none(field: str, value: Any) -> str | None:
     return str(value)
 
 
-def _http_url(field: str, value: Any) -> str:
-    """An http(s) URL two parsers read the same way (plugin/audio/fetch.py refuses the rest)."""
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-        raise EventError(field, "must be an http(s) URL")
-    if len(value) > MAX_URL:
-        raise EventError(field, f"is longer than {MAX_URL} characters")
-    if any(c.isspace() or not c.isprintable() or c == "\\" for c in value):
-        raise EventError(field, "must not contain whitespace, control characters or a backslash")
-    return value
 
-
-def queue_name(name: Any) -> str | None:
-    """The line's name as a queue ("Support Line" -> "Support-Line"): rules pick the scenario
-    by queue, and queues are ids (no spaces). A name that still is not one is left out."""
-    if not isinstance(name, str) or not name.strip():
-        return None
-    text = re.sub(r"\s+", "-", name.strip())
-    return text if ids.id_problem(text) is None else None

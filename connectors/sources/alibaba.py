@@ -47,7 +47,7 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sources.base import (Accepted, Answer, EventError, Inbound, Received, SignatureError, Source,
-                                     SourceConfig, same_secret)
+                                     SourceConfig, VendorApiError, same_secret)
 from plugin.core import ids, safe_json
 from plugin.core.data import CallEvent, Download
 from plugin.core.phones import e164
@@ -82,16 +82,15 @@ RETRYABLE_CODES = re.compile(r"^(Throttling.*|ServiceUnavailable.*|InternalError
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
-class CccApiError(Exception):
+class CccApiError(VendorApiError):
     """A CCC API call failed. ``retryable``: worth another try later (network trouble,
     throttling, the vendor's 5xx, a recording not there yet) or not (no such instance or
     contact, bad credentials). The message names the API and the error code, never a secret."""
 
     def __init__(self, api: str, code: str, message: str, retryable: bool):
-        super().__init__(f"Alibaba CCC {api} failed: {code}: {message}")
+        super().__init__(f"Alibaba CCC {api} failed: {code}: {message}", retryable)
         self.api = api
         self.code = code
-        self.retryable = retryable
 
 
 class AlibabaConfig(SourceConfig):

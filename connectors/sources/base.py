@@ -41,6 +41,17 @@ class SignatureError(Exception):
     """The request is not authenticated as the vendor (HTTP 401)."""
 
 
+class VendorApiError(Exception):
+    """A vendor's API (asked for a recording, or for a listing) did not give what we asked.
+    ``retryable``: whether trying later may help (network trouble, throttling, the vendor's
+    5xx, a recording not there yet) or not (bad credentials, no such call). The pipeline
+    retries the job or fails it by this; the message names what to check, never a secret."""
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
 class EventError(Exception):
     """The body is not a valid event; ``field`` names the offending field (HTTP 400)."""
 

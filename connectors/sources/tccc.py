@@ -61,8 +61,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectors.sources.tccc_records import call_records
 from connectors.sources.tccc_tokens import make_token, token_problem
 from connectors.sources.base import (Accepted, Answer, EventError, Inbound, Received, SignatureError, Source,
-                                     SourceConfig, same_secret)
-from plugin.core import ids, safe_json
+                                     SourceConfig, VendorApiError, same_secret)
+from connectors.sources.fields import json_object, url_problem
+from plugin.core import ids
 from plugin.core.data import CallEvent, Recording
 from plugin.core.phones import e164
 from plugin.core.validation import first_problem
@@ -73,7 +74,6 @@ log = logging.getLogger(__name__)
 # Anything else is "action:other" (the metric's label never carries a raw vendor value).
 KNOWN_ACTIONS = ("cdr", "voicemail")
 PUSH_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-URL_MAX = 4096
 
 
 class TcccConfig(SourceConfig):
@@ -213,16 +213,6 @@ class RecordPush(BaseModel):
         return v
 
 
-def url_problem(v: str) -> str | None:
-    """Why ``v`` is not a recording URL we fetch, or None."""
-    if len(v) > URL_MAX:
-        return f"is {len(v)} characters long; at most {URL_MAX}"
-    if not v.startswith(("http://", "https://")):
-        return "must be an http(s) URL"
-    if any(c.isspace() or not c.isprintable() or c == "\\" for c in v):
-        # Two URL parsers may read such a URL as two different hosts (plugin/audio/fetch.py).
-        return "must not contain whitespace, control characters or a backslash"
-    return None
 
 
 class TcccSource(Source):
@@ -261,7 +251,7 @@ class TcccSource(Source):
         if action != "record":
             return Received(ignored=[f"action:{action}" if action in KNOWN_ACTIONS else "action:other"])
         push_id = _push_id(req)
-        data = _json_object(req.body)
+        data = json_object(req.body)
         try:
             push = RecordPush.model_validate(data)
         except ValidationError as err:
@@ -331,8 +321,8 @@ class TcccSource(Source):
         """Calls TCCC recorded in [since, until), listed by DescribeTelCdr
         (connectors/sources/tccc_records.py), each as if its recordings had been pushed."""
         if cfg.secret_id is None or cfg.secret_key is None or cfg.sdk_app_id is None:
-            raise ValueError(f"listing TCCC's call records needs sources.{self.name}.secret_id, "
-                             f"secret_key and sdk_app_id")
+            raise VendorApiError(f"listing TCCC's call records needs sources.{self.name}.secret_id, "
+                                 f"secret_key and sdk_app_id", retryable=False)
         for cdr in call_records(cfg.api_endpoint, cfg.secret_id, cfg.secret_key, cfg.region,
                                 cfg.api_timeout_s, cfg.sdk_app_id, since, until, http):
             yield self.from_cdr(cdr, cfg)
@@ -395,14 +385,6 @@ def _push_id(req: Inbound) -> str | None:
     return value.strip()
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = safe_json.loads(body)
-    except safe_json.UnsafeJson as exc:
-        raise EventError(exc.where, exc.message) from None
-    if not isinstance(data, dict):
-        raise EventError("body", "expected a JSON object")
-    return data
 
 
 def _basic_pair(value: str, form_encoded: bool = False) -> tuple[str | None, str | None]:
@@ -426,7 +408,7 @@ def _token_request(req: Inbound) -> dict[str, str]:
     """The token request's fields: a form (RFC 6749), or a JSON object (lenient: TCCC does
     not document which it sends)."""
     if req.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json":
-        data = _json_object(req.body) if req.body.strip() else {}
+        data = json_object(req.body) if req.body.strip() else {}
         return {k: v for k, v in data.items() if isinstance(v, str)}
     return req.form()
 

@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import requests
 
+from connectors.sources.base import VendorApiError
+
 log = logging.getLogger(__name__)
 
 PAGE = 100  # DescribeTelCdr's largest page
@@ -72,7 +74,7 @@ def _pages(client, sdk_app_id: int, start: int, stop: int) -> Iterator[dict[str,
         except TencentCloudSDKException as exc:
             # The code and message say what is wrong (AuthFailure..., a window too long);
             # they never carry the key.
-            raise RuntimeError(f"TCCC DescribeTelCdr failed: {exc.get_code()}: {exc.get_message()}") from None
+            raise VendorApiError(f"TCCC DescribeTelCdr failed: {exc.get_code()}: {exc.get_message()}") from None
         records = json.loads(resp.to_json_string()).get("TelCdrList") or []
         yield from (r for r in records if isinstance(r, dict))
         seen += len(records)

@@ -67,7 +67,7 @@ from twilio.request_validator import (HMAC_SHA1, HMAC_SHA256, SIGNATURE_HEADER, 
 from twilio.rest import Client
 
 from connectors.sources.base import (Accepted, Answer, EventError, Inbound, Received, SignatureError, Source,
-                                     SourceConfig, basic_auth)
+                                     SourceConfig, VendorApiError, basic_auth)
 from plugin.core import ids, safe_json
 from plugin.core.data import CallEvent, Credential, Download
 from plugin.core.phones import e164
@@ -321,7 +321,7 @@ class TwilioSource(Source):
                     "--since for the rest", cfg.sync_max_pages, key)
 
 
-class TwilioApiError(RuntimeError):
+class TwilioApiError(VendorApiError):
     """Listing the recordings failed; the message names what to check (never a secret)."""
 
 

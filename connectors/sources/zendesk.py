@@ -50,7 +50,8 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sources.base import (EventError, Inbound, Received, SignatureError, Source, SourceConfig,
-                                     basic_auth, same_secret)
+                                     VendorApiError, basic_auth, same_secret)
+from connectors.sources.fields import http_url, queue_name
 from plugin.core import ids, safe_json
 from plugin.core.data import CallEvent, Credential, Download
 from plugin.core.phones import e164
@@ -60,7 +61,6 @@ TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
 INVOCATION = "X-Zendesk-Webhook-Invocation-Id"
 KNOWN_FIELDS = ("ticket_id", "via", "customer_phone", "customer_id", "agent_id", "queue")
 MAX_COMMENT_PAGES = 20  # 100 comments a page by default: 2000 comments is a very long ticket
-MAX_URL = 4096
 
 
 class ZendeskConfig(SourceConfig):
@@ -116,12 +116,8 @@ def sign(body: bytes, secret: str, timestamp: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()).decode()
 
 
-class ZendeskApiError(Exception):
-    """The Zendesk API did not give the ticket's recording; ``retryable``: whether later may."""
-
-    def __init__(self, message: str, retryable: bool = True):
-        super().__init__(message)
-        self.retryable = retryable
+class ZendeskApiError(VendorApiError):
+    """The Zendesk API did not give the ticket's recording."""
 
 
 class ZendeskSource(Source):
@@ -225,7 +221,7 @@ class ZendeskSource(Source):
         if not found:
             return None
         try:
-            return _http_url("comments.data.recording_url", max(found)[2])
+            return http_url("comments.data.recording_url", max(found)[2])
         except EventError as exc:
             raise ZendeskApiError(f"the voice comment's recording URL is unusable: {exc.message}",
                                   retryable=False) from None
@@ -324,21 +320,4 @@ def _id_or_none(field: str, value: Any) -> str | None:
     return text
 
 
-def _http_url(field: str, value: Any) -> str:
-    """An http(s) URL two parsers read the same way (plugin/audio/fetch.py refuses the rest)."""
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-        raise EventError(field, "must be an http(s) URL")
-    if len(value) > MAX_URL:
-        raise EventError(field, f"is longer than {MAX_URL} characters")
-    if any(c.isspace() or not c.isprintable() or c == "\\" for c in value):
-        raise EventError(field, "must not contain whitespace, control characters or a backslash")
-    return value
 
-
-def queue_name(name: Any) -> str | None:
-    """The group's name as a queue ("Tier 1 Support" -> "Tier-1-Support"): rules pick the
-    scenario by queue, and queues are ids (no spaces). A name that still is not one is left out."""
-    if not isinstance(name, str) or not name.strip():
-        return None
-    text = re.sub(r"\s+", "-", name.strip())
-    return text if ids.id_problem(text) is None else None

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from tencentcloud.common.sign import Sign
 
 from connectors.sources import SOURCES
+from connectors.sources.base import VendorApiError
 from connectors.sources.tccc_tokens import make_token
 from plugin.audio.fetch import fetch
 from plugin.core import metrics
@@ -363,9 +364,9 @@ def test_sync_failures_say_what_without_the_key(tmp_path, sqlite_url, fake):
     api = fake()
     api.routes["/"] = stand_in([], [])
     cfg = sync_config(tmp_path, sqlite_url, api).source("tccc").model_copy(update={"secret_key": "not-the-key"})
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(VendorApiError) as e:
         list(SRC.sync(cfg, requests.Session(), datetime(2026, 11, 23), datetime(2026, 11, 24)))
     assert "AuthFailure.SignatureFailure" in str(e.value) and "not-the-key" not in str(e.value)
-    with pytest.raises(ValueError, match="secret_id, secret_key and sdk_app_id"):
+    with pytest.raises(VendorApiError, match="secret_id, secret_key and sdk_app_id"):
         list(SRC.sync(cfg.model_copy(update={"secret_id": None, "secret_key": None}), requests.Session(),
                       datetime(2026, 11, 23), datetime(2026, 11, 24)))

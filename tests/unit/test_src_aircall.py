@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 from werkzeug.datastructures import Headers
 
-from connectors.sources.aircall import AircallConfig, AircallSource, queue_name
+from connectors.sources.aircall import AircallConfig, AircallSource
+from connectors.sources.fields import queue_name
 from connectors.sources.base import Accepted, EventError, Inbound, SignatureError
 
 SRC = AircallSource()

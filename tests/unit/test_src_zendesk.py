@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from werkzeug.datastructures import Headers
 
 from connectors.sources.base import EventError, Inbound, SignatureError
-from connectors.sources.zendesk import ZendeskConfig, ZendeskSource, queue_name
+from connectors.sources.fields import queue_name
+from connectors.sources.zendesk import ZendeskConfig, ZendeskSource
 
 SRC = ZendeskSource()
 SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="  # the shape of a Zendesk signing secret
