@@ -83,7 +83,11 @@ class Intake:
         # SQLite's write lock alike), so two parts arriving together both land.
         s.execute(update(Call).where(Call.id == row[0]).values(recordings=Call.recordings))
         call = s.get(Call, row[0], populate_existing=True)
-        parts = list(call.recordings or [])
+        if not call.recordings:  # stored as one file holding the whole call: that is what is analysed
+            log.warning("call %s holds the whole call in one file; a participant's recording of it was not added",
+                        call.id)
+            return Accepted(call.id, _first_job(s, call.id), duplicate=True)
+        parts = list(call.recordings)
         new = [_part_dict(r) for r in event.recordings
                if not any(_same_part(p, _part_dict(r)) for p in parts)]
         if new and len(parts) >= MAX_PARTS:

@@ -269,3 +269,15 @@ def test_merging_refuses_what_one_wav_cannot_hold(tmp_path):
     huge = DecodedAudio(tmp_path / "x.wav", 1, 16000 * 3600 * 5)  # 5 h: never read, refused first
     with pytest.raises(DecodeError, match="too long to analyse side by side"):
         merge([huge] * 8, tmp_path / "merged.wav")
+
+
+def test_a_participants_file_does_not_replace_a_whole_call_recording(tmp_path, sqlite_url, app_factory):
+    svc, _ = app_factory(make_config(tmp_path, None, sqlite_url))
+    intake = Intake(svc.sessions, svc.jobs)
+    whole = CallEvent(source="generic", call_id="s-9", recording_url="http://pbx/whole.wav",
+                      channel_roles={0: "agent", 1: "customer"})
+    [a] = intake.take("generic", Received([whole], assemble_s=60))  # a push without a participant
+    [b] = intake.take("generic", Received([part("s-9", "customer", "http://pbx/c.wav", "r-c")], assemble_s=60))
+    assert b.duplicate and b.call_id == a.call_id
+    call = call_row(svc, a.call_id)
+    assert call.recordings is None and call.recording_url == "http://pbx/whole.wav"
