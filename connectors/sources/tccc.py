@@ -235,7 +235,7 @@ class TcccSource(Source):
             ok_user = same_secret(user or "", cfg.username or "")
             ok_password = same_secret(password or "", cfg.password or "")
             if user is None or not (ok_user and ok_password):
-                raise SignatureError("the Basic credentials are not the configured ones")
+                raise SignatureError("the user name or password (basic auth) is not the configured one")
             return
         if scheme == "bearer" and cfg.oauth_set():
             problem = token_problem(value, cfg.client_id or "", cfg.client_secret or "", _now(now))

@@ -172,9 +172,9 @@ def test_unconfigured_refuses_everything_and_names_the_keys():
 
 
 @pytest.mark.parametrize("auth, words", [
-    (None, "missing Authorization"), ("", "missing Authorization"), (basic("tccc-push", "wrong"), "not the configured"),
-    (basic("someone", "p@ss:word"), "not the configured"), (basic("tccc-push", "p@ss:wor"), "not the configured"),
-    ("Basic !!!notbase64", "not the configured"), ("Basic " + base64.b64encode(b"no-colon").decode(), "not the configured"),
+    (None, "missing Authorization"), ("", "missing Authorization"), (basic("tccc-push", "wrong"), "is not the configured one"),
+    (basic("someone", "p@ss:word"), "is not the configured one"), (basic("tccc-push", "p@ss:wor"), "is not the configured one"),
+    ("Basic !!!notbase64", "is not the configured one"), ("Basic " + base64.b64encode(b"no-colon").decode(), "is not the configured one"),
     ("Bearer v1.a.b", "must be Basic"), ("Digest x", "must be Basic")])
 def test_basic_auth_refuses_anything_but_the_configured_pair(auth, words):
     with pytest.raises(SignatureError) as e:
