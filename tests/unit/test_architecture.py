@@ -29,7 +29,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "plugin.web": ("plugin.core", "plugin.config", "plugin.audio", "plugin.model", "plugin.store",
                    "plugin.flow", "plugin.services", "connectors"),
     "plugin.cli": ("plugin.core", "plugin.config", "plugin.audio", "plugin.model", "plugin.store",
-                   "plugin.flow", "plugin.services", "plugin.web", "rules", "connectors"),
+                   "plugin.flow", "plugin.services", "plugin.web", "rules", "connectors", "plugin.commands"),
+    # Groups of the command, each a module (plugin/cli.py adds them).
+    "plugin.commands": ("plugin.core", "plugin.config", "plugin.audio", "plugin.model", "plugin.store",
+                        "plugin.flow", "plugin.services", "rules", "connectors"),
 }
 
 
