@@ -16,7 +16,8 @@ from plugin.web.auth.marks import role_needed
 from plugin.web.paths import is_page
 from tests.conftest import api_token, authed, make_config
 
-PUBLIC = {"webhooks.receive", "webhooks.token", "health.health", "auth.login", "auth.logout", "static"}
+PUBLIC = {"webhooks.receive", "webhooks.token", "health.health", "health.live", "auth.login", "auth.logout",
+          "static"}
 PASSWORD = "correct horse battery"
 PHONE = "+8613812345678"
 RECORDING = "https://rec.example.com/r/1.wav?token=REC-SECRET-123"
@@ -399,7 +400,7 @@ def test_health_says_only_ready_or_not_without_admin(client, client_as, anon):
     assert client_as("supervisor").get("/health").json == {"status": "error", "message": "not ready"}
     r = client.get("/health")
     assert r.status_code == 503 and r.json["message"].startswith("Model not ready")
-    assert set(r.json["detail"]) == {"model", "rules", "queue"}
+    assert set(r.json["detail"]) == {"model", "rules", "queue", "recent"}
 
 
 def test_metrics_and_predict_need_a_login_and_can_be_turned_off(tmp_path, db_url, app_factory):
@@ -507,7 +508,9 @@ def test_simultaneous_guesses_check_no_more_passwords_than_the_limit(tmp_path, d
     with ThreadPoolExecutor(10) as pool:
         codes = list(pool.map(guess, range(30)))
     checked, limit = codes.count(401), services.config.auth.login_max_failures
-    assert 1 <= checked <= limit and codes.count(429) == 30 - checked, codes
+    # All 30 may be refused unchecked: when ten count themselves before any is checked, each
+    # sees the limit passed (PostgreSQL, a busy machine). What must never happen is more.
+    assert checked <= limit and codes.count(429) == 30 - checked, codes
     # Refused guesses were not counted: once the limit's worth were checked, even the right
     # password waits; with fewer (a race refused more), it gets in.
     assert login(app.test_client(), "victim").status_code == (429 if checked == limit else 302)
