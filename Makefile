@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 # machine: make run TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_VERSION ?= 2.13.0
 TORCH  ?= torch==$(TORCH_VERSION)
-CONFIG ?= $(if $(wildcard config.yaml),config.yaml,)
+# Unset: `callmood` finds the config itself, as every command does: $CALLMOOD_CONFIG, else
+# ./config.yaml when there is one, else the built-in defaults. `make run CONFIG=x.yaml` names one.
+CONFIG ?=
 
 .PHONY: run test test-fast test-unit test-integration test-e2e setup lock clean
 

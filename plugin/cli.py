@@ -14,59 +14,19 @@ from pathlib import Path
 
 import click
 
-from plugin import config as config_mod
-from plugin.config import ConfigError
 from plugin.core import files, scrub
+from plugin.commands.common import (config_option, load_config, open_services, require_env,  # noqa: F401
+                                     setup_logging)
+from plugin.commands.calls import calls_group
+from plugin.commands.imports import import_command
+from plugin.commands.trial import trial_receiver
 from plugin.web.auth.commands import tokens_group, users_group
 
 log = logging.getLogger("plugin")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_quiet_funasr)
-        handler.addFilter(_scrub_logs)  # no credential in any log line (plugin/core/scrub.py)
-        handler.addFilter(_mask_phones)  # nor a whole phone number
-    for name in ("plugin", "connectors", "rules"):
-        logging.getLogger(name).setLevel(level.upper())
-
-
-_scrub_logs = scrub.LogFilter()  # one instance: addFilter does not add it twice
-_mask_phones = scrub.PhoneFilter()
-
-
-def _quiet_funasr(record: logging.LogRecord) -> bool:
-    # FunASR logs through the root logger (e.g. "trust_remote_code: False" as a warning).
-    return record.levelno >= logging.ERROR or "/funasr/" not in record.pathname.replace("\\", "/")
-
-
-def _load(path: str | None) -> config_mod.Config:
-    try:
-        cfg = config_mod.load(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    setup_logging(cfg.log_level)
-    return cfg
-
-
-def _services(cfg):
-    from plugin.services import build
-    from rules.engine import RulesError
-    try:
-        return build(cfg)
-    except RulesError as exc:
-        raise click.ClickException(f"rules: {exc}") from None
-    except ConfigError as exc:  # auth.secret_key unreadable
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # database unreachable, bad URL...
-        raise click.ClickException(scrub.text(f"cannot open database {cfg.database_url!r}: "
-                                              f"{str(exc).splitlines()[0]}")) from None
-
-
-config_option = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
-                             help="YAML config file (default: $CALLMOOD_CONFIG, else built-in defaults).")
+# Shared with the command groups (plugin/commands/): the old names stay for this module.
+_load, _require_env, _services = load_config, require_env, open_services
 
 
 @click.group()
@@ -90,19 +50,29 @@ def serve(config_path, host, port, no_worker):
     from plugin.web.app import create_app
 
     cfg = _load(config_path)
-    svc = _services(cfg)  # until here a signal has its default effect: the process holds nothing yet
-    stop = _Stop(cfg.worker.stop_grace_s).install()  # before the model loads and work is taken
+    with_worker = cfg.worker.enabled and not no_worker
+    _require_env(cfg, with_worker)
+    host, port = host or cfg.server.host, port or cfg.server.port
+    _check_listen(host, port)  # a port in use: said now, before the database and anything else
+    svc = _services(cfg)
     app = create_app(services=svc)
-    if not svc.accounts.has_users():
-        click.echo(f"No users yet: create the first admin with: {_first_admin_command(config_path)}", err=True)
-    runtime = svc.runtime(worker=cfg.worker.enabled and not no_worker).start()
+    # The port is taken before anything starts (the model loader, the scheduler, the
+    # worker), so that losing a race for it still ends the command in one line.
     # Waitress buffers a whole request body before a thread sees it: no more than an
     # upload may be (its default is 1 GB per request).
-    server = create_server(app, host=host or cfg.server.host, port=port or cfg.server.port,
-                           threads=cfg.server.threads,
-                           max_request_body_size=cfg.server.max_upload_bytes + 64 * 1024,
-                           connection_limit=cfg.server.connection_limit,
-                           channel_timeout=cfg.server.idle_timeout_s)
+    try:
+        server = create_server(app, host=host, port=port, threads=cfg.server.threads,
+                               max_request_body_size=cfg.server.max_upload_bytes + 64 * 1024,
+                               connection_limit=cfg.server.connection_limit,
+                               channel_timeout=cfg.server.idle_timeout_s)
+    except OSError as exc:
+        svc.close()
+        raise click.ClickException(_cannot_listen(host, port, exc)) from None
+    # Until here a signal has its default effect: the process holds nothing that needs stopping.
+    stop = _Stop(cfg.worker.stop_grace_s).install()  # before the model loads and work is taken
+    if not svc.accounts.has_users():
+        click.echo(f"No users yet: create the first admin with: {_first_admin_command(config_path)}", err=True)
+    runtime = svc.runtime(worker=with_worker).start()
     log.info("CallMood listening on http://%s:%s (database %s)", server.effective_host,
              server.effective_port, scrub.text(cfg.database_url))
     click.echo(f"CallMood listening on http://{server.effective_host}:{server.effective_port}", err=True)
@@ -128,6 +98,7 @@ def serve(config_path, host, port, no_worker):
 def worker(config_path):
     """Run only the worker and delivery loop (scale out: one per GPU machine)."""
     cfg = _load(config_path)
+    _require_env(cfg, worker=True)
     svc = _services(cfg)  # until here a signal has its default effect: the process holds nothing yet
     stop = _Stop(cfg.worker.stop_grace_s).install()  # before the model loads and work is taken
     runtime = svc.runtime().start()
@@ -162,7 +133,7 @@ def analyze(config_path, files, as_csv, roles, queue):
     """Analyse local recordings: per-segment emotions and the call verdict."""
     from tqdm import tqdm
 
-    from plugin.audio.decode import DecodeError, decode
+    from plugin.audio.decode import DecodeError, audio_line, decode
     from plugin.flow.analysis import analyze_audio
     from plugin.model.loading import EmotionModel, ModelUnavailable
     from rules.engine import RulesError, evaluate, load_rules
@@ -174,11 +145,15 @@ def analyze(config_path, files, as_csv, roles, queue):
         model = EmotionModel(cfg.model)
     except (RulesError, ModelUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
+    # Random weights (make-random-model): said on stderr, in each file's heading and CSV row.
+    made_by = "trial model, random weights" if model.trial else model.source
+    if model.trial:
+        click.echo(f"{cfg.model.path}: trial model, random weights: every emotion below is meaningless", err=True)
     writer = None
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["file", "start", "end", "channel", "role", "emotion", "confidence",
-                         "call_emotion", "call_confidence", "alerts"])
+                         "call_emotion", "call_confidence", "alerts", "model"])
     failed = 0
     bar = tqdm(files, unit="file", disable=len(files) < 2 or not sys.stderr.isatty(), file=sys.stderr)
     for f in bar:
@@ -197,10 +172,12 @@ def analyze(config_path, files, as_csv, roles, queue):
             for s in analysis.segments:
                 writer.writerow([f, s.start, s.end, s.channel, s.role, s.label,
                                  f"{s.confidence:.4f}", analysis.emotion,
-                                 f"{analysis.confidence:.4f}", fired])
+                                 f"{analysis.confidence:.4f}", fired, made_by])
             continue
         tqdm.write(f"== {f} ({analysis.duration:.1f}s, {len(analysis.segments)} segments, "
-                   f"{notes['skipped_s']:.1f}s of {notes['audio_s']:.1f}s track audio skipped as non-speech, vad={notes['vad']})")
+                   f"{notes['skipped_s']:.1f}s of {notes['audio_s']:.1f}s track audio skipped as non-speech, vad={notes['vad']})"
+                   + (" [trial model, random weights]" if model.trial else ""))
+        tqdm.write(f"  audio: {audio_line(notes)}")  # rate, codec, resampler; NARROWBAND, PARTIAL
         for s in analysis.segments:
             tqdm.write(f"  {s.start:8.2f}-{s.end:8.2f}  {s.role:<8} {s.label:<10} {s.confidence:.3f}")
         verdict = f"{analysis.emotion} ({analysis.confidence:.3f})" if analysis.emotion else "no speech"
@@ -322,6 +299,38 @@ def sync(config_path, source, since):
     click.echo(report.line())
 
 
+def _check_listen(host: str, port: int) -> None:
+    """Bind every address waitress will listen on (its own reading of host and port), and
+    let go: a port in use, or an address not this machine's, ends `serve` at once."""
+    import socket
+
+    from waitress.adjustments import Adjustments
+
+    try:
+        for family, kind, proto, address in Adjustments(host=host, port=port).listen:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as waitress binds
+                probe.bind(address)
+    except ValueError:  # waitress could not resolve host
+        raise click.ClickException(f"cannot listen on {host}:{port}: not an address or a name of this "
+                                   f"machine (server.host or --host)") from None
+    except OSError as exc:
+        raise click.ClickException(_cannot_listen(host, port, exc)) from None
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """Why `serve` cannot take host:port, in one line that names it."""
+    import errno
+
+    why = {errno.EADDRINUSE: "the port is already in use (another CallMood, or another program: "
+                             "stop it, or pick another port with --port or server.port)",
+           errno.EACCES: "permission denied (ports below 1024 need privileges: pick another with --port "
+                         "or server.port)",
+           errno.EADDRNOTAVAIL: "that address is not one of this machine's (server.host or --host)"}
+    reason = why.get(exc.errno) or exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port}: {reason}"
+
+
 def _first_admin_command(config_path: str | None) -> str:
     """The command, as this user would type it, that makes the first admin."""
     exe = Path(sys.executable).parent / "callmood"
@@ -346,11 +355,11 @@ def make_random_model(dest, geometry):
     """Write an emotion2vec model directory with RANDOM weights (offline trials, tests, benchmarks).
 
     Its labels are meaningless: it exercises the real FunASR loading and inference path."""
-    from plugin.model.modeldir import build_random_model_dir
+    from plugin.model.modeldir import MARKER, make_trial_model_dir
 
-    path = build_random_model_dir(dest, geometry)
-    click.echo(f"random-weight emotion2vec ({geometry}) written to {path}; "
-               f"set model.path: {path} to use it")
+    path = make_trial_model_dir(dest, geometry)  # marked (MARKER): whatever it makes says "trial model"
+    click.echo(f"random-weight emotion2vec ({geometry}) written to {path}, marked as a trial model "
+               f"({MARKER}); set model.path: {path} to use it")
 
 
 def _cli_call(path: str, queue: str | None, duration: float) -> dict:
@@ -460,6 +469,9 @@ def _exit_now() -> None:
 # Accounts: `callmood users ...`, `callmood tokens ...` (plugin/web/auth/commands.py).
 main.add_command(users_group)
 main.add_command(tokens_group)
+main.add_command(calls_group)
+main.add_command(import_command)
+main.add_command(trial_receiver)
 
 if __name__ == "__main__":
     main()

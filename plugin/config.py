@@ -16,16 +16,18 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from connectors.sinks import SINK_TYPES
 from connectors.sinks.base import header_problem
 from connectors.sources import SOURCES, SourceConfig
+from plugin.core.cron import cron_problem
 from plugin.core.retry import RetryPolicy
 from plugin.core.roles import ROLES
 from plugin.core.validation import StrictModel, dotted, problems
 
 ENV_CONFIG = "CALLMOOD_CONFIG"
+LOCAL_CONFIG = "config.yaml"  # looked for in the working directory, as `make run` does
 
 
 class ConfigError(Exception):
@@ -60,6 +62,9 @@ class ServerConfig(Section):
     # X-Forwarded-For and X-Forwarded-Proto headers are believed, so login throttling counts
     # the client's address, not the proxy's. From anyone else those headers are dropped.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # /health says "degraded" while calls failed or deliveries died within this many
+    # seconds (and while an edit of the rules stands refused).
+    health_window_s: float = Field(3600.0, gt=0, le=7 * 86400)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -368,6 +373,52 @@ class IdentityConfig(Section):
         return v.upper()
 
 
+class ImportsConfig(Section):
+    """`callmood import` of a drop folder on a schedule (plugin/flow/batch_import.py), run
+    by the worker (`serve` with its worker, or `worker`) on the machine that sees the folder."""
+
+    folder: str | None = None  # the drop folder, read with its subfolders
+    # When, in crontab's syntax (plugin/core/cron.py), e.g. "0 2 * * *": 02:00 every day in
+    # the machine's time zone; "CRON_TZ=Asia/Shanghai 0 2 * * *" names the zone. None: only by hand.
+    schedule: str | None = None
+    # The sidecar looked for in each folder of recordings (also by `callmood import`): CSV
+    # or JSON by its extension, one row per file (customer_id, customer_phone, agent_id, ...).
+    sidecar: str = "calls.csv"
+    # What becomes of a file once it is a call (new or already imported): left where it is,
+    # or moved to done_folder (default <folder>/done, never itself imported). Refused files stay.
+    after: Literal["leave", "move"] = "move"
+    done_folder: str | None = None
+    # Files changed less than this long ago are still being written: the next run takes them.
+    min_age_s: float = Field(60.0, ge=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        problem = cron_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("sidecar")
+    @classmethod
+    def _sidecar(cls, v: str) -> str:
+        if Path(v).name != v or v.startswith(".") or Path(v).suffix.lower() not in (".csv", ".json"):
+            raise ValueError("must be a file name ending in .csv or .json (e.g. calls.csv), not a path")
+        return v
+
+    @model_validator(mode="after")
+    def _folder(self) -> ImportsConfig:
+        if self.schedule and not self.folder:
+            raise ValueError("schedule needs folder (the drop folder to import)")
+        return self
+
+    @property
+    def done_path(self) -> Path | None:
+        if self.after != "move" or not self.folder:
+            return None
+        return Path(self.done_folder) if self.done_folder else Path(self.folder) / "done"
+
+
 # Each source and each sink type owns its config model, next to its code (connectors/):
 # `sources:` has one section per source, `sinks:` one per named sink, picked by its `type`.
 SourcesConfig = create_model(
@@ -392,6 +443,13 @@ class Config(Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)  # customer ids from phone numbers
+    # Set by load()/from_dict(): which file this came from and how it was found, for the
+    # line every command prints; and the ${NAME}s left unset in DEFERRED sections.
+    _file: str | None = PrivateAttr(None)
+    _found_by: str = PrivateAttr("")
+    _origin: str = PrivateAttr("config")
+    _unset: dict[str, str] = PrivateAttr(default_factory=dict)  # "sinks.crm.auth_header" -> "CRM_TOKEN"
+    imports: ImportsConfig = Field(default_factory=ImportsConfig)  # a drop folder imported on a schedule
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -415,6 +473,25 @@ class Config(Section):
                                  f"({self.deliveries.lease_s}), or a slow send is sent twice")
         return self
 
+    @property
+    def origin_line(self) -> str:
+        """What every `callmood` command prints on stderr: the file it read, and how it found it."""
+        if self._file is None:
+            return (f"config: none (built-in defaults: no --config, no ${ENV_CONFIG}, "
+                    f"no ./{LOCAL_CONFIG})")
+        return f"config: {self._file}{f' ({self._found_by})' if self._found_by else ''}"
+
+    def require_env(self, *sections: str) -> None:
+        """Raise ConfigError, one line naming the file, the key and the variable, when a
+        ${NAME} in one of ``sections`` ("sinks", "identity.lookup") is unset. The parts
+        that send or look up call this when they are built (Services.runtime, `serve`,
+        `worker`); commands that never use them run without those secrets."""
+        for key, name in self._unset.items():
+            section = _deferred_section(key)
+            if section in sections:
+                raise ConfigError(f"{self._origin}: {key}: environment variable {name} is not set "
+                                  f"(needed {DEFERRED[section]})")
+
     def source(self, name: str) -> SourceConfig | None:
         """The config of source ``name`` (from a URL: anything), or None when there is no such source."""
         return getattr(self.sources, name) if name in SOURCES else None
@@ -434,20 +511,35 @@ class Config(Section):
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+# Sections used only to send alerts or to look customers up, by the processes that do
+# (serve, worker): an unset ${NAME} in them is left as written and is an error only when
+# that part is built (Config.require_env), so `analyze -c` and `rules check -c` run
+# without the CRM's token. Everything else is resolved, or refused, when the file loads.
+DEFERRED = {"sinks": "to send alerts through this sink", "identity.lookup": "to look up customer ids"}
 
-def _expand_env(value: Any, origin: str, path: str = "") -> Any:
-    """Replace ${NAME} with the environment variable, so secrets stay out of the file."""
+
+def _deferred_section(key: str) -> str | None:
+    """"sinks" for "sinks.crm.auth_header", "identity.lookup" for "identity.lookup.headers.X"."""
+    return next((s for s in DEFERRED if key.startswith(s + ".")), None)
+
+
+def _expand_env(value: Any, origin: str, path: str = "", unset: dict[str, str] | None = None) -> Any:
+    """Replace ${NAME} with the environment variable, so secrets stay out of the file. In a
+    DEFERRED section an unset one is recorded in ``unset`` and left as written."""
     if isinstance(value, str):
         def sub(m: re.Match) -> str:
             name = m.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{origin}: {path + ': ' if path else ''}environment variable {name} is not set")
-            return os.environ[name]
+            if name in os.environ:
+                return os.environ[name]
+            if unset is not None and _deferred_section(path):
+                unset.setdefault(path, name)
+                return m.group(0)
+            raise ConfigError(f"{origin}: {path + ': ' if path else ''}environment variable {name} is not set")
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand_env(v, origin, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: _expand_env(v, origin, f"{path}.{k}" if path else str(k), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, origin, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_expand_env(v, origin, f"{path}[{i}]", unset) for i, v in enumerate(value)]
     return value
 
 
@@ -471,16 +563,39 @@ def _describe(err: ValidationError, origin: str) -> str:
 
 
 def from_dict(data: dict | None, origin: str = "config") -> Config:
-    data = _expand_env(data or {}, origin)
+    unset: dict[str, str] = {}
+    data = _expand_env(data or {}, origin, unset=unset)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as err:
+        # A value refused with a ${NAME} still unset in it (e.g. a URL whose host is one):
+        # the missing variable is what is wrong, not the text as written.
+        loc = problems(err)[0][0]
+        where = {dotted(loc), dotted(loc[:2] + loc[3:])}  # as written, and without the type pydantic tried
+        for key, name in unset.items():
+            if key in where:
+                raise ConfigError(f"{origin}: {key}: environment variable {name} is not set") from None
         raise ConfigError(_describe(err, origin)) from None
+    cfg._origin, cfg._unset = origin, unset
+    return cfg
+
+
+def locate(path: str | os.PathLike | None = None) -> tuple[str | None, str]:
+    """The file a command reads, and how it was found: ``path`` (-c/--config), else
+    $CALLMOOD_CONFIG, else ./config.yaml when there is one, else None (the defaults).
+    Every `callmood` command and `make run` find it this way."""
+    if path:
+        return str(path), ""
+    if os.environ.get(ENV_CONFIG):
+        return os.environ[ENV_CONFIG], f"from ${ENV_CONFIG}"
+    if Path(LOCAL_CONFIG).exists():
+        return f"./{LOCAL_CONFIG}", "found in the working directory"
+    return None, ""
 
 
 def load(path: str | os.PathLike | None = None, overrides: dict | None = None) -> Config:
-    """Load the config from ``path`` (or $CALLMOOD_CONFIG); defaults when neither is given."""
-    path = path or os.environ.get(ENV_CONFIG)
+    """Load the config from the file locate() finds; the defaults when there is none."""
+    path, found_by = locate(path)
     data: dict = {}
     origin = "defaults"
     if path:
@@ -501,7 +616,9 @@ def load(path: str | os.PathLike | None = None, overrides: dict | None = None) -
             raise ConfigError(f"{path}: more than {MAX_VALUES} values once YAML aliases are expanded")
     if overrides:
         data = _deep_merge(data, overrides)
-    return from_dict(data, origin)
+    cfg = from_dict(data, origin)
+    cfg._file, cfg._found_by = path, found_by
+    return cfg
 
 
 # A few YAML aliases can stand for a huge tree ("billion laughs"); everything after the

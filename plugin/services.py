@@ -114,7 +114,12 @@ class Services:
         return forget_customer(self.sessions, self.config.data_dir, customer_id, dry_run)
 
     def runtime(self, worker: bool = True, deliveries: bool = True) -> Runtime:
-        """The process's background work (not started)."""
+        """The process's background work (not started). Planning and sending alerts (the
+        worker renders their URLs, deliveries send them) and looking customers up (the
+        worker) need their secrets now: an unset ${NAME} in sinks or identity.lookup
+        raises ConfigError here, before anything runs."""
+        self.config.require_env(*(["sinks"] if worker or deliveries else []),
+                                *(["identity.lookup"] if worker else []))
         return Runtime(config=self.config, model=self.model, rules=self.rules_holder, jobs=self.jobs,
                        pipeline=self.pipeline(), outbox=self.outbox(), flush_notifications=self.flush_notifications,
                        purge=self.purge, worker=worker, deliveries=deliveries, intake=self.intake())

@@ -35,6 +35,10 @@ from plugin.web.app import create_app
 from tests.helpers import FakeServer, Reply, wait_until, wecom_robot
 
 HERE = Path(__file__).resolve().parent
+# Commands and config.load() read ./config.yaml when there is one (as `make run` does), and
+# the README's offline trial writes one in the repo root, where tests run: every test reads
+# an empty file instead (the defaults), unless it names its own config or sets this itself.
+os.environ["CALLMOOD_CONFIG"] = os.devnull
 SECRET = "test-secret"
 PG_ADMIN_URL = os.environ.get("CALLMOOD_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 T0 = datetime(2026, 11, 24, 2, 2)  # 10:02 in Asia/Shanghai: where ManualClocks start

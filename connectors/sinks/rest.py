@@ -22,6 +22,11 @@ As a routing receiver's sink (routing.yaml) the templates also see ``alerts`` (e
 alert of the notification: ``{"alert", "call", "link", "time"}`` each), ``count`` and
 ``digest`` (true for a quiet-hours digest); ``alert`` and ``call`` are its worst alert's,
 e.g. ``note: "{{ count }} alert(s): {% for i in alerts %}{{ i.alert.summary }}; {% endfor %}"``.
+
+About calls a trial model analysed (``trial`` in the templates: random weights) every
+request says so whatever the templates: the header ``X-CallMood-Model: trial model, random
+weights``, and a JSON object body gets ``"trial": true`` and its ``note`` starts with
+"试用模型（随机权重）trial model, random weights: ".
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sinks.base import SendResult, Sink, SinkConfig, header_problem, post_json
+from plugin.core import trial
 from plugin.core.sandbox import render, render_escaped
 
 DEFAULT_BODY = {
@@ -48,6 +54,18 @@ DEFAULT_BODY = {
     "confidence": "{{ alert.confidence }}",
     "link": "{{ link }}",
 }
+
+
+def trial_marked(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` saying "trial model, random weights": in a header whatever the body is,
+    and as ``"trial": true`` and the note's first words in a JSON object body."""
+    headers = {**payload["headers"], "X-CallMood-Model": trial.TEXT}
+    body = payload["body"]
+    if isinstance(body, dict):
+        body = {"trial": True, **{k: v for k, v in body.items() if k != "trial"}}
+        if isinstance(body.get("note"), str):
+            body["note"] = f"{trial.LABEL}: {body['note']}"
+    return {**payload, "headers": headers, "body": body}
 
 
 def render_tree(value: Any, ctx: dict[str, Any]) -> Any:
@@ -159,8 +177,9 @@ class RestSink(Sink):
 
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         body = self.cfg.body if self.cfg.body is not None else DEFAULT_BODY
-        return {"method": self.cfg.method, "url": render_url(self.cfg.url, ctx),
-                "headers": render_headers(self.cfg.headers, ctx), "body": render_tree(body, ctx)}
+        payload = {"method": self.cfg.method, "url": render_url(self.cfg.url, ctx),
+                   "headers": render_headers(self.cfg.headers, ctx), "body": render_tree(body, ctx)}
+        return trial_marked(payload) if ctx.get("trial") else payload
 
     def headers(self, idempotency_key: str) -> dict[str, str]:
         h = super().headers(idempotency_key)

@@ -18,6 +18,9 @@ markdown: WeCom markdown has no escape character, so the characters that start a
 a link, a tag or a mention (``# [ ] < > * ` &``) become their full-width look-alikes and
 line breaks become spaces (``md``). The operator's own template text keeps its markdown.
 Mentions must be user ids (letters, digits, ``_ . - @``).
+
+A message about calls a trial model analysed (``ctx["trial"]``: random weights) starts
+with the line "试用模型（随机权重）trial model, random weights", whatever the template.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json
+from plugin.core import trial
 from plugin.core.ids import user_id_problem
 from plugin.core.sandbox import Raw, render_escaped
 
@@ -174,19 +178,22 @@ class WeComRobotSink(Sink):
                   "mentions": mentions}
         ctx = {**ctx, "link": Raw(ctx.get("link") or "")}
         others = [i for i in ctx.get("alerts") or [] if not i.get("primary")]
+        # Random weights: said first, and the rest fits in what the line leaves.
+        head = f"{trial.LABEL}\n" if ctx.get("trial") else ""
+        limit = MAX_BYTES - len(head.encode("utf-8"))
         if action.get("template"):
             content = _render(action["template"], more="", **extras, **ctx)
         elif ctx.get("digest"):
-            content = self._digest(ctx, mentions)
+            content = self._digest(ctx, mentions, limit)
         else:
             content = _render(TEMPLATE, more="", **extras, **ctx)
             if others:
-                more = _more(ctx, others, MAX_BYTES - len(content.encode("utf-8")))
+                more = _more(ctx, others, limit - len(content.encode("utf-8")))
                 content = _render(TEMPLATE, more=Raw(more), **extras, **ctx)
         # The robot URL carries its key: it is read from config at send time, never stored.
-        return {"body": {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content)}}}
+        return {"body": {"msgtype": "markdown", "markdown": {"content": head + truncate_utf8(content, limit)}}}
 
-    def _digest(self, ctx: dict[str, Any], mentions: str) -> str:
+    def _digest(self, ctx: dict[str, Any], mentions: str, limit: int = MAX_BYTES) -> str:
         items = ctx.get("alerts") or [{"alert": ctx["alert"], "call": ctx["call"], "link": ctx["link"]}]
         head = DIGEST_HEADER.format(n=len(items))
         tail = mentions
@@ -198,7 +205,7 @@ class WeComRobotSink(Sink):
             lines.append(f"- {md(item.get('time') or '-')} · {md(c.get('customer_id') or '-')} · {md(a['scenario'])} · "
                          f"<font color=\"{SEVERITY_COLOR.get(a['severity'], 'comment')}\">{md(a['severity'])}</font>"
                          f" · {md(_clip(a['summary']))} [查看 / Open]({item['link']})")
-        body = _fit(lines, MAX_BYTES - len((head + "\n" + tail).encode("utf-8")))
+        body = _fit(lines, limit - len((head + "\n" + tail).encode("utf-8")))
         return head + "\n" + "\n".join(body) + tail
 
     def send(self, payload: dict[str, Any], http: requests.Session, timeout: float,

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from pydantic import Field, field_validator, model_validator
 
+from plugin.core import cron
 from plugin.core.data import CallEvent, Credential, Download
 from plugin.core.validation import StrictModel
 
@@ -223,6 +224,23 @@ class SourceConfig(StrictModel):
     # in seconds, and how far back each run looks. 0 = only by hand (`callmood sync`).
     sync_interval_s: float = Field(0, ge=0)
     sync_lookback_s: float = Field(86400, gt=0)
+    # Or at set times, in crontab's syntax (plugin/core/cron.py), e.g. "30 1 * * *" (01:30
+    # every day, the machine's time zone; "CRON_TZ=Asia/Shanghai 30 1 * * *" names one).
+    sync_schedule: str | None = None
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        problem = cron.cron_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SourceConfig:
+        if self.sync_interval_s and self.sync_schedule:
+            raise ValueError("set sync_interval_s or sync_schedule, not both")
+        return self
 
     def credential_for(self, url: str) -> Credential | None:
         """The configured credential for ``url``'s host, if any."""

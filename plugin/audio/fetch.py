@@ -12,23 +12,43 @@ so a server that trickles a byte at a time (each read succeeding within
 ``fetch.timeout_s``) is cut off on time. Such a failure is not retried: the next attempt
 would hold a worker just as long, and a recording that honestly needs longer needs a
 larger ``fetch.max_seconds``, not another try.
+
+Every other failure says what it was, naming the host (never the URL's path or query,
+which may carry a token): no such host (DNS), connection refused, no route, a connect or
+read timeout, an untrusted or wrong TLS certificate, a TLS handshake that failed, a
+connection cut, an HTTP status. Each is retryable or not by what another try could
+change: a refused connection, a timeout or a 5xx may pass (a restart, a load spike); a
+certificate the operator does not trust will not (it needs fetch.ca_bundle or a fixed
+server), nor does a 404. A name that does not resolve (NXDOMAIN) is retried too, within
+worker.max_attempts: a record just created, or a resolver briefly wrong, is answered
+within minutes, and the cost of a few more lookups is small next to losing the call.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
+from ssl import SSLCertVerificationError
 from urllib.parse import urljoin
 
 import certifi
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import HTTPError, LocationParseError, SSLError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    LocationParseError,
+    NewConnectionError,
+    ProtocolError,
+    SSLError,
+)
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Timeout, parse_url
 
@@ -91,7 +111,7 @@ def check_url(url: str, cfg: FetchConfig, timeout_s: float | None = None) -> Tar
     try:
         infos = _resolve(host, port, cfg.timeout_s if timeout_s is None else timeout_s)
     except socket.gaierror as exc:
-        raise FetchError(f"cannot resolve recording host {host!r}: {exc.strerror}", retryable=True) from None
+        raise _dns_error(host, exc) from None
     allowed = [ipaddress.ip_network(n, strict=False) for n in cfg.allow_networks]
     ips = []
     for info in infos:
@@ -102,6 +122,16 @@ def check_url(url: str, cfg: FetchConfig, timeout_s: float | None = None) -> Tar
         ips.append(str(ip))
     host_header = u.host if u.port is None else f"{u.host}:{u.port}"
     return Target(scheme, host, port, ips[0], u.request_uri, host_header)
+
+
+def _dns_error(host: str, exc: socket.gaierror) -> FetchError:
+    # Retryable all (see the module's docstring): NXDOMAIN included, within worker.max_attempts.
+    if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+        return FetchError(f"DNS: no such host {host!r} (the name has no address: {exc.strerror})", retryable=True)
+    if exc.errno == socket.EAI_AGAIN:
+        return FetchError(f"DNS: lookup of {host!r} failed for now, the name server gave no answer "
+                          f"({exc.strerror})", retryable=True)
+    return FetchError(f"DNS: cannot resolve recording host {host!r}: {exc.strerror}", retryable=True)
 
 
 def _resolve(host: str, port: int, timeout_s: float) -> list:
@@ -226,6 +256,43 @@ def _pool(t: Target, cfg: FetchConfig, watchdog: _Watchdog):
     return pool
 
 
+def _request_error(exc: HTTPError, t: Target, cfg: FetchConfig) -> FetchError:
+    """What went wrong between connecting and the answer's headers, in words."""
+    where = f"{t.host}:{t.port}" + (f" ({t.ip})" if t.ip != t.host else "")
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, NewConnectionError):  # before timeouts: urllib3 makes it one of them
+        code = getattr(cause, "errno", None)
+        if code == errno.ECONNREFUSED:
+            return FetchError(f"connection refused by {where}: nothing listens on that port", retryable=True)
+        if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return FetchError(f"cannot reach {where}: {cause.strerror}", retryable=True)
+        return FetchError(f"cannot connect to {where}: {getattr(cause, 'strerror', None) or cause}"[:300],
+                          retryable=True)
+    if isinstance(exc, Urllib3Timeout):
+        if isinstance(exc, ConnectTimeoutError):  # no answer to the connection at all
+            return FetchError(f"timed out connecting to {where} after {cfg.timeout_s:g}s (fetch.timeout_s)",
+                              retryable=True)
+        return FetchError(f"timed out waiting for {where} to answer: connected, but nothing came within "
+                          f"{cfg.timeout_s:g}s (fetch.timeout_s)", retryable=True)
+    if isinstance(exc, SSLError):
+        inner = exc.args[0] if exc.args else cause
+        if isinstance(inner, SSLCertVerificationError):
+            return FetchError(f"TLS verification failed for {t.host}: certificate not trusted "
+                              f"({inner.verify_message}); fetch.ca_bundle names the CAs to trust", retryable=False)
+        if isinstance(inner, ValueError):  # urllib3's CertificateError: a certificate for another name
+            return FetchError(f"TLS verification failed for {t.host}: {inner}"[:300], retryable=False)
+        reason = getattr(inner, "reason", None) or str(inner)
+        if reason == "WRONG_VERSION_NUMBER":  # it answered, but not in TLS: the next try is the same
+            return FetchError(f"TLS handshake with {where} failed: {reason} (the server does not speak TLS "
+                              f"on that port: plain http?)", retryable=False)
+        return FetchError(f"TLS handshake with {where} failed: {reason}"[:300], retryable=True)
+    if isinstance(exc, ProtocolError):  # the connection was cut: reset, or closed without an answer
+        inner = exc.args[1] if len(exc.args) > 1 else cause
+        what = getattr(inner, "strerror", None) or str(inner) or inner.__class__.__name__
+        return FetchError(f"connection to {where} lost before an answer: {what}"[:300], retryable=True)
+    return FetchError(f"cannot fetch recording from {where}: {exc.__class__.__name__}", retryable=True)
+
+
 def _too_slow(cfg: FetchConfig) -> FetchError:
     return FetchError(f"download took longer than {cfg.max_seconds:g}s (fetch.max_seconds); not retried")
 
@@ -264,19 +331,10 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
                 resp = pool.urlopen("GET", target.request_uri, redirect=False, preload_content=False,
                                     retries=False, headers={"Host": target.host_header, "Accept": "*/*",
                                                             "User-Agent": "CallMood", **sent})
-            except SSLError as exc:
-                if watchdog.fired:
-                    raise _too_slow(cfg) from None
-                raise FetchError(f"TLS verification failed for {target.host}: {exc}"[:300]) from None
-            except Urllib3Timeout:
-                if watchdog.fired or watchdog.left() <= 0:
-                    raise _too_slow(cfg) from None
-                raise FetchError(f"timed out fetching recording from {target.host}", retryable=True) from None
             except HTTPError as exc:
-                if watchdog.fired:
+                if watchdog.fired or (isinstance(exc, Urllib3Timeout) and watchdog.left() <= 0):
                     raise _too_slow(cfg) from None
-                raise FetchError(f"cannot fetch recording from {target.host}: {exc.__class__.__name__}",
-                                 retryable=True) from None
+                raise _request_error(exc, target, cfg) from None
             try:
                 if resp.status in REDIRECTS:
                     location = resp.headers.get("Location")
@@ -284,7 +342,7 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
                         raise FetchError("redirect without a Location header")
                     current = urljoin(current, location)
                     continue
-                return _save(resp, current, tmp, dest, cfg, watchdog)
+                return _save(resp, current, tmp, dest, cfg, watchdog, target.host)
             finally:
                 resp.release_conn()
                 pool.close()
@@ -294,12 +352,18 @@ def fetch(url: str, dest: str | os.PathLike, cfg: FetchConfig,
         tmp.unlink(missing_ok=True)
 
 
-def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, watchdog: _Watchdog) -> Fetched:
+def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, watchdog: _Watchdog,
+          host: str = "") -> Fetched:
     if resp.status != 200:
         retryable = resp.status >= 500 or resp.status in (408, 425, 429)
         hint = " (are the credentials for this host right? sources.<source>.download)" \
             if resp.status in (401, 403) else ""
-        raise FetchError(f"recording server answered HTTP {resp.status}{hint}", retryable=retryable)
+        try:
+            phrase = " " + HTTPStatus(resp.status).phrase
+        except ValueError:  # a status HTTP does not name
+            phrase = ""
+        raise FetchError(f"recording server {host + ' ' if host else ''}answered HTTP {resp.status}{phrase}{hint}",
+                         retryable=retryable)
     length = resp.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > cfg.max_bytes:
         raise FetchError(f"recording is {int(length)} bytes, over the {cfg.max_bytes}-byte limit "
@@ -318,7 +382,8 @@ def _save(resp, url: str, tmp: Path, dest: Path, cfg: FetchConfig, watchdog: _Wa
         if watchdog.fired or watchdog.left() <= 0:
             raise _too_slow(cfg) from None
         if isinstance(exc, Urllib3Timeout):
-            raise FetchError("timed out while downloading the recording", retryable=True) from None
+            raise FetchError(f"timed out while downloading the recording: nothing arrived for {cfg.timeout_s:g}s "
+                             f"(fetch.timeout_s)", retryable=True) from None
         raise FetchError(f"download interrupted: {exc.__class__.__name__}", retryable=True) from None
     if watchdog.fired:  # a body without a length ends at the shut socket: it is cut, not complete
         raise _too_slow(cfg)

@@ -45,7 +45,10 @@ def merge(parts: list[DecodedAudio], dest: str | Path) -> DecodedAudio:
                 pcm = part._pcm()[start:stop]
                 block[: stop - start, i] = pcm.mean(axis=1).astype("<i2") if part.channels > 1 else pcm[:, 0]
             out.write(block.tobytes())
-    return DecodedAudio(dest, channels, frames, SAMPLE_RATE, HEADER_BYTES)
+    # Each part came through decode() and its one resampler; no samples are resampled here.
+    # What each file came as (rate, codec, narrowband, partial) is kept, one source per part.
+    return DecodedAudio(dest, channels, frames, SAMPLE_RATE, HEADER_BYTES,
+                        sources=tuple(s for p in parts for s in p.sources), resampler=parts[0].resampler)
 
 
 def _header(channels: int, frames: int) -> bytes:

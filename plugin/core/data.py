@@ -93,6 +93,10 @@ class Download:
     url: str
     credential: Credential | None = None
     role: str | None = None  # the participant this file holds, for one-file-per-party layouts
+    # A file `callmood import` copied under <data_dir>/imports (plugin/flow/batch_import.py):
+    # read from there instead of downloading ``url``. Set only for calls of source "import",
+    # from the call's content hash; the worker refuses any path outside that folder.
+    path: str | None = None
 
 
 @dataclass(frozen=True)

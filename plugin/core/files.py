@@ -25,6 +25,11 @@ FILE_MODE = 0o600
 
 TMP = "tmp"  # per-call work folders: the download and the decoded audio, removed after the call
 RECORDINGS = "recordings"  # worker.keep_recordings: one copy per call, named call-<id>
+# `callmood import`: a private copy of each imported file, named by the sha256 of its bytes,
+# which is also the external id of its call (source IMPORT_SOURCE). The worker reads these
+# and nothing else from the local disk (plugin/flow/recording.py).
+IMPORTS = "imports"
+IMPORT_SOURCE = "import"  # no webhook source has this name: local files are never a webhook's
 
 
 def restrict_umask() -> int:
@@ -77,6 +82,18 @@ def data_subdir(data_dir: str | os.PathLike, name: str) -> Path:
 def recording_copy(data_dir: str | os.PathLike, call_id: int) -> Path:
     """Where worker.keep_recordings keeps call ``call_id``'s recording."""
     return Path(data_dir) / RECORDINGS / f"call-{call_id}"
+
+
+def imported_copy(data_dir: str | os.PathLike, sha256: str) -> Path:
+    """Where `callmood import` keeps the file whose bytes hash to ``sha256`` (64 lowercase
+    hex digits); ValueError for any other name, so no stored value becomes a path."""
+    if not is_sha256(sha256):
+        raise ValueError("an imported file is named by its sha256 (64 hex digits)")
+    return Path(data_dir) / IMPORTS / sha256
+
+
+def is_sha256(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def copied_call_id(name: str) -> int | None:

@@ -78,5 +78,8 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
         notes["skipped_silence_s"] = round(quiet_frames / rate, 3)
     if note:
         notes["layout_note"] = note
+    # How the audio came and was decoded (source rate, codec, resampler, narrowband, partial):
+    # the call's summary and /predict say it, so a score is never read without it.
+    notes.update(audio.describe())
     return summarize(results, audio.duration), notes
 

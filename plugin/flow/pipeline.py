@@ -23,7 +23,7 @@ from connectors.sources import SOURCES, Source, SourceConfig
 from plugin.audio.decode import DecodeError
 from plugin.audio.fetch import FetchError
 from plugin.config import Config
-from plugin.core import metrics, scrub
+from plugin.core import files, metrics, scrub
 from plugin.core.clock import Clock
 from plugin.core.data import CallEvent, Download, Recording
 from plugin.flow.context import call_context
@@ -100,6 +100,8 @@ class Pipeline:
             lease.check()
             heard = analyze_recording(call_id, downloads, stored.channel_roles, model, self.config, lease.check)
             analysis, timings = heard.analysis, heard.timings
+            # Stored in the call's summary: its messages say "trial" by the model that made its labels.
+            heard.notes["model"] = model.provenance()
 
             t = time.perf_counter()
             ctx["duration_s"] = analysis.duration
@@ -130,7 +132,14 @@ class Pipeline:
 
     def _downloads(self, call: CallEvent, http: requests.Session) -> list[Download]:
         """What to download, as the call's source says (a vendor API may be asked here). A
-        call from a source no longer configured is fetched from its URL without credentials."""
+        call from a source no longer configured is fetched from its URL without credentials.
+        An imported call is read from its copy, named by its content hash (its external id)."""
+        if call.source == files.IMPORT_SOURCE:
+            try:
+                return [Download(call.recording_url, path=str(files.imported_copy(self.config.data_dir,
+                                                                                 call.call_id)))]
+            except ValueError as exc:
+                raise FetchError(f"import: {exc}", retryable=False) from None
         src, cfg = SOURCES.get(call.source), self.config.source(call.source)
         if src is None or cfg is None:
             return Source.downloads(Source(), call, SourceConfig(), http)

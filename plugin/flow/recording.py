@@ -49,18 +49,21 @@ def analyze_recording(call_id: int, downloads: list[Download], channel_roles: di
         decoded = []
         for i, d in enumerate(downloads):
             t = time.perf_counter()
-            fetched = fetch(d.url, workdir / f"recording{i}", cfg.fetch, credential=d.credential)
+            # An imported file is already here (and kept until retention says otherwise).
+            local = imported_file(d.path, cfg.data_dir) if d.path is not None else None
+            fetched_path = local or fetch(d.url, workdir / f"recording{i}", cfg.fetch, credential=d.credential).path
             timings["fetch"] += time.perf_counter() - t
             checkpoint()
 
             t = time.perf_counter()
-            decoded.append(decode(fetched.path, private_file(workdir / f"decoded{i}.wav"),
+            decoded.append(decode(fetched_path, private_file(workdir / f"decoded{i}.wav"),
                                   cfg.audio.max_duration_s, max_channels=cfg.audio.max_channels,
                                   timeout_s=cfg.audio.decode_timeout_s, on_wait=checkpoint))
             timings["decode"] += time.perf_counter() - t
-            if cfg.worker.keep_recordings and whole_call:  # kept until retention.recordings_days
-                _keep(fetched.path, cfg, call_id)
-            fetched.path.unlink()
+            if local is None:
+                if cfg.worker.keep_recordings and whole_call:  # kept until retention.recordings_days
+                    _keep(fetched_path, cfg, call_id)
+                fetched_path.unlink()
             checkpoint()
 
         if whole_call:
@@ -83,6 +86,19 @@ def analyze_recording(call_id: int, downloads: list[Download], channel_roles: di
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RecordingAnalysis(analysis, notes, timings)
+
+
+def imported_file(path: str, data_dir: str) -> Path:
+    """The copy `callmood import` made, checked to be one: a regular file named by a sha256
+    directly in <data_dir>/imports (no link, nothing outside). Refused otherwise, not retried."""
+    folder = (Path(data_dir) / files.IMPORTS).resolve()
+    p = Path(path)
+    if p.parent.resolve() != folder or not files.is_sha256(p.name):
+        raise FetchError("an imported recording must be a file in data_dir/imports; refused", retryable=False)
+    if p.is_symlink() or not p.is_file():
+        raise FetchError(f"the imported file {p.name[:12]}... is no longer kept (removed after "
+                         f"retention.recordings_days, or by callmood forget)", retryable=False)
+    return p
 
 
 def _keep(path: Path, cfg: Config, call_id: int) -> None:

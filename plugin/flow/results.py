@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from plugin.core import trial
 from plugin.core.data import Alert, CallAnalysis
 from plugin.flow import notify
 from plugin.flow.outputs import Outputs
@@ -77,7 +78,10 @@ def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, output
         if sink is None:
             log.warning("alert %s: sink %r is not configured; action skipped", row.id, action.sink)
             continue
+        # trial: the model that analysed this call had random weights (its summary says so,
+        # see store_results); the sink puts "trial model, random weights" in the message.
         outputs.plan(s, sink, {"call": ctx, "alert": alert_context(alert), "action": action.params,
-                               "link": outputs.links.call(call.id)}, alert_id=row.id)
+                               "link": outputs.links.call(call.id), "trial": trial.recorded(call.summary)},
+                     alert_id=row.id)
         have.add(action.sink)
     return row

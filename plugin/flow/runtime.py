@@ -1,5 +1,6 @@
 """Background work inside a process: model loading, the worker, the delivery loop, and
-the scheduler's periodic jobs (notifications due, edited rule files).
+the scheduler's periodic jobs (notifications due, edited rule files, reconciling sources,
+the drop folder's import).
 
 `callmood serve` runs all of it beside the web app (the embedded default);
 `callmood worker` runs it without the web app, on as many machines as needed.
@@ -24,6 +25,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors.sources import SOURCES
 from plugin.config import Config
+from plugin.core.cron import cron_trigger
+from plugin.flow.batch_import import scheduled_import
 from plugin.flow.intake import Intake
 from plugin.flow.outbox import Outbox
 from plugin.flow.pipeline import Pipeline
@@ -33,6 +36,11 @@ from plugin.model.loading import ModelService
 from plugin.store.jobs import JobQueue
 
 log = logging.getLogger(__name__)
+
+# A cron run that starts late (a busy scheduler, a suspended machine) still runs within this
+# long; APScheduler's default (1 s) would drop the day's run. A process that was down at the
+# time skips it: the files wait in the drop folder for the next run.
+CRON_GRACE_S = 3600
 
 
 class Runtime:
@@ -85,6 +93,13 @@ class Runtime:
                 if src.can_sync and scfg.enabled and scfg.sync_interval_s:
                     self.scheduler.add_job(scheduled_sync, "interval", id=f"sync_{name}",
                                            seconds=scfg.sync_interval_s, args=(cfg, self.intake, name))
+                elif src.can_sync and scfg.enabled and scfg.sync_schedule:  # at set times (cron)
+                    self.scheduler.add_job(scheduled_sync, cron_trigger(scfg.sync_schedule), id=f"sync_{name}",
+                                           args=(cfg, self.intake, name), misfire_grace_time=CRON_GRACE_S)
+            # The drop folder of the day's recordings (plugin/flow/batch_import.py).
+            if cfg.imports.folder and cfg.imports.schedule:
+                self.scheduler.add_job(scheduled_import, cron_trigger(cfg.imports.schedule), id="import",
+                                       args=(cfg, self.intake), misfire_grace_time=CRON_GRACE_S)
         self.scheduler.start()
         if self.run_worker:
             # Several calls in flight: while one is on the model, the others download,

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from plugin.config import ModelConfig
+from plugin.core import trial
 from plugin.core.data import EMOTIONS, normalize_label
 from plugin.model.batcher import Batcher
+from plugin.model.modeldir import MARKER, is_trial_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class EmotionModel:
         self.cfg = cfg
         if cfg.path:
             check_model_dir(cfg.path)  # before importing torch and FunASR: a missing directory is said at once
+        # Random weights from `callmood make-random-model`: everything it makes says so.
+        self.trial = bool(cfg.path) and is_trial_model_dir(cfg.path)
         self.device = resolve_device(cfg.device)
         self.threads = cfg.threads or len(os.sched_getaffinity(0))
         self._lock = threading.Lock()
@@ -72,8 +76,14 @@ class EmotionModel:
             raise ModelUnavailable(f"model.precision {cfg.precision!r} needs model.engine 'batched'")
 
     def describe(self) -> str:
-        return (f"{self.source} on {self.device} ({self.cfg.engine}, {self.precision}, "
+        return (f"{'' if not self.trial else f'[{trial.TEXT}] '}{self.source} on {self.device} "
+                f"({self.cfg.engine}, {self.precision}, "
                 f"batch {self.batch_size if self.batcher else 1}, {self.threads} threads)")
+
+    def provenance(self) -> dict:
+        """What is stored with a call's results about the model that analysed it
+        (``calls.summary["model"]``): messages planned from them say "trial" by it."""
+        return {"trial": self.trial}
 
     def _load(self):
         # FunASR prints notices (and hub download failures) to stdout at import and load
@@ -208,6 +218,9 @@ class ModelService:
                 return False
             self.state, self.reason = "ready", "Model is ready for inference"
             log.info("model %s loaded in %.1fs", self.model.describe(), time.perf_counter() - t0)
+            if self.model.trial:
+                log.warning("model.path %s holds RANDOM weights (%s): %s; every emotion is meaningless",
+                            self.cfg.path, MARKER, trial.TEXT)
             return True
         finally:
             self._lock.release()
@@ -216,4 +229,16 @@ class ModelService:
         if self.model is None:
             raise ModelUnavailable(self.reason)
         return self.model
+
+    @property
+    def trial(self) -> bool:
+        """A trial model (random weights) is loaded: /health and every page say so."""
+        model = self.model
+        return model is not None and getattr(model, "trial", False)
+
+    def honest(self, answer: dict) -> dict:
+        """A /health answer that says "trial model, random weights" while one is loaded."""
+        if not self.trial:
+            return answer
+        return {**answer, "message": f"{answer.get('message', '')} ({trial.TEXT})".lstrip(), "trial": True}
 

@@ -5,14 +5,31 @@ their own model directory with FunASR's own ``Emotion2vec`` class and load it
 through ``funasr.AutoModel`` exactly as production loads
 ``iic/emotion2vec_plus_large``. Random weights give meaningless labels but the
 same code path, tensor shapes and compute.
+
+``callmood make-random-model`` (``make_trial_model_dir``) also writes MARKER into the
+directory, so whoever loads it is told it is a trial model (plugin/core/trial.py). The
+marker is a plain file, not a dot file, an extended attribute or a name, so ``cp -r``,
+``cp dir/*``, rsync, zip, scp and ``docker COPY`` all keep it; its name is one no hub puts in
+a model directory (ModelScope's and Hugging Face's emotion2vec+ directories hold config.yaml,
+model.pt, tokens.txt, configuration.json, README.md, example/ and dot files), and it
+records the hash of the model.pt it was written with, so real weights copied over the
+random ones later are not called a trial. Tests and benchmarks build unmarked directories
+(``build_random_model_dir``) as stand-ins for a downloaded model.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
 from pathlib import Path
 
 import yaml
+
+log = logging.getLogger(__name__)
+
+MARKER = "CALLMOOD_RANDOM_WEIGHTS.txt"
+_HASH_LINE = "model.pt sha256: "
 
 # FunASR's label tokens for the emotion2vec+ models, in model output order.
 LABEL_TOKENS = [
@@ -137,3 +154,46 @@ def build_random_model_dir(dest: str | Path, geometry: str = "tiny", seed: int =
     (dest / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     (dest / "tokens.txt").write_text("\n".join(LABEL_TOKENS) + "\n", encoding="utf-8")
     return dest
+
+
+def make_trial_model_dir(dest: str | Path, geometry: str = "tiny", seed: int = 0) -> Path:
+    """``build_random_model_dir`` marked as a trial model: what `callmood make-random-model` writes."""
+    dest = build_random_model_dir(dest, geometry, seed)
+    (dest / MARKER).write_text(
+        "This emotion2vec directory was written by `callmood make-random-model`: its weights\n"
+        "are RANDOM and every emotion it gives is meaningless. While it is loaded CallMood says\n"
+        '"trial model, random weights" in /health, on every page, in `callmood analyze` and in\n'
+        "every CRM and WeCom message. Remove this file only together with model.pt.\n\n"
+        f"{_HASH_LINE}{_sha256(dest / 'model.pt')}\ngeometry: {geometry}\nseed: {seed}\n",
+        encoding="utf-8")
+    return dest
+
+
+def is_trial_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds the random weights `callmood make-random-model` wrote there."""
+    marker = Path(path) / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        text = marker.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:  # unreadable: it is there, so it says what it says
+        log.warning("%s: cannot read (%s); taking it as a trial model", marker, exc.strerror)
+        return True
+    wrote = next((ln[len(_HASH_LINE):].strip() for ln in text.splitlines() if ln.startswith(_HASH_LINE)), "")
+    try:
+        now = _sha256(Path(path) / "model.pt")
+    except OSError:
+        return True  # the loader says what is wrong with model.pt
+    if wrote and wrote != now:
+        log.warning("%s names another model.pt (sha256 %s, now %s): other weights were copied over "
+                    "the random ones; not a trial model. Remove the marker.", marker, wrote[:12], now[:12])
+        return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -2,8 +2,8 @@
 
 The customer's calls (``Call.customer_id``) go, with everything hanging off them: jobs,
 segments, alerts (also any alert stored under the id), feedback, deliveries, the links
-of their alerts to notifications, and the recording copies ``worker.keep_recordings``
-made. A notification that holds only their alerts goes with its delivery.
+of their alerts to notifications, the recording copies ``worker.keep_recordings``
+made and the copies of their imported recordings (`callmood import`). A notification that holds only their alerts goes with its delivery.
 
 A notification shared with other customers' alerts (a quiet-hours digest, or routing
 grouped by something other than the customer) stays for the others: it loses the links
@@ -47,12 +47,16 @@ def forget_customer(sessions: Sessions, data_dir: str | Path, customer_id: str,
     if not customer_id.strip():
         raise ValueError("the customer id is empty")
     with sessions() as s:
+        # Their imported recordings (`callmood import`), named by content hash.
+        hashes = s.execute(select(Call.external_id).where(Call.customer_id == customer_id,
+                                                          Call.source == files.IMPORT_SOURCE)).scalars().all()
         removed, call_ids = _forget(s, customer_id)
         if dry_run:
             s.rollback()
         else:
             s.commit()
     copies = [p for p in (files.recording_copy(data_dir, i) for i in call_ids) if p.exists()]
+    copies += [p for p in (files.imported_copy(data_dir, h) for h in hashes if files.is_sha256(h)) if p.exists()]
     if not dry_run:
         for p in copies:
             p.unlink(missing_ok=True)

@@ -38,6 +38,20 @@ class JobQueue:
         s.flush()
         return job
 
+    def rerun(self, s: Session, call_id: int) -> tuple[Job, bool]:
+        """Queue ``call_id`` once more, due now, in the caller's transaction, unless one of
+        its jobs is queued or running already: (that job or the new one, whether it is new).
+
+        The call's row is locked first (an UPDATE: PostgreSQL's row lock, SQLite's write
+        lock), as the intake does for a late participant's file, so two re-runs at once
+        (the command and the API) queue one job between them."""
+        s.execute(update(Call).where(Call.id == call_id).values(status=Call.status))
+        active = s.execute(select(Job).where(Job.call_id == call_id, Job.status.in_(("queued", "running")))
+                           .order_by(Job.id)).scalars().first()
+        if active is not None:
+            return active, False
+        return self.enqueue(s, call_id), True
+
     def claim(self, owner: str, lease_s: float | None = None) -> int | None:
         """Take the next due job for ``owner``; its id, or None when none is due."""
         lease = timedelta(seconds=self.lease_s if lease_s is None else lease_s)

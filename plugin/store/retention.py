@@ -14,7 +14,9 @@ What goes, and what stays so that the dashboard, the flagged list and backtests 
   call keeps its verdict, and ``summary["purged"]["segments"]`` says when. Backtests skip
   such calls (and count them as skipped).
 - recordings: the copies ``worker.keep_recordings`` made (``<data_dir>/recordings/call-<id>``)
-  of calls received before the cutoff, and copies whose call no longer exists.
+  of calls received before the cutoff, and copies whose call no longer exists; the same
+  for the copies `callmood import` made (``<data_dir>/imports/<sha256>``), once their call
+  is analysed or failed.
   Also, whatever a killed worker left in ``<data_dir>/tmp`` more than a day ago
   (by the files' own times), whatever the policy: it is never needed again.
 - delivery bodies: the rendered payload of delivered and dead deliveries becomes ``{}``;
@@ -258,10 +260,33 @@ def _recordings(sessions: Sessions, days: int | None, now: datetime, data_dir: P
                                       .where(Call.id.in_(ids[i:i + CHUNK]))).tuples().all())
     # A copy whose call is gone (forgotten, say) is removed too.
     old = [p for call_id, p in copies.items() if call_id not in received or received[call_id] < cutoff]
+    old += _imported(sessions, data_dir / files.IMPORTS, cutoff)
     if not dry_run:
         for p in old:
             p.unlink(missing_ok=True)
     return Purged("recordings", days, cutoff, len(old), "file(s)", leftovers=leftovers)
+
+
+def _imported(sessions: Sessions, folder: Path, cutoff: datetime) -> list[Path]:
+    """Copies `callmood import` made (<data_dir>/imports/<sha256>) of calls received before
+    the cutoff and settled (a queued or retrying call still reads its copy), and copies
+    whose call is gone, once older than a day by the file's own time (an import copies
+    the file before it stores the call)."""
+    copies = {p.name: p for p in folder.iterdir() if files.is_sha256(p.name) and p.is_file()} \
+        if folder.is_dir() else {}
+    names = sorted(copies)
+    calls: dict[str, tuple[datetime, str]] = {}
+    with sessions() as s:
+        for i in range(0, len(names), CHUNK):
+            calls.update((h, (at, status)) for h, at, status in s.execute(
+                select(Call.external_id, Call.received_at, Call.status)
+                .where(Call.source == files.IMPORT_SOURCE, Call.external_id.in_(names[i:i + CHUNK]))))
+    orphan_before = time.time() - LEFTOVER_AGE_S
+    # A killed import leaves its half-written copy (.<sha256>.<pid>.part) behind.
+    parts = [p for p in folder.glob(".*.part") if _newest_mtime(p) < orphan_before] if folder.is_dir() else []
+    return parts + [p for name, p in copies.items()
+                    if (name in calls and calls[name][0] < cutoff and calls[name][1] in SETTLED_CALL)
+                    or (name not in calls and _newest_mtime(p) < orphan_before)]
 
 
 def _tmp_leftovers(tmp: Path, dry_run: bool) -> int:

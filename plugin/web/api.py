@@ -1,5 +1,5 @@
 """JSON API: calls with their analysis, alerts and delivery states; flagged customers;
-supervisor notifications; supervisors' feedback on alerts."""
+supervisor notifications; supervisors' feedback on alerts; supervisors' re-runs of calls."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ import logging
 from flask import Blueprint, abort, jsonify, request
 
 from plugin.core import safe_json
+from plugin.flow.rerun import counts, rerun_calls, rerun_failed
 from plugin.store import queries
 from plugin.store.feedback import set_feedback
 from plugin.web import args
 from plugin.web.auth import redact
 from plugin.web.auth.identity import current, may
 from plugin.web.auth.marks import requires
-from plugin.web.forms import BadRequest, FeedbackBody, parse
+from plugin.web.forms import BadRequest, FeedbackBody, RerunBody, parse
 from plugin.web.loaders import call_or_404
 from plugin.web.serializers import alert_json, call_json, flagged_json, notification_json
 from plugin.web.services import get_services
+from rules.yamlfile import parse_duration
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -67,6 +69,65 @@ def post_feedback(alert_id: int):
         abort(404, f"no alert {alert_id}")
     log.info("alert %s marked %s by %s", alert_id, fields["verdict"], fields["by"])
     return get_alert(alert_id)
+
+
+# Re-runs (plugin/flow/rerun.py): a new analysis job, never a second one while one is
+# queued or running; alerts already sent are not sent again. Logged with who asked.
+
+@bp.post("/calls/<id:call_id>/rerun")
+@requires("supervisor")
+def rerun_call(call_id: int):
+    """202 queued; 200 when a job of the call is already queued or running (not queued
+    twice); 404 unknown call; 409 when retention removed what a re-run needs."""
+    problem = _json_object_or_empty()
+    if problem is not None:
+        return problem
+    svc = get_services()
+    [done] = rerun_calls(svc.sessions, svc.jobs, [call_id], _who())
+    if done.outcome == "not_found":
+        abort(404, f"no call {call_id}")
+    status = 202 if done.queued else 409 if done.outcome == "purged" else 200
+    return jsonify(done.json()), status
+
+
+@bp.post("/calls/rerun")
+@requires("supervisor")
+def rerun_many():
+    """``{"ids": [1, 2]}`` or ``{"failed": true, "since": "1d"}``: each call's outcome."""
+    try:
+        fields = parse(RerunBody, safe_json.loads(request.get_data(cache=False)))
+    except safe_json.UnsafeJson as exc:
+        return jsonify(error=str(exc), field=None if exc.where == "body" else exc.where), 400
+    except BadRequest as exc:
+        return jsonify(error=exc.message, field=exc.field), 400
+    svc = get_services()
+    left = 0
+    if fields["ids"]:
+        done = rerun_calls(svc.sessions, svc.jobs, fields["ids"], _who())
+    else:
+        since_s = parse_duration(fields["since"] or "1d")  # checked by RerunBody
+        done, left = rerun_failed(svc.sessions, svc.clock, svc.jobs, since_s, _who(), fields["limit"])
+    return jsonify(results=[r.json() for r in done], queued=sum(r.queued for r in done), left=left,
+                   summary=counts(done))
+
+
+def _who() -> str:
+    ident = current()
+    return f"{ident.name} ({ident.role}, {ident.via})"
+
+
+def _json_object_or_empty():
+    """The body of a POST that needs none: empty, or a JSON object (ignored); else a 400."""
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return None
+    try:
+        body = safe_json.loads(raw)
+    except safe_json.UnsafeJson as exc:
+        return jsonify(error=str(exc), field=None), 400
+    if not isinstance(body, dict):
+        return jsonify(error="body must be a JSON object (or empty)", field=None), 400
+    return None
 
 
 @bp.get("/flagged")

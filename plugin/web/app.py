@@ -6,6 +6,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from plugin.config import Config
+from plugin.core import trial
 from plugin.services import Services, build
 from plugin.web import api, dashboard, health, predict, webhooks
 from plugin.web.auth import setup as auth
@@ -27,6 +28,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     auth.init_app(app, services)  # closed by default: login, tokens, CSRF, headers
     app.wsgi_app = TrustedProxies(app.wsgi_app, services.config.server.trusted_proxies)
 
+    # base.html's banner on every page while a trial model (random weights) is loaded.
+    app.context_processor(lambda: {"trial_model": trial.LABEL if services.model.trial else None})
     for bp in (webhooks.bp, api.bp, predict.bp, health.bp, dashboard.bp):
         app.register_blueprint(bp)
 

@@ -3,11 +3,13 @@ as 400 ``{"error": "field: what", "field": "field"}``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from plugin.core.validation import StrictModel, first_problem
+from plugin.web.converters import ROW_ID_MAX
+from rules.yamlfile import parse_duration
 
 # Supervisors' verdicts on alerts, and the spellings people type for them.
 VERDICTS = {"correct": "correct", "false_alarm": "false_alarm", "false-alarm": "false_alarm",
@@ -48,6 +50,29 @@ class FeedbackBody(StrictModel):
         return v
 
 
+class RerunBody(StrictModel):
+    """POST /api/calls/rerun: ``{"ids": [...]}`` or ``{"failed": true, "since": "1d"}``."""
+
+    ids: list[Annotated[StrictInt, Field(ge=1, le=ROW_ID_MAX)]] | None = Field(None, min_length=1, max_length=1000)
+    failed: StrictBool = False
+    since: str | None = Field(None, max_length=32)  # how far back the failures go (default 1d)
+    limit: StrictInt = Field(1000, ge=1, le=1000)  # with failed: at most this many calls, oldest first
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RerunBody:
+        if bool(self.ids) == self.failed:
+            raise ValueError("give ids, or failed: true (with since); one or the other")
+        if self.since is not None and not self.failed:
+            raise ValueError("since goes with failed: true")
+        try:
+            seconds = parse_duration(self.since or "1d")
+        except ValueError as exc:
+            raise ValueError(f"since: {exc}") from None
+        if seconds <= 0:
+            raise ValueError(f"since: {self.since!r} must be longer than zero")
+        return self
+
+
 def parse(model: type[StrictModel], body: Any) -> dict[str, Any]:
     """``body`` (parsed JSON, or None when it was not JSON) validated by ``model``."""
     if not isinstance(body, dict):
@@ -57,4 +82,6 @@ def parse(model: type[StrictModel], body: Any) -> dict[str, Any]:
     except ValidationError as err:
         where, what = first_problem(err)
         field = where[:64]
+        if not field:  # a rule across fields (RerunBody): the message names them
+            raise BadRequest(None, what) from None
         raise BadRequest(field, f"{field}: {what}") from None

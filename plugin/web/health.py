@@ -1,42 +1,89 @@
-"""GET /health (the tutorial's readiness answer, with detail) and GET /metrics (Prometheus)."""
+"""GET /health (the tutorial's readiness answer, with detail, and "degraded" when things
+failed lately), GET /health/live (liveness) and GET /metrics (Prometheus).
+
+/health answers 503 until the model is loaded (and while the database is unreachable):
+the readiness an orchestrator or a load balancer asks. Ready, it answers 200, with
+status "degraded" instead of "success" while calls failed or deliveries died within
+``server.health_window_s`` (an hour), or while an edit of the rules stands refused:
+working, but someone should look; a restart fixes none of it, so it stays 200.
+/health/live answers 200 whenever this process serves requests, for a liveness probe.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from plugin.store import queries
+from plugin.store import failures, queries
 from plugin.web.auth.identity import may
 from plugin.web.auth.marks import public
 from plugin.web.services import get_services
 
 bp = Blueprint("health", __name__)
 
+# What someone who is not an admin learns: the status, never why (an admin gets the detail).
+PUBLIC_MESSAGES = {"success": "Model is ready for inference", "degraded": "ready, with recent failures",
+                   "error": "not ready"}
+
 
 @bp.get("/health")
 @public
 def health():
-    """Anyone learns whether the service is ready; an admin also learns why not, and the
-    state of the model, the rules and the queue."""
+    """Anyone learns whether the service is ready, and whether degraded; an admin also
+    learns why, and the state of the model, the rules, the queue and recent failures."""
     body, status = _health()
     if not may("admin"):
-        ready = status == 200
-        body = {"status": body["status"], "message": "Model is ready for inference" if ready else "not ready"}
-    return jsonify(body), status
+        body = {"status": body["status"], "message": PUBLIC_MESSAGES[body["status"]]}
+    return jsonify(get_services().model.honest(body)), status  # says "trial model, random weights" while one is loaded
+
+
+@bp.get("/health/live")
+@public
+def live():
+    """Liveness: 200 while this process serves requests, whatever the model (loading,
+    or not there offline), the database or recent failures; restarting fixes none."""
+    return jsonify(status="alive"), 200
 
 
 def _health() -> tuple[dict, int]:
     svc = get_services()
     detail = {"model": {"state": svc.model.state, "source": svc.config.model.path or svc.config.model.name},
               "rules": svc.rules_holder.status()}
+    window_s = svc.config.server.health_window_s
     try:
         detail["queue"] = queries.work_counts(svc.sessions)
+        recent = failures.recent(svc.sessions, svc.clock, window_s)
     except Exception as exc:
         return dict(status="error", message=f"database unavailable: {exc.__class__.__name__}",
                     detail=detail), 503
+    detail["recent"] = recent.json()
     if not svc.model.ready:
         return dict(status="error", message=f"Model not ready: {svc.model.reason}", detail=detail), 503
+    problems = degraded_because(recent, detail["rules"])
+    if problems:
+        return dict(status="degraded", message="Model is ready for inference; degraded: " + "; ".join(problems),
+                    detail=detail), 200
     return dict(status="success", message="Model is ready for inference", detail=detail), 200
+
+
+def degraded_because(recent: failures.Recent, rules: dict) -> list[str]:
+    """What makes a ready service degraded, one phrase each (empty: nothing)."""
+    within = f"in the last {_span(recent.window_s)}"
+    out = []
+    if recent.calls_failed:
+        out.append(f"{recent.calls_failed} call(s) failed {within} (callmood calls rerun --failed)")
+    if recent.deliveries_dead:
+        out.append(f"{recent.deliveries_dead} delivery(ies) died {within}")
+    if rules.get("status") == "refused":
+        out.append("an edit of the rules was refused; the last good rules are in force (detail.rules.refused)")
+    return out
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @bp.get("/metrics")

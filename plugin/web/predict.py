@@ -2,6 +2,9 @@
 
     POST /predict  (multipart "file")  -> {filename, emotion, confidence, timestamp, segments}
 
+plus how the audio came, as in a call's summary (plugin/audio/decode.py): source_rate,
+source_codec, source_format, resampler, narrowband, partial, declared_s, decoded_s.
+
 (its GET /health is in plugin/web/health.py)
 
 Uploads take turns in their own small pool (plugin/web/predict_pool.py): beyond it they
@@ -80,4 +83,8 @@ def _predict():
         segments=[{"start": s.start, "end": s.end, "emotion": s.label,
                    "confidence": round(s.confidence, 4)} for s in analysis.segments],
         skipped_silence_s=notes["skipped_s"],  # not speech (or too quiet): not classified
+        # As in a call's summary: the source rate, codec and container, the resampler,
+        # narrowband (telephone audio) and partial (the file holds less than it declares).
+        **audio.describe(),
+        model=model.provenance(),  # {"trial": true} for a model made by make-random-model
     )

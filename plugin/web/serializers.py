@@ -58,6 +58,8 @@ def call_json(c: Call, segments: bool = True) -> dict:
         "timings": c.timings,
         "jobs": [{"id": j.id, "status": j.status, "attempts": j.attempts,
                   "last_error": j.last_error} for j in c.jobs],
+        # While an attempt failed and the next waits (or runs): why, and when; else None.
+        "retry": retry_json(c),
         "alerts": [alert_json(a) for a in c.alerts],
     }
     if segments:
@@ -65,6 +67,18 @@ def call_json(c: Call, segments: bool = True) -> dict:
                             "label": s.label, "confidence": s.confidence, "scores": s.scores}
                            for s in c.segments]
     return out
+
+
+def retry_json(c: Call) -> dict | None:
+    """The call's latest job, while it is queued again (or running again) after a failed
+    attempt: the status stays "received" (or "analyzed", for a re-run), so this says why
+    it is not done and when it is tried next (None while that attempt runs)."""
+    job = c.jobs[-1] if c.jobs else None
+    if job is None or job.status not in ("queued", "running") or not job.last_error:
+        return None
+    return {"job_id": job.id, "attempts": job.attempts, "last_error": job.last_error,
+            "next_attempt_at": iso(job.run_after) if job.status == "queued" else None,
+            "running": job.status == "running"}
 
 
 def notification_json(n: Notification) -> dict:

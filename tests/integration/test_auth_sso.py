@@ -130,7 +130,8 @@ def test_the_sign_in_endpoints_are_the_only_new_public_ones(sso_app):
     app = client.application
     public = {r.endpoint for r in app.url_map.iter_rules()
               if r.endpoint == "static" or role_needed(app.view_functions[r.endpoint]) is None}
-    assert public == {"webhooks.receive", "webhooks.token", "health.health", "auth.login", "auth.logout", "static",
+    assert public == {"webhooks.receive", "webhooks.token", "health.health", "health.live", "auth.login",
+                      "auth.logout", "static",
                       "oidc.start", "oidc.callback"}
 
 

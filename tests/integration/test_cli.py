@@ -3,13 +3,20 @@
 import csv
 import io
 
-from tests.helpers import make_audio, run_cli
+from tests.helpers import free_port, make_audio, run_cli
 from tests.speech import write_conversation
 
 AGENT = "Thank you for calling. How can I help you today with your account?"
 CUSTOMER = "I have been charged twice this month and nobody has called me back. This is unacceptable."
 
 callmood = run_cli
+
+
+def said(r) -> list[str]:
+    """stderr's lines past the first, which names the config the command read."""
+    first, *rest = r.stderr.strip().splitlines()
+    assert first.startswith("config: "), first
+    return rest
 
 
 def cfg_file(tmp_path, model_dir, extra=""):
@@ -65,7 +72,7 @@ def test_clear_one_line_errors(tmp_path, model_dir):
     p.write_text(f"model: {{path: {missing}}}\n")
     r = callmood("analyze", "-c", str(p), str(make_audio(tmp_path / "y", "wav_pcm", 16000, 1, 2.0)))
     assert r.returncode == 1 and f"model.path '{missing}' is not a directory" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert len(said(r)) == 1
 
 
 def test_make_random_model(tmp_path):
@@ -77,10 +84,12 @@ def test_serve_refuses_broken_rules_and_database_in_one_line(tmp_path, model_dir
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "bad.yaml").write_text("rules:\n  - name: r\n    when: {emotions: [angry], min_confidence: 7}\n")
-    r = callmood("serve", "-c", str(cfg_file(tmp_path, model_dir, f"rules: {{path: {rules}}}\n")))
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    r = callmood("serve", "-c", str(cfg_file(tmp_path, model_dir, f"rules: {{path: {rules}}}\n")),
+                 "--port", free_port())
+    assert r.returncode == 1 and len(said(r)) == 1
     assert "bad.yaml:3: rules.0.when.min_confidence: Input should be less than or equal to 1" in r.stderr
 
-    r = callmood("serve", "-c", str(cfg_file(tmp_path, model_dir, "database: {url: 'nosuchdb://x'}\n")))
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    r = callmood("serve", "-c", str(cfg_file(tmp_path, model_dir, "database: {url: 'nosuchdb://x'}\n")),
+                 "--port", free_port())
+    assert r.returncode == 1 and len(said(r)) == 1
     assert "cannot open database 'nosuchdb://x'" in r.stderr

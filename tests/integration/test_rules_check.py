@@ -44,7 +44,8 @@ def test_every_problem_with_file_and_line(tmp_path):
     cfg.write_text("sinks:\n  crm: {type: rest, url: 'http://crm.example/x'}\n", encoding="utf-8")
     r = check("-c", cfg, rules)
     assert r.returncode == 1
-    lines = r.stderr.strip().splitlines()
+    config_line, *lines = r.stderr.strip().splitlines()
+    assert config_line == f"config: {cfg}"  # every command names the config it read
     assert f"{rules}/a.yaml:5: rules.0.when.emotions: unknown emotion 'furious'" in lines[0]
     assert lines[1] == f"{rules}/a.yaml:6: rules.0.when.min_share: Input should be less than or equal to 1"
     assert lines[2] == f"{rules}/a.yaml:7: rules.0.summary: bad template: 'dict object' has no attribute 'customer'"
@@ -55,4 +56,4 @@ def test_every_problem_with_file_and_line(tmp_path):
 
 def test_missing_path_is_one_line(tmp_path):
     r = check(tmp_path / "nope")
-    assert r.returncode == 1 and r.stderr.strip().splitlines()[0] == f"{tmp_path / 'nope'}: rules path does not exist"
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[1] == f"{tmp_path / 'nope'}: rules path does not exist"

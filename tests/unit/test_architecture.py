@@ -27,12 +27,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "plugin.services": ("plugin.core", "plugin.config", "plugin.model", "plugin.store", "plugin.flow",
                         "rules", "connectors"),
     "plugin.web": ("plugin.core", "plugin.config", "plugin.audio", "plugin.model", "plugin.store",
-                   "plugin.flow", "plugin.services", "connectors"),
+                   "plugin.flow", "plugin.services", "connectors", "rules"),
     "plugin.cli": ("plugin.core", "plugin.config", "plugin.audio", "plugin.model", "plugin.store",
                    "plugin.flow", "plugin.services", "plugin.web", "rules", "connectors", "plugin.commands"),
     # Groups of the command, each a module (plugin/cli.py adds them).
     "plugin.commands": ("plugin.core", "plugin.config", "plugin.audio", "plugin.model", "plugin.store",
-                        "plugin.flow", "plugin.services", "rules", "connectors"),
+                        "plugin.flow", "plugin.services", "plugin.web", "rules", "connectors"),
 }
 
 

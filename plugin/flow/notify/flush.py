@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from plugin.core import trial
 from plugin.core.clock import Clock
 from plugin.core.data import severity_rank
 from plugin.flow.context import Links, call_context, stored_alert_context
@@ -83,6 +84,8 @@ def notification_context(n: Notification, rows: list[AlertRow], receiver: Receiv
     main = next(i for i in items if i["primary"])
     return {"alert": main["alert"], "call": main["call"], "link": main["link"], "alerts": items,
             "digest": n.kind == "digest", "count": len(items),
+            # Any of its calls analysed by a trial model (random weights): the message says so.
+            "trial": any(trial.recorded(r.call.summary) for r in rows),
             "action": receiver.params() if receiver is not None else {},
             "dashboard": links.dashboard,
             "notification": {"id": n.id, "receiver": n.receiver, "group": n.group_key, "kind": n.kind,

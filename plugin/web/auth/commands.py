@@ -12,7 +12,8 @@ from plugin.core.roles import ROLES
 
 role_choice = click.Choice(ROLES)
 config_option = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
-                             help="YAML config file (default: $CALLMOOD_CONFIG, else built-in defaults).")
+                             help="YAML config file (default: $CALLMOOD_CONFIG, else ./config.yaml if there is one, "
+                                  "else built-in defaults).")
 
 
 @contextmanager
@@ -27,6 +28,7 @@ def _accounts(config_path: str | None):
         cfg = config_mod.load(config_path)
     except config_mod.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo(cfg.origin_line, err=True)  # found as every command finds it (config.locate)
     try:
         engine = db.make_engine(cfg.database_url)
         db.upgrade(engine)

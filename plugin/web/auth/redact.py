@@ -34,6 +34,11 @@ def call(c: dict, phones: bool, payloads: bool) -> dict:
         parts = [{**r, "url": mask_text(r["url"])} for r in parts]
         if "error" in c:
             c["error"] = mask_text(c["error"])
+        # A fetch error quotes the recording's URL, which may be named after the caller.
+        if "jobs" in c:
+            c["jobs"] = [{**j, "last_error": mask_text(j.get("last_error"))} for j in c["jobs"]]
+        if c.get("retry"):
+            c["retry"] = {**c["retry"], "last_error": mask_text(c["retry"].get("last_error"))}
     if "recordings" in c:
         c["recordings"] = parts or None
     c["alerts"] = [alert(a, phones, payloads) for a in c.get("alerts", [])]

@@ -1,0 +1,73 @@
+"""What every `callmood` command does first: read the config (found the same way
+everywhere), set up logging that scrubs secrets and phone numbers, open the services.
+Shared by plugin/cli.py and the command groups beside this module."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from plugin import config as config_mod
+from plugin.config import ConfigError
+from plugin.core import scrub
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_funasr)
+        handler.addFilter(_scrub_logs)  # no credential in any log line (plugin/core/scrub.py)
+        handler.addFilter(_mask_phones)  # nor a whole phone number
+    for name in ("plugin", "connectors", "rules"):
+        logging.getLogger(name).setLevel(level.upper())
+
+
+_scrub_logs = scrub.LogFilter()  # one instance: addFilter does not add it twice
+_mask_phones = scrub.PhoneFilter()
+
+
+def _quiet_funasr(record: logging.LogRecord) -> bool:
+    # FunASR logs through the root logger (e.g. "trust_remote_code: False" as a warning).
+    return record.levelno >= logging.ERROR or "/funasr/" not in record.pathname.replace("\\", "/")
+
+
+def load_config(path: str | None) -> config_mod.Config:
+    """The config every command reads: -c, else $CALLMOOD_CONFIG, else ./config.yaml, else
+    the defaults (config.locate), named in one line on stderr."""
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(cfg.origin_line, err=True)
+    setup_logging(cfg.log_level)
+    return cfg
+
+
+def require_env(cfg, worker: bool) -> None:
+    """The secrets of what this process sends or looks up (sinks; identity.lookup with a
+    worker), checked before anything starts; other commands run without them."""
+    try:
+        cfg.require_env("sinks", *(["identity.lookup"] if worker else []))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def open_services(cfg):
+    from plugin.services import build
+    from rules.engine import RulesError
+    try:
+        return build(cfg)
+    except RulesError as exc:
+        raise click.ClickException(f"rules: {exc}") from None
+    except ConfigError as exc:  # auth.secret_key unreadable
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # database unreachable, bad URL...
+        raise click.ClickException(scrub.text(f"cannot open database {cfg.database_url!r}: "
+                                              f"{str(exc).splitlines()[0]}")) from None
+
+
+config_option = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+                             help="YAML config file (default: $CALLMOOD_CONFIG, else ./config.yaml if there is one, "
+                                  "else built-in defaults).")
