@@ -343,7 +343,8 @@ def _config(h, text: str, env: dict[str, str] | None = None) -> Refused:
     path = h.work / f"{h.next_id('config')}.yaml"
     path.write_text(text, encoding="utf-8")
     try:
-        config_mod.load(path)
+        # As `serve` and `worker` read it: the secrets of sinks and lookups are needed there.
+        config_mod.load(path).require_env("sinks", "identity.lookup")
     except ConfigError as exc:
         return Refused(str(exc), str(path))
     raise AssertionError(f"config accepted: {text!r}")
