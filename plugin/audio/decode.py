@@ -88,20 +88,34 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-@lru_cache(maxsize=1)
+_chosen: list[str] = []  # the answer, once this ffmpeg gave one (not a failure to ask it)
+
+
 def resampler() -> str:
     """The aresample filter every decode uses: soxr where this ffmpeg has it (the bundled
-    one does), else swr with its settings spelled out."""
+    one does), else swr with its settings spelled out.
+
+    Only an answer is kept for the process: ffmpeg that ran and refused soxr. One that
+    could not be asked (no fork under load, killed, past the timeout) gives swr for this
+    decode only, recorded as such, and is asked again next time; caching that would make
+    every later call of this process be heard through another resampler than the rest."""
+    if _chosen:
+        return _chosen[0]
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
            "anullsrc=r=8000:cl=mono", "-t", "0.05", "-af", SOXR, "-f", "null", "-"]
     try:
-        ok = subprocess.run(cmd, capture_output=True, timeout=30, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    if not ok:
+        code = subprocess.run(cmd, capture_output=True, timeout=30, check=False).returncode
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        logger.warning("could not ask ffmpeg (%s) whether it has libsoxr (%s): this decode resamples with "
+                       "swr; asked again at the next", ffmpeg_exe(), exc.__class__.__name__)
+        return SWR
+    if code < 0:  # killed by a signal: no answer either
+        return SWR
+    if code != 0:
         logger.warning("this ffmpeg (%s) has no libsoxr: resampling with swr, so scores may differ "
                        "slightly from an install with the bundled ffmpeg", ffmpeg_exe())
-    return SOXR if ok else SWR
+    _chosen[:] = [SOXR if code == 0 else SWR]
+    return _chosen[0]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ and the purge that removes it agree on where it is.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -63,6 +64,22 @@ def private_file(path: str | os.PathLike) -> Path:
 def private_opener(path: str, flags: int) -> int:
     """An ``opener`` for open(): new files are created 0600 whatever the umask."""
     return os.open(path, flags, FILE_MODE)
+
+
+def no_follow_opener(path: str, flags: int) -> int:
+    """An ``opener`` for open() reading a file someone else may write into (the drop
+    folder of `callmood import`): a link in its place is refused (ELOOP) rather than
+    followed, and so is anything but a regular file (a FIFO would block the reader
+    forever), checked on the opened descriptor so a swap after a check cannot slip by."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def data_subdir(data_dir: str | os.PathLike, name: str) -> Path:

@@ -22,6 +22,7 @@ The scheduled import (``imports.schedule``) reads ``imports.folder`` in the work
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import logging
@@ -96,8 +97,9 @@ def import_paths(paths: list[str], config: Config, intake: Intake, sidecar: str 
             _one(path, info, config, intake, report)
         except FileNotFoundError:
             continue  # taken meanwhile (another worker's run moved it)
-        except OSError as exc:
-            report.refused.append((str(path), f"cannot read: {exc.strerror}"))
+        except OSError as exc:  # ELOOP: a link put in the file's place after the walk
+            why = "is a link now (links are not imported)" if exc.errno == errno.ELOOP else exc.strerror
+            report.refused.append((str(path), f"cannot read: {why}"))
     return report
 
 
@@ -201,7 +203,7 @@ def _one(path: Path, info: SidecarRow | None, config: Config, intake: Intake, re
 def _sha256(path: Path, limit: int) -> str | None:
     """The hex sha256 of the file's bytes; None past ``limit`` bytes."""
     h, read = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+    with open(path, "rb", opener=files.no_follow_opener) as f:  # not a link swapped in since the walk
         while chunk := f.read(CHUNK):
             read += len(chunk)
             if read > limit:
@@ -217,7 +219,8 @@ def _copy(src: Path, dest: Path, data_dir: str, limit: int) -> bool:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     h = hashlib.sha256()
     try:
-        with open(src, "rb") as f, open(tmp, "wb", opener=files.private_opener) as out:
+        with open(src, "rb", opener=files.no_follow_opener) as f, \
+                open(tmp, "wb", opener=files.private_opener) as out:
             copied = 0
             while chunk := f.read(CHUNK):
                 copied += len(chunk)

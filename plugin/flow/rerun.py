@@ -35,6 +35,9 @@ from plugin.store.tables import Call
 log = logging.getLogger(__name__)
 
 MAX_AT_ONCE = 1000  # calls one request or command re-runs (the rest: run it again)
+# "--since 99999999999999d" means "ever": a window longer than any retention, held to what a
+# datetime can subtract (an OverflowError was a 500 in the API and a traceback on the CLI).
+MAX_SINCE_S = 100 * 366 * 86400.0
 
 # outcome: (what happened, what it means)
 _SAID = {
@@ -83,6 +86,7 @@ def rerun_failed(sessions: sessionmaker[Session], clock: Clock, jobs: JobQueue, 
                  limit: int = MAX_AT_ONCE) -> tuple[list[Rerun], int]:
     """Re-run the calls that failed within the last ``since_s`` seconds (the oldest ``limit``
     of them); also how many more there are."""
+    since_s = min(since_s, MAX_SINCE_S)
     with sessions() as s:
         ids = failed_call_ids(s, clock.now(s) - timedelta(seconds=since_s))
     log.info("re-run of the calls failed in the last %gs asked by %s: %d call(s)", since_s, by, len(ids))

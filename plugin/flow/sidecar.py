@@ -22,12 +22,13 @@ The sidecar is written by whoever can write into the drop folder: hostile by def
 from __future__ import annotations
 
 import csv
+import errno
 import io
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from plugin.core import ids, safe_json
+from plugin.core import files, ids, safe_json
 from plugin.core.phones import e164
 
 COLUMNS = ("file", "customer_id", "customer_phone", "agent_id", "queue", "ticket_id", "channels")
@@ -69,11 +70,13 @@ class Sidecar:
 def read_sidecar(path: Path, region: str) -> Sidecar:
     """Read and check ``path`` (CSV or JSON by its extension); SidecarError when it cannot
     be read as a whole."""
-    try:
-        with open(path, "rb") as f:
+    try:  # a link in a drop folder is not followed: it could name any file this user reads
+        with open(path, "rb", opener=files.no_follow_opener) as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise SidecarError(f"{path}: cannot read: {exc.strerror}") from None
+        why = "it is a link (a sidecar is read only as a file of its own)" if exc.errno == errno.ELOOP \
+            else exc.strerror
+        raise SidecarError(f"{path}: cannot read: {why}") from None
     if len(raw) > MAX_BYTES:
         raise SidecarError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MB")
     items = _json_items(path, raw) if path.suffix.lower() == ".json" else _csv_items(path, raw)

@@ -74,7 +74,8 @@ class Job(Base):
     """One unit of work for a worker, claimed with a lease that expires if the worker dies."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "status", "run_after"),)
+    __table_args__ = (Index("ix_jobs_claim", "status", "run_after"),
+                      Index("ix_jobs_finished", "status", "finished_at"))  # /health: failed lately
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
