@@ -454,6 +454,12 @@ class Config(Section):
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         # Limits that only make sense together; caught here rather than as odd behaviour later.
+        for name, src in SOURCES.items():
+            scfg = getattr(self.sources, name)
+            if not src.can_sync and (scfg.sync_interval_s or scfg.sync_schedule):
+                able = ", ".join(sorted(n for n, s in SOURCES.items() if s.can_sync))
+                raise ValueError(f"sources.{name}: {name} cannot list its recordings, so it has no sync "
+                                 f"(sync_interval_s, sync_schedule); these can: {able}")
         if self.audio.min_segment_s > self.audio.window_s:
             raise ValueError(f"audio.min_segment_s ({self.audio.min_segment_s}) must not exceed "
                              f"audio.window_s ({self.audio.window_s})")

@@ -62,3 +62,17 @@ def test_sync_says_in_one_line_why_it_cannot(tmp_path, sqlite_url, fake):
         assert r.returncode != 0, args
         assert expected in r.stderr, (args, r.stderr)
         assert "wrong-token-123" not in r.stderr
+
+
+def test_a_sync_schedule_on_a_source_that_cannot_sync_is_refused_at_load(tmp_path):
+    from plugin import config as config_mod
+
+    for key, value in (("sync_interval_s", 60), ("sync_schedule", "0 2 * * *")):
+        try:
+            config_mod.load(None, overrides={"sources": {"aircall": {key: value}}})
+        except config_mod.ConfigError as exc:
+            assert "sources.aircall: aircall cannot list its recordings" in str(exc)
+            assert "these can: tccc, twilio" in str(exc)
+        else:
+            raise AssertionError(f"{key} accepted on aircall")
+    config_mod.load(None, overrides={"sources": {"twilio": {"sync_schedule": "0 2 * * *"}}})
