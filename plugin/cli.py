@@ -16,7 +16,7 @@ import click
 
 from plugin.core import files, scrub
 from plugin.commands.common import (config_option, load_config, open_services, require_env,  # noqa: F401
-                                     setup_logging)
+                                     setup_logging, since_seconds)
 from plugin.commands.calls import calls_group
 from plugin.commands.imports import import_command
 from plugin.commands.trial import trial_receiver
@@ -278,14 +278,8 @@ def forget(config_path, customer_id, dry_run):
 def sync(config_path, source, since):
     """Store the calls SOURCE's API lists that never reached us (missed pushes)."""
     from plugin.flow.sync import SyncError, sync_source
-    from rules.yamlfile import parse_duration
 
-    try:
-        seconds = parse_duration(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    if seconds <= 0:
-        raise click.BadParameter(f"{since!r} must be longer than zero", param_hint="--since")
+    seconds = since_seconds(since)
     cfg = _load(config_path)
     svc = _services(cfg)
     try:

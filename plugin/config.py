@@ -24,7 +24,7 @@ from connectors.sources import SOURCES, SourceConfig
 from plugin.core.cron import cron_problem
 from plugin.core.retry import RetryPolicy
 from plugin.core.roles import ROLES
-from plugin.core.validation import StrictModel, dotted, problems
+from plugin.core.validation import StrictModel, checked, dotted, problems
 
 ENV_CONFIG = "CALLMOOD_CONFIG"
 LOCAL_CONFIG = "config.yaml"  # looked for in the working directory, as `make run` does
@@ -391,13 +391,7 @@ class ImportsConfig(Section):
     # Files changed less than this long ago are still being written: the next run takes them.
     min_age_s: float = Field(60.0, ge=0)
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        problem = cron_problem(v) if v is not None else None
-        if problem:
-            raise ValueError(problem)
-        return v
+    _cron = field_validator("schedule")(checked(cron_problem))
 
     @field_validator("sidecar")
     @classmethod

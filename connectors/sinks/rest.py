@@ -129,7 +129,7 @@ def origin(template: str) -> tuple[str, str]:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must start with http:// or https:// and a host written out, not templated")
     rest = head[len(parts.scheme) + 3 + len(parts.netloc):]
-    if len(literal) > 1 and not rest[:1] in ("/", "?"):
+    if len(literal) > 1 and rest[:1] not in ("/", "?"):
         raise ValueError("the host must be written out in full before the first {{ }} "
                          "(a template may fill in the path and the query only)")
     if "@" in parts.netloc:

@@ -48,7 +48,8 @@ from pydantic import Field, field_validator
 
 from connectors.sources.base import (Accepted, Answer, EventError, Inbound, Received, SignatureError, Source,
                                      SourceConfig, VendorApiError, same_secret)
-from plugin.core import ids, safe_json
+from connectors.sources.fields import json_value
+from plugin.core import ids
 from plugin.core.data import CallEvent, Download
 from plugin.core.phones import e164
 
@@ -161,10 +162,7 @@ class AlibabaSource(Source):
             raise SignatureError(f"the token does not match sources.{self.name}.token")
 
     def receive(self, req: Inbound, cfg: AlibabaConfig) -> Received:
-        try:
-            data = safe_json.loads(req.body)
-        except safe_json.UnsafeJson as exc:
-            raise EventError(exc.where, exc.message) from None
+        data = json_value(req.body)
         items = [data] if isinstance(data, dict) else data  # documented: an array; one object is taken too
         if not isinstance(items, list):
             raise EventError("body", "expected a JSON array of events")

@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from plugin.core import cron
 from plugin.core.data import CallEvent, Credential, Download
-from plugin.core.validation import StrictModel
+from plugin.core.validation import StrictModel, checked
 
 MAX_FORM_FIELDS = 200
 
@@ -228,13 +228,7 @@ class SourceConfig(StrictModel):
     # every day, the machine's time zone; "CRON_TZ=Asia/Shanghai 30 1 * * *" names one).
     sync_schedule: str | None = None
 
-    @field_validator("sync_schedule")
-    @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        problem = cron.cron_problem(v) if v is not None else None
-        if problem:
-            raise ValueError(problem)
-        return v
+    _cron = field_validator("sync_schedule")(checked(cron.cron_problem))
 
     @model_validator(mode="after")
     def _one_schedule(self) -> SourceConfig:
@@ -304,6 +298,16 @@ class Source:
         """The vendor's recordings finished in [since, until), as if each had been pushed;
         the caller stores what is missing (the same event twice is one call)."""
         raise NotImplementedError(f"source {self.name!r} cannot list its recordings")
+
+
+def refuse_stale(age_s: float, tolerance_s: float, signed: str, source: str) -> None:
+    """SignatureError when a request signed ``age_s`` seconds ago (negative: ahead) is outside
+    ``sources.<source>.replay_tolerance_s``: a captured request is not taken again later.
+    Call it after the signature check: an unsigned time says nothing."""
+    if abs(age_s) > tolerance_s:
+        when = f"{age_s:.0f}s ago" if age_s > 0 else f"{-age_s:.0f}s in the future"
+        raise SignatureError(f"{signed} was signed {when}, outside the {tolerance_s:g}s tolerance "
+                             f"(sources.{source}.replay_tolerance_s)")
 
 
 def same_secret(given: str | bytes, expected: str | bytes) -> bool:

@@ -13,14 +13,19 @@ from plugin.core import ids, safe_json
 URL_MAX = 4096
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, with plugin/core/safe_json.py's limits."""
+def json_value(body: bytes) -> Any:
+    """The body as JSON, with plugin/core/safe_json.py's limits."""
     try:
-        data = safe_json.loads(body)
+        return safe_json.loads(body)
     except safe_json.UnsafeJson as exc:
         raise EventError(exc.where, exc.message) from None
+
+
+def json_object(body: bytes, expected: str = "expected a JSON object") -> dict[str, Any]:
+    """The body as a JSON object; ``expected`` says what it should have been."""
+    data = json_value(body)
     if not isinstance(data, dict):
-        raise EventError("body", "expected a JSON object")
+        raise EventError("body", expected)
     return data
 
 

@@ -27,10 +27,11 @@ from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.sources.base import EventError, SignatureError, Source, SourceConfig
-from plugin.core import ids, safe_json
+from connectors.sources.base import EventError, SignatureError, Source, SourceConfig, refuse_stale
+from connectors.sources.fields import json_object, url_problem
+from plugin.core import ids
 from plugin.core.data import CallEvent
-from plugin.core.validation import first_problem
+from plugin.core.validation import checked, first_problem
 
 ROLES = {"agent", "customer"}
 
@@ -56,15 +57,6 @@ class GenericConfig(SourceConfig):
     replay_tolerance_s: float = Field(0, ge=0)
 
 
-def _safe_id(v: str | None) -> str | None:
-    if v is None:
-        return v
-    problem = ids.id_problem(v)
-    if problem:
-        raise ValueError(problem)
-    return v
-
-
 class GenericEvent(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -85,25 +77,9 @@ class GenericEvent(BaseModel):
         return None if isinstance(v, str) and not v.strip() else v
 
     _ids = field_validator("call_id", "customer_id", "agent_id", "queue", "scenario", "ticket_id")(
-        _safe_id)
-
-    @field_validator("customer_phone")
-    @classmethod
-    def _phone(cls, v: str | None) -> str | None:
-        problem = ids.phone_problem(v) if v is not None else None
-        if problem:
-            raise ValueError(problem)
-        return v
-
-    @field_validator("recording_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not (v.startswith("http://") or v.startswith("https://")):
-            raise ValueError("must be an http(s) URL")
-        if any(c.isspace() or not c.isprintable() or c == "\\" for c in v):
-            # Two URL parsers may read such a URL as two different hosts (plugin/audio/fetch.py).
-            raise ValueError("must not contain whitespace, control characters or a backslash")
-        return v
+        checked(ids.id_problem))
+    _phone = field_validator("customer_phone")(checked(ids.phone_problem))
+    _url = field_validator("recording_url")(checked(url_problem))
 
     @field_validator("channels")
     @classmethod
@@ -150,19 +126,10 @@ class GenericSource(Source):
         expected = _hmac(cfg.secret, stamps[0].encode() + b"." + body).encode()
         if not any(_same(m, expected) for m in macs):
             raise SignatureError(f"{header} does not match the body and timestamp")
-        age = now - int(stamps[0])
-        if abs(age) > cfg.replay_tolerance_s:
-            when = f"{age:.0f}s ago" if age > 0 else f"{-age:.0f}s in the future"
-            raise SignatureError(f"{header} was signed {when}, outside the "
-                                 f"{cfg.replay_tolerance_s:g}s tolerance (sources.{self.name}.replay_tolerance_s)")
+        refuse_stale(now - int(stamps[0]), cfg.replay_tolerance_s, header, self.name)
 
     def parse(self, body: bytes) -> CallEvent:
-        try:
-            data = safe_json.loads(body)
-        except safe_json.UnsafeJson as exc:
-            raise EventError(exc.where, exc.message) from None
-        if not isinstance(data, dict):
-            raise EventError("body", "expected a JSON object")
+        data = json_object(body)
         try:
             ev = GenericEvent.model_validate(data)
         except ValidationError as err:

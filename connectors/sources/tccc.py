@@ -66,7 +66,7 @@ from connectors.sources.fields import json_object, url_problem
 from plugin.core import ids
 from plugin.core.data import CallEvent, Recording
 from plugin.core.phones import e164
-from plugin.core.validation import first_problem
+from plugin.core.validation import checked, first_problem
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +184,7 @@ class RecordPush(BaseModel):
     def _blank(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
 
-    @field_validator("SessionId", "RecordId")
-    @classmethod
-    def _id(cls, v: str | None) -> str | None:
-        problem = ids.id_problem(v) if v is not None else None
-        if problem:
-            raise ValueError(problem)
-        return v
+    _id = field_validator("SessionId", "RecordId")(checked(ids.id_problem))
 
     @field_validator("EndpointUser")
     @classmethod
@@ -204,13 +198,7 @@ class RecordPush(BaseModel):
             raise ValueError(problem)
         return v
 
-    @field_validator("RecordURL", "CustomRecordURL")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        problem = url_problem(v) if v is not None else None
-        if problem:
-            raise ValueError(problem)
-        return v
+    _url = field_validator("RecordURL", "CustomRecordURL")(checked(url_problem))
 
 
 

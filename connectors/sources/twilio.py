@@ -68,7 +68,8 @@ from twilio.rest import Client
 
 from connectors.sources.base import (Accepted, Answer, EventError, Inbound, Received, SignatureError, Source,
                                      SourceConfig, VendorApiError, basic_auth)
-from plugin.core import ids, safe_json
+from connectors.sources.fields import json_object
+from plugin.core import ids
 from plugin.core.data import CallEvent, Credential, Download
 from plugin.core.phones import e164
 
@@ -358,12 +359,7 @@ def _signed_params(req: Inbound) -> _Params | str:
 def _payload(req: Inbound) -> dict[str, str]:
     """The callback's fields, one value each: form-encoded, or a JSON object (bodySHA256)."""
     if _is_json(req):
-        try:
-            data = safe_json.loads(req.body)
-        except safe_json.UnsafeJson as exc:
-            raise EventError(exc.where, exc.message) from None
-        if not isinstance(data, dict):
-            raise EventError("body", "expected a JSON object")
+        data = json_object(req.body)
         data = {k: v if isinstance(v, str) else str(v) for k, v in data.items()
                 if isinstance(v, (str, int)) and not isinstance(v, bool)}
     else:

@@ -50,8 +50,8 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sources.base import (EventError, Inbound, Received, SignatureError, Source, SourceConfig,
-                                     VendorApiError, basic_auth, same_secret)
-from connectors.sources.fields import http_url, queue_name
+                                     VendorApiError, basic_auth, refuse_stale, same_secret)
+from connectors.sources.fields import http_url, json_object, queue_name
 from plugin.core import ids, safe_json
 from plugin.core.data import CallEvent, Credential, Download
 from plugin.core.phones import e164
@@ -144,18 +144,10 @@ class ZendeskSource(Source):
             if sent.tzinfo is None:  # Zendesk writes UTC ("...Z"); a time without a zone is read so
                 sent = sent.replace(tzinfo=timezone.utc)
             age = (time.time() if now is None else now) - sent.timestamp()
-            if abs(age) > cfg.replay_tolerance_s:
-                when = f"{age:.0f}s ago" if age > 0 else f"{-age:.0f}s in the future"
-                raise SignatureError(f"the request was signed {when}, outside the {cfg.replay_tolerance_s:g}s "
-                                     f"tolerance (sources.{self.name}.replay_tolerance_s)")
+            refuse_stale(age, cfg.replay_tolerance_s, "the request", self.name)
 
     def receive(self, req: Inbound, cfg: ZendeskConfig) -> Received:
-        try:
-            data = safe_json.loads(req.body)
-        except safe_json.UnsafeJson as exc:
-            raise EventError(exc.where, exc.message) from None
-        if not isinstance(data, dict):
-            raise EventError("body", "expected a JSON object (the body of the trigger's webhook action)")
+        data = json_object(req.body, "expected a JSON object (the body of the trigger's webhook action)")
         push_id = _push_id(req.headers.get(INVOCATION))
         ticket_id = _ticket_id(data.get("ticket_id"))
         reason = _via_reason(data.get("via"))

@@ -8,7 +8,7 @@ import getpass
 
 import click
 
-from plugin.commands.common import config_option, load_config, open_services
+from plugin.commands.common import config_option, load_config, open_services, since_seconds
 from plugin.web.converters import ROW_ID_MAX
 
 
@@ -34,7 +34,7 @@ def rerun(config_path, call_ids, failed, since, limit):
         raise click.UsageError("give call ids, or --failed [--since 1d]; one or the other")
     if since is not None and not failed:
         raise click.UsageError("--since goes with --failed")
-    seconds = _duration(since or "1d")
+    seconds = since_seconds(since or "1d")
     cfg = load_config(config_path)
     svc = open_services(cfg)
     by = f"{_user()} (command line)"
@@ -52,18 +52,6 @@ def rerun(config_path, call_ids, failed, since, limit):
     click.echo(("no call failed within " + (since or "1d") if failed and not done else counts(done)) + tail)
     if any(r.outcome in ("not_found", "purged") for r in done):
         raise SystemExit(1)
-
-
-def _duration(text: str) -> float:
-    from rules.yamlfile import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
-    if seconds <= 0:
-        raise click.BadParameter(f"{text!r} must be longer than zero", param_hint="--since")
-    return seconds
 
 
 def _user() -> str:

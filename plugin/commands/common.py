@@ -68,6 +68,19 @@ def open_services(cfg):
                                               f"{str(exc).splitlines()[0]}")) from None
 
 
+def since_seconds(text: str) -> float:
+    """A --since such as 90m, 12h or 7d, in seconds; a usage error naming --since otherwise."""
+    from rules.yamlfile import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{text!r} must be longer than zero", param_hint="--since")
+    return seconds
+
+
 config_option = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
                              help="YAML config file (default: $CALLMOOD_CONFIG, else ./config.yaml if there is one, "
                                   "else built-in defaults).")

@@ -4,11 +4,22 @@ or the request body."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 Loc = tuple[Any, ...]
+
+
+def checked(problem: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+    """A pydantic field validator made of a function that says what is wrong with a value
+    (None: nothing): ``field_validator("x")(checked(ids.id_problem))``. None passes."""
+    def check(value: Any) -> Any:
+        said = problem(value) if value is not None else None
+        if said:
+            raise ValueError(said)
+        return value
+    return check
 
 
 def message(error: dict[str, Any]) -> str:

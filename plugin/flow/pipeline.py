@@ -142,7 +142,7 @@ class Pipeline:
                 raise FetchError(f"import: {exc}", retryable=False) from None
         src, cfg = SOURCES.get(call.source), self.config.source(call.source)
         if src is None or cfg is None:
-            return Source.downloads(Source(), call, SourceConfig(), http)
+            return Source().downloads(call, SourceConfig(), http)
         try:
             return src.downloads(call, cfg, http)
         except (FetchError, LeaseLost, HandedBack):
