@@ -313,3 +313,16 @@ def test_calls_rerun_from_the_command_line(tmp_path, db_url, app_factory, cli_ca
                            ("--failed", "--since", "soon"): "--since", ("0",): "0"}.items():
         r = run_cli("calls", "rerun", *args, "-c", config)
         assert r.returncode == 2 and expected in r.stderr, (args, r.stderr)
+
+
+def test_a_retrying_calls_error_is_text_on_the_call_page(tmp_path, db_url, app_factory, clock):
+    """A vendor's error text (an API answer, a recording host's name) reaches the page as text."""
+    svc, sup = app_factory(make_config(tmp_path, None, db_url), clock=clock, role="supervisor")
+    call_id = accept(sup, event("retry-html", "http://127.0.0.1:9/r.wav"))
+    job_id = svc.jobs.claim("worker")
+    hostile = 'alibaba: CCC said <script>alert(1)</script><img src=x onerror="x()">'
+    with svc.sessions.begin() as s:
+        assert svc.jobs.fail(s, job_id, "worker", hostile, retry_in_s=60) == "queued"
+    page = sup.get(f"/calls/{call_id}").text
+    assert "retrying" in page and "<script>alert(1)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
