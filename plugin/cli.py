@@ -18,7 +18,9 @@ from plugin.core import files, scrub
 from plugin.commands.common import (config_option, load_config, open_services, require_env,  # noqa: F401
                                      setup_logging, since_seconds)
 from plugin.commands.calls import calls_group
+from plugin.commands.evaluate import evaluate_command
 from plugin.commands.imports import import_command
+from plugin.commands.report import report_command
 from plugin.commands.trial import trial_receiver
 from plugin.web.auth.commands import tokens_group, users_group
 
@@ -465,6 +467,8 @@ main.add_command(users_group)
 main.add_command(tokens_group)
 main.add_command(calls_group)
 main.add_command(import_command)
+main.add_command(report_command)
+main.add_command(evaluate_command)
 main.add_command(trial_receiver)
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import yaml
@@ -22,6 +23,7 @@ from connectors.sinks import SINK_TYPES
 from connectors.sinks.base import header_problem
 from connectors.sources import SOURCES, SourceConfig
 from plugin.core.cron import cron_problem
+from plugin.core.data import EMOTIONS
 from plugin.core.retry import RetryPolicy
 from plugin.core.roles import ROLES
 from plugin.core.validation import StrictModel, checked, dotted, problems
@@ -413,6 +415,60 @@ class ImportsConfig(Section):
         return Path(self.done_folder) if self.done_folder else Path(self.folder) / "done"
 
 
+class ReportScheduleConfig(Section):
+    """When one kind of review report goes out, and to which WeCom robots."""
+
+    # crontab's syntax (plugin/core/cron.py), in reports.timezone unless it starts with CRON_TZ=.
+    schedule: str | None = None
+    sinks: list[str] = Field(default_factory=list)  # names under `sinks:` of type wecom_robot; none: not sent
+
+    _cron = field_validator("schedule")(checked(cron_problem))
+
+
+class DailyReportConfig(ReportScheduleConfig):
+    schedule: str | None = "0 8 * * *"  # the day before, at 08:00
+
+
+class WeeklyReportConfig(ReportScheduleConfig):
+    schedule: str | None = "0 8 * * 1"  # the ISO week before (Monday to Sunday), on Monday at 08:00
+
+
+class ReportsConfig(Section):
+    """The daily and weekly emotion review report (情绪复盘报告, plugin/flow/report/): sent
+    by the processes that run deliveries, shown at /reports, built by `callmood report`."""
+
+    # The zone whose calendar days and ISO weeks the reports cover (an IANA name); None:
+    # the machine's zone, as crontab reads the schedules.
+    timezone: str | None = None
+    negative_emotions: list[str] = Field(default_factory=lambda: ["angry", "disgusted", "fearful", "sad"],
+                                         min_length=1)
+    top_customers: int = Field(10, ge=0, le=100)
+    max_rows: int = Field(20, ge=1, le=500)  # rows per breakdown; the rest are summed as "others"
+    # A queue, agent or scenario needs this many calls in the period to be named among the
+    # worst in the WeCom message (a share of two calls means little).
+    min_calls: int = Field(5, ge=1)
+    daily: DailyReportConfig = Field(default_factory=DailyReportConfig)
+    weekly: WeeklyReportConfig = Field(default_factory=WeeklyReportConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. Asia/Shanghai, UTC)") from None
+        return v
+
+    @field_validator("negative_emotions")
+    @classmethod
+    def _emotions(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if e not in EMOTIONS:
+                raise ValueError(f"unknown emotion {e!r} (known: {', '.join(EMOTIONS)})")
+        return v
+
+
 # Each source and each sink type owns its config model, next to its code (connectors/):
 # `sources:` has one section per source, `sinks:` one per named sink, picked by its `type`.
 SourcesConfig = create_model(
@@ -444,6 +500,7 @@ class Config(Section):
     _origin: str = PrivateAttr("config")
     _unset: dict[str, str] = PrivateAttr(default_factory=dict)  # "sinks.crm.auth_header" -> "CRM_TOKEN"
     imports: ImportsConfig = Field(default_factory=ImportsConfig)  # a drop folder imported on a schedule
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)  # the daily and weekly review report
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -454,6 +511,15 @@ class Config(Section):
                 able = ", ".join(sorted(n for n, s in SOURCES.items() if s.can_sync))
                 raise ValueError(f"sources.{name}: {name} cannot list its recordings, so it has no sync "
                                  f"(sync_interval_s, sync_schedule); these can: {able}")
+        for kind in ("daily", "weekly"):  # the review report goes to WeCom robots only
+            for name in getattr(self.reports, kind).sinks:
+                sink = self.sinks.get(name)
+                if sink is None:
+                    raise ValueError(f"reports.{kind}.sinks: {name!r} is not under sinks: "
+                                     f"(configured: {', '.join(sorted(self.sinks)) or 'none'})")
+                if sink.type != "wecom_robot":
+                    raise ValueError(f"reports.{kind}.sinks: {name!r} is a {sink.type} sink; the report goes "
+                                     f"to WeCom robots (type wecom_robot)")
         if self.audio.min_segment_s > self.audio.window_s:
             raise ValueError(f"audio.min_segment_s ({self.audio.min_segment_s}) must not exceed "
                              f"audio.window_s ({self.audio.window_s})")

@@ -21,10 +21,15 @@ Mentions must be user ids (letters, digits, ``_ . - @``).
 
 A message about calls a trial model analysed (``ctx["trial"]``: random weights) starts
 with the line "试用模型（随机权重）trial model, random weights", whatever the template.
+
+The daily and weekly review report is two messages (``report_messages``): its markdown,
+and its chart as an ``image`` message (the PNG in base64 with its md5, at most 2 MB).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any, Literal
 
 import requests
@@ -36,6 +41,8 @@ from plugin.core.ids import user_id_problem
 from plugin.core.sandbox import Raw, render_escaped
 
 MAX_BYTES = 4096
+MAX_IMAGE_BYTES = 2 * 1024 * 1024  # an image message's PNG or JPG, before base64
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Errors the same message can never get past (malformed body, content too long).
 FINAL_ERRCODES = {40008, 40058, 44004}
@@ -139,6 +146,22 @@ def _more(ctx: dict[str, Any], others: list[dict[str, Any]], budget: int) -> str
     if room < 48:  # the main alert alone fills the message
         return ""
     return head + "\n" + "\n".join(_fit(lines, room))
+
+
+def report_messages(content: str, png: bytes | None) -> list[dict[str, Any]]:
+    """The review report (plugin/flow/report/) as the robot's messages, each a payload for
+    ``send``: the markdown (cut to MAX_BYTES; its maker escaped the data in it with ``md``),
+    then the chart as an ``image`` message: the PNG's base64 and the md5 of its raw bytes
+    (hex), as the robot checks them; at most 2 MB before encoding."""
+    out: list[dict[str, Any]] = [{"body": {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content)}}}]
+    if png is not None:
+        if not png.startswith(PNG_SIGNATURE):
+            raise ValueError("the chart is not a PNG")
+        if len(png) > MAX_IMAGE_BYTES:
+            raise ValueError(f"the chart is {len(png)} bytes; the robot takes at most {MAX_IMAGE_BYTES}")
+        out.append({"body": {"msgtype": "image", "image": {"base64": base64.b64encode(png).decode("ascii"),
+                                                           "md5": hashlib.md5(png).hexdigest()}}})
+    return out
 
 
 class WeComRobotConfig(SinkConfig):

@@ -1,6 +1,6 @@
 """Background work inside a process: model loading, the worker, the delivery loop, and
 the scheduler's periodic jobs (notifications due, edited rule files, reconciling sources,
-the drop folder's import).
+the drop folder's import, the review report).
 
 `callmood serve` runs all of it beside the web app (the embedded default);
 `callmood worker` runs it without the web app, on as many machines as needed.
@@ -30,6 +30,7 @@ from plugin.flow.batch_import import scheduled_import
 from plugin.flow.intake import Intake
 from plugin.flow.outbox import Outbox
 from plugin.flow.pipeline import Pipeline
+from plugin.flow.report.send import report_trigger, scheduled_report
 from plugin.flow.rules_watch import RulesHolder
 from plugin.flow.sync import scheduled_sync
 from plugin.model.loading import ModelService
@@ -86,6 +87,12 @@ class Runtime:
             # `serve` and `worker` by default; purges running side by side do no harm).
             if self.purge is not None and cfg.retention.interval_s:
                 self.scheduler.add_job(self._purge, "interval", id="purge", seconds=cfg.retention.interval_s)
+            # The daily and weekly review report, stored once for the outbox (plugin/flow/report/send.py).
+            for kind in ("daily", "weekly"):
+                trigger = report_trigger(cfg.reports, kind)
+                if trigger is not None:
+                    self.scheduler.add_job(scheduled_report, trigger, id=f"report_{kind}",
+                                           args=(cfg, self.pipeline.outputs, kind), misfire_grace_time=CRON_GRACE_S)
         if self.run_worker and self.intake is not None:
             # Reconcile missed pushes where the operator asked for it (plugin/flow/sync.py).
             for name, src in SOURCES.items():

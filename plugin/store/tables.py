@@ -126,7 +126,7 @@ class AlertRow(Base):
     matched: Mapped[list] = mapped_column(JSON)  # [[start, end], ...]
     summary: Mapped[str] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # the review report reads a period
     labels: Mapped[dict] = mapped_column(JSON, default=dict)  # the rule's labels, for routing
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # measures behind the verdict
     # What routing did with it: [{"receiver", "outcome", "reason", "notification_id"}]
@@ -192,6 +192,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("alert_id", "sink", name="uq_deliveries_alert_sink"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # Sent once whoever stores it (the review report: plugin/flow/report/send.py).
+        Index("ix_deliveries_dedupe_key", "dedupe_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -210,6 +212,9 @@ class Delivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A delivery of neither an alert nor a notification (the review report) is stored once
+    # under this key, e.g. "report:daily:2026-11-24:wecom:markdown"; None for the others.
+    dedupe_key: Mapped[str | None] = mapped_column(String(255))
 
     alert: Mapped[AlertRow | None] = relationship(back_populates="deliveries")
     notification: Mapped[Notification | None] = relationship(back_populates="delivery")
