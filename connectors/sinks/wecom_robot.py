@@ -38,6 +38,7 @@ from pydantic import Field, field_validator
 from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json
 from plugin.core import trial
 from plugin.core.ids import user_id_problem
+from plugin.core.lookalikes import markdown_safe
 from plugin.core.sandbox import Raw, render_escaped
 
 MAX_BYTES = 4096
@@ -70,14 +71,11 @@ DIGEST_HEADER = """\
 SUMMARY_CHARS = 100  # of each alert's summary in a list
 
 
-# Full-width look-alikes: the text reads the same, and WeCom parses none of it as markdown.
-_MARKDOWN = str.maketrans({"<": "＜", ">": "＞", "[": "［", "]": "］", "#": "＃", "*": "＊",
-                           "`": "｀", "&": "＆"})
 
 
 def md(value: object) -> str:
     """``value`` as text that WeCom markdown shows as it is, on the line it was put on."""
-    text = str(value).translate(_MARKDOWN)
+    text = markdown_safe(str(value))  # full-width look-alikes: reads the same, parses as nothing
     # Any line break or control character (\r, \n, \v, \f, U+0085, U+2028...) is a space.
     return "".join(c if c.isprintable() else " " for c in text)
 

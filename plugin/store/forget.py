@@ -10,7 +10,9 @@ grouped by something other than the customer) stays for the others: it loses the
 to the customer's alerts, and its group key and its delivery's body are redacted: every
 occurrence of the customer id, their phone numbers and their calls' external and ticket
 ids becomes ``[removed]`` (also where a sink escaped or percent-encoded them). A body
-that is still to be sent goes out redacted.
+that is still to be sent goes out redacted. The review report's stored WeCom messages
+(plugin/flow/report/, deliveries keyed "report:...") name top customers: they are
+redacted the same way.
 
 Everything in the database happens in one transaction; a dry run rolls it back, so it
 counts exactly what a real run removes. Not covered: log files (phone numbers are masked
@@ -29,6 +31,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.core import files
+from plugin.core.lookalikes import markdown_safe
 from plugin.store import phone_lookups
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job, Notification, NotificationAlert, Segment
 
@@ -38,7 +41,10 @@ Sessions = sessionmaker[Session]
 
 # The order `callmood forget` prints.
 KINDS = ("calls", "jobs", "segments", "alerts", "feedback", "deliveries", "notifications",
-         "shared notifications redacted", "phone lookups", "recording copies")
+         "shared notifications redacted", "reports redacted", "phone lookups", "recording copies")
+
+# The review report's deliveries (plugin/flow/report/send.py dedupe_key).
+REPORT_KEYS = "report:%"
 
 
 def forget_customer(sessions: Sessions, data_dir: str | Path, customer_id: str,
@@ -92,6 +98,13 @@ def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
             d.payload = redact(d.payload)
             d.last_error = redact(d.last_error)
         out["shared notifications redacted"] += 1
+    # Report bodies are small and few (two per robot a day): each is read and redacted where
+    # it names the customer. The HTML page and CSV are computed anew and have nothing to forget.
+    for d in s.execute(select(Delivery).where(Delivery.dedupe_key.like(REPORT_KEYS))).scalars():
+        body, error = redact(d.payload), redact(d.last_error)
+        if body != d.payload or error != d.last_error:
+            d.payload, d.last_error = body, error
+            out["reports redacted"] += 1
     s.flush()
 
     out["feedback"] += s.execute(delete(Feedback).where(Feedback.alert_id.in_(alert_ids))).rowcount
@@ -106,8 +119,8 @@ def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
 
 class Redactor:
     """Replaces whole occurrences of some values in text and JSON with [removed]: as
-    written, with a backslash before any punctuation (markdown escaping) and
-    percent-encoded (URLs). A value counts only where no letter or digit touches it,
+    written, with a backslash before any punctuation (markdown escaping), with WeCom
+    markdown's full-width look-alikes, and percent-encoded (URLs). A value counts only where no letter or digit touches it,
     so "cust-4" is not found inside "cust-42"."""
 
     def __init__(self, values: list[str | None]):
@@ -115,6 +128,7 @@ class Redactor:
         for v in values:
             if v and v.strip():
                 variants.add(_escapable(v))
+                variants.add(_escapable(markdown_safe(v)))  # as WeCom markdown carries it (＃ for #)
                 encoded = quote(v, safe="")
                 if encoded != v:
                     variants.add(re.escape(encoded))

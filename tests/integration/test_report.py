@@ -429,3 +429,25 @@ def test_migration_0007_adds_and_removes_the_dedupe_key(tmp_path, db_url):
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(Delivery.__table__)).scalar() == 2
     engine.dispose()
+
+
+def test_forget_redacts_the_customer_from_stored_report_messages(tmp_path, db_url, fake, app_factory):
+    """The stored WeCom markdown names the top customers: `callmood forget` redacts it there
+    too, also where WeCom markdown's look-alikes changed the id (# -> ＃)."""
+    robot = Robot(fake)
+    svc, _ = app_factory(report_cfg(tmp_path, db_url, wecom=robot.server))
+    seed(svc.sessions)
+    with svc.sessions.begin() as s:  # a customer id holding a character markdown escapes
+        s.execute(AlertRow.__table__.update().where(AlertRow.customer_id == "cust-3").values(customer_id="vip#3"))
+    deliver(svc.config, svc.outputs, period_of("daily", DAY, zone(TZ)))
+
+    def markdown() -> str:
+        with svc.sessions() as s:
+            return s.execute(select(Delivery.payload).where(Delivery.dedupe_key.like("%:markdown"))).scalar_one()[
+                "body"]["markdown"]["content"]
+
+    assert "cust-1" in markdown() and "vip＃3" in markdown()
+    assert svc.forget("cust-1")["reports redacted"] == 1
+    assert svc.forget("vip#3")["reports redacted"] == 1
+    assert "cust-1" not in markdown() and "vip＃3" not in markdown() and markdown().count("[removed]") >= 2
+    assert svc.forget("cust-2")["reports redacted"] == 0  # a false alarm only: never named
