@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from plugin.config import ConfigError
 from plugin.core import files, scrub
 from plugin.commands.common import (config_option, load_config, open_services, require_env,  # noqa: F401
                                      setup_logging, since_seconds)
@@ -283,6 +284,10 @@ def sync(config_path, source, since):
 
     seconds = since_seconds(since)
     cfg = _load(config_path)
+    try:
+        cfg.require_env(f"sources.{source}")  # its API credentials
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     svc = _services(cfg)
     try:
         report = sync_source(cfg, svc.intake(), source, seconds)

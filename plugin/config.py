@@ -552,11 +552,24 @@ class Config(Section):
         ${NAME} in one of ``sections`` ("sinks", "identity.lookup") is unset. The parts
         that send or look up call this when they are built (Services.runtime, `serve`,
         `worker`); commands that never use them run without those secrets."""
+        missing = self.unset_env(*sections)
+        if missing:
+            key, name = missing
+            raise ConfigError(f"{self._origin}: {key}: environment variable {name} is not set "
+                              f"(needed {DEFERRED[_deferred_section(key)]})")
+
+    def unset_env(self, *sections: str) -> tuple[str, str] | None:
+        """The first (key, variable) left unset in ``sections``: a DEFERRED section
+        ("sinks") or a part of one ("sources.twilio"); None when all are set."""
         for key, name in self._unset.items():
-            section = _deferred_section(key)
-            if section in sections:
-                raise ConfigError(f"{self._origin}: {key}: environment variable {name} is not set "
-                                  f"(needed {DEFERRED[section]})")
+            if any(key == s or key.startswith(s + ".") for s in sections):
+                return key, name
+        return None
+
+    def enabled_sources(self) -> list[str]:
+        """"sources.<name>" of every enabled source: whose webhooks `serve` takes and whose
+        recordings a worker fetches (for require_env: a disabled source's secrets are never needed)."""
+        return [f"sources.{name}" for name in SOURCES if getattr(self.sources, name).enabled]
 
     def source(self, name: str) -> SourceConfig | None:
         """The config of source ``name`` (from a URL: anything), or None when there is no such source."""
@@ -577,11 +590,13 @@ class Config(Section):
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-# Sections used only to send alerts or to look customers up, by the processes that do
-# (serve, worker): an unset ${NAME} in them is left as written and is an error only when
-# that part is built (Config.require_env), so `analyze -c` and `rules check -c` run
-# without the CRM's token. Everything else is resolved, or refused, when the file loads.
-DEFERRED = {"sinks": "to send alerts through this sink", "identity.lookup": "to look up customer ids"}
+# Sections used only to send alerts, to look customers up, or to receive a vendor's calls,
+# by the processes that do (serve, worker, sync): an unset ${NAME} in them is left as
+# written and is an error only when that part is built (Config.require_env), so
+# `analyze -c`, `rules check -c` and `report` run without the CRM's token or Twilio's.
+# Everything else is resolved, or refused, when the file loads.
+DEFERRED = {"sinks": "to send alerts through this sink", "identity.lookup": "to look up customer ids",
+            "sources": "to receive this source's calls and fetch its recordings"}
 
 
 def _deferred_section(key: str) -> str | None:

@@ -116,10 +116,10 @@ class Services:
     def runtime(self, worker: bool = True, deliveries: bool = True) -> Runtime:
         """The process's background work (not started). Planning and sending alerts (the
         worker renders their URLs, deliveries send them) and looking customers up (the
-        worker) need their secrets now: an unset ${NAME} in sinks or identity.lookup
-        raises ConfigError here, before anything runs."""
+        worker), like fetching recordings from the enabled sources (the worker), need their
+        secrets now: an unset ${NAME} in them raises ConfigError here, before anything runs."""
         self.config.require_env(*(["sinks"] if worker or deliveries else []),
-                                *(["identity.lookup"] if worker else []))
+                                *(["identity.lookup", *self.config.enabled_sources()] if worker else []))
         return Runtime(config=self.config, model=self.model, rules=self.rules_holder, jobs=self.jobs,
                        pipeline=self.pipeline(), outbox=self.outbox(), flush_notifications=self.flush_notifications,
                        purge=self.purge, worker=worker, deliveries=deliveries, intake=self.intake())

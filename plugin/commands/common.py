@@ -46,10 +46,11 @@ def load_config(path: str | None) -> config_mod.Config:
 
 
 def require_env(cfg, worker: bool) -> None:
-    """The secrets of what this process sends or looks up (sinks; identity.lookup with a
-    worker), checked before anything starts; other commands run without them."""
+    """The secrets of what this process receives, sends or looks up (the enabled sources,
+    sinks; identity.lookup with a worker), checked before anything starts; other commands
+    run without them."""
     try:
-        cfg.require_env("sinks", *(["identity.lookup"] if worker else []))
+        cfg.require_env("sinks", *cfg.enabled_sources(), *(["identity.lookup"] if worker else []))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

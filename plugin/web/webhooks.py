@@ -41,6 +41,17 @@ def _unknown(source: str):
     return jsonify(error=f"unknown or disabled source {source!r}"), 404
 
 
+def _unset_secret(svc, source: str):
+    """503 while a ${NAME} of this source's config is unset (`serve` refuses to start so,
+    but an app built otherwise must never check a signature against "${NAME}" as written)."""
+    missing = svc.config.unset_env(f"sources.{source}")
+    if missing is None:
+        return None
+    metrics.WEBHOOKS.labels(source=source, outcome="not_configured").inc()
+    log.error("webhook %s refused: %s: environment variable %s is not set", source, *missing)
+    return jsonify(error=f"source {source!r} is not configured on this server"), 503
+
+
 def _inbound(cfg) -> Inbound | None:
     """The request as the source sees it, or None when it is too large."""
     if (request.content_length or 0) > MAX_EVENT_BYTES:
@@ -66,6 +77,9 @@ def receive(source: str):
     svc, src, cfg = _source(source)
     if src is None:
         return _unknown(source)
+    unset = _unset_secret(svc, source)
+    if unset is not None:
+        return unset
     req = _inbound(cfg)
     if req is None:
         return jsonify(error=f"event larger than {MAX_EVENT_BYTES} bytes"), 413
@@ -100,6 +114,9 @@ def token(source: str):
     svc, src, cfg = _source(source)
     if src is None or not hasattr(src, "issue_token"):
         return _unknown(source)
+    unset = _unset_secret(svc, source)
+    if unset is not None:
+        return unset
     req = _inbound(cfg)
     if req is None:
         return jsonify(error=f"request larger than {MAX_EVENT_BYTES} bytes"), 413

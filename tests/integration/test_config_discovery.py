@@ -183,9 +183,9 @@ def test_a_set_secret_is_used_and_other_sections_still_refuse_an_unset_one(here,
     cfg = config_mod.load(cfg_path)
     assert cfg.sinks["crm"].auth_header == "Bearer t0ken"
     cfg.require_env("sinks", "identity.lookup")  # nothing unset
-    # Outside sinks and identity.lookup an unset variable is refused when the file loads, as before.
-    cfg_path.write_text("sources: {generic: {secret: '${NO_SUCH_SECRET}'}}\n")
-    with pytest.raises(ConfigError, match=r"sources.generic.secret: environment variable NO_SUCH_SECRET is not set"):
+    # Outside sinks, sources and identity.lookup an unset variable is refused when the file loads, as before.
+    cfg_path.write_text("database: {url: '${NO_SUCH_SECRET}'}\n")
+    with pytest.raises(ConfigError, match=r"database.url: environment variable NO_SUCH_SECRET is not set"):
         config_mod.load(cfg_path)
 
 
@@ -205,3 +205,66 @@ def test_an_invalid_sink_with_an_unset_variable(here, sink, expected):
     with pytest.raises(ConfigError) as err:
         config_mod.load(p)
     assert str(err.value) == f"{p}: {expected}"
+
+
+SOURCE = """\
+sources:
+  generic:
+    secret: "${GENERIC_SECRET}"
+  twilio:
+    enabled: false
+    auth_token: "${TWILIO_TOKEN}"
+"""
+SOURCE_SAID = ("sources.generic.secret: environment variable GENERIC_SECRET is not set "
+               "(needed to receive this source's calls and fetch its recordings)")
+
+
+def test_an_unset_source_secret_stops_only_what_receives_or_fetches(here, monkeypatch):
+    """Twilio's token or the generic source's secret is needed by `serve` (it checks the
+    signatures) and `worker` (it fetches the recordings), not by `rules check` or `report`."""
+    monkeypatch.delenv("GENERIC_SECRET", raising=False)
+    monkeypatch.delenv("TWILIO_TOKEN", raising=False)
+    cfg = write_config(here / "c.yaml", rules_dir(here, "r"), SOURCE)
+    assert run_cli("rules", "check", "-c", cfg).returncode == 0
+    r = run_cli("report", "-c", cfg, "--day", "2026-11-24")
+    assert r.returncode == 0, r.stderr
+    for command in (["serve"], ["worker"]):
+        r = run_cli(*command, "-c", cfg)
+        assert r.returncode == 1 and r.stderr.splitlines()[-1] == f"Error: {cfg}: {SOURCE_SAID}"
+    r = run_cli("sync", "twilio", "-c", cfg)  # named by hand: its own secret is what is missing
+    assert r.returncode == 1 and "sources.twilio.auth_token: environment variable TWILIO_TOKEN is not set" in r.stderr
+
+
+def test_a_disabled_source_needs_no_secret(here, monkeypatch):
+    from plugin import config as config_mod
+
+    monkeypatch.setenv("GENERIC_SECRET", "s" * 32)
+    monkeypatch.delenv("TWILIO_TOKEN", raising=False)
+    cfg = config_mod.load(write_config(here / "c.yaml", rules_dir(here, "r"), SOURCE))
+    assert "sources.twilio" not in cfg.enabled_sources() and "sources.generic" in cfg.enabled_sources()
+    cfg.require_env("sinks", *cfg.enabled_sources())  # twilio is off: its unset token does not matter
+    assert cfg.unset_env("sources.twilio") == ("sources.twilio.auth_token", "TWILIO_TOKEN")
+
+
+def test_a_webhook_is_never_checked_against_a_secret_left_as_written(tmp_path, monkeypatch):
+    """An app built without `serve`'s check still refuses the source: 503, nothing stored,
+    and "${GENERIC_SECRET}" as written is no key anyone can sign with."""
+    from plugin import config as config_mod
+    from plugin.services import build
+    from plugin.web.app import create_app
+    from tests.conftest import signed
+
+    monkeypatch.delenv("GENERIC_SECRET", raising=False)
+    data = {"data_dir": str(tmp_path / "var"), "rules": {"path": str(rules_dir(tmp_path, "r"))},
+            **yaml.safe_load(SOURCE)}
+    svc = build(config_mod.from_dict(data, origin="test.yaml"))
+    try:
+        client = create_app(services=svc).test_client()
+        r = client.post("/webhooks/generic", **signed({"call_id": "c1", "recording_url": "https://example.com/r.wav"},
+                                                       secret="${GENERIC_SECRET}"))
+        assert r.status_code == 503 and "GENERIC_SECRET" not in r.get_data(as_text=True)
+        with svc.sessions() as s:
+            from plugin.store.tables import Call
+            assert s.query(Call).count() == 0
+    finally:
+        svc.close()

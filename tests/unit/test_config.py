@@ -57,7 +57,12 @@ def test_env_references(tmp_path, monkeypatch):
     monkeypatch.setenv("HOOK_SECRET", "abc")
     assert config.load(p).sources.generic.secret == "abc"
     monkeypatch.delenv("HOOK_SECRET")
+    # Left as written until what receives the source's calls asks for it (Config.require_env).
+    cfg = config.load(p)
     with pytest.raises(ConfigError, match=r"sources.generic.secret: environment variable HOOK_SECRET is not set"):
+        cfg.require_env("sources.generic")
+    p.write_text("server: {public_url: '${HOOK_SECRET}'}\n")  # outside the deferred sections: at once
+    with pytest.raises(ConfigError, match=r"server.public_url: environment variable HOOK_SECRET is not set"):
         config.load(p)
 
 
