@@ -29,7 +29,9 @@ def evaluate_command(config_path, labels, rules_path, out_dir, fresh):
 
     Stored calls are read from the database; files imported and analysed already use
     their stored results; other files are analysed by the model now. Exits 1, evaluating
-    nothing, when a row is wrong (each is listed with its line)."""
+    nothing, when a row is wrong (each is listed with its line). A file that fails only
+    once the model runs on it is listed ("not evaluated"), the rest is evaluated, and the
+    command exits 1 at the end."""
     from tqdm import tqdm
 
     from plugin.flow.evaluate import output
@@ -39,6 +41,10 @@ def evaluate_command(config_path, labels, rules_path, out_dir, fresh):
     from rules.engine import RulesError, load_rules
 
     cfg = load_config(config_path)
+    if out_dir:  # before hours of analysis, not after
+        problem = output.out_problem(Path(out_dir))
+        if problem:
+            raise click.ClickException(str(problem))
     try:
         ruleset = load_rules(rules_path or cfg.rules_path)
     except RulesError as exc:
@@ -67,10 +73,20 @@ def evaluate_command(config_path, labels, rules_path, out_dir, fresh):
         raise click.ClickException(f"{labels}: {len(exc.problems)} problem(s); nothing evaluated") from None
     finally:
         engine.dispose()
+    for line in ev.notes + ev.skipped:
+        click.echo(line, err=True)
     click.echo(output.text(ev, trial.LABEL))
     if out_dir:
-        for path in output.write_all(ev, Path(out_dir), trial.LABEL):
+        try:
+            written = output.write_all(ev, Path(out_dir), trial.LABEL)
+        except output.OutputError as exc:
+            for path in exc.written:
+                click.echo(f"wrote {path}", err=True)
+            raise click.ClickException(str(exc)) from None
+        for path in written:
             click.echo(f"wrote {path}", err=True)
+    if ev.skipped:  # scripts notice: the figures above leave those labels out
+        raise click.ClickException(f"{labels}: {len(ev.skipped)} label(s) not evaluated (listed above)")
 
 
 def _database(cfg):

@@ -24,7 +24,8 @@ from plugin.config import ConfigError
 @click.option("--png", "png_to", metavar="FILE", type=click.Path(dir_okay=False), help="Write the chart to FILE.")
 @click.option("--markdown", is_flag=True, help="Print the WeCom markdown instead of the text.")
 @click.option("--send", is_flag=True, help="Store the report for the WeCom robots of reports.<daily|weekly>.sinks "
-              "and send it now (what cannot be sent now stays pending for the service). Sent once per period.")
+              "and send it now (what cannot be sent now stays pending for the service; a dead one is sent again). "
+              "Delivered once per period; only a period that is over.")
 def report_command(config_path, day, week, csv_to, png_to, markdown, send):
     """The emotion review report (情绪复盘报告) of a day or an ISO week.
 
@@ -62,14 +63,17 @@ def report_command(config_path, day, week, csv_to, png_to, markdown, send):
         if period is None:
             with svc.sessions() as s:
                 period = last_complete(kind, svc.clock.now(s), tz)
+        with svc.sessions() as s:
+            if sending.incomplete(period, svc.clock.now(s)):
+                click.echo(f"{period.key} is not over yet: the figures are those so far", err=True)
         report = sending.build(cfg, outputs, period)
         if csv_to == "-":
             click.get_binary_stream("stdout").write(render.csv_bytes(report))
         elif csv_to:
-            Path(csv_to).write_bytes(render.csv_bytes(report))
+            _write(csv_to, render.csv_bytes(report))
             click.echo(f"CSV written to {csv_to}", err=True)
         if png_to:
-            Path(png_to).write_bytes(render.chart_png(report))
+            _write(png_to, render.chart_png(report))
             click.echo(f"chart written to {png_to}", err=True)
         if markdown:
             click.echo(render.markdown(report, sending.page_url(cfg.server.public_url, period),
@@ -77,12 +81,23 @@ def report_command(config_path, day, week, csv_to, png_to, markdown, send):
         elif csv_to != "-" and not send:
             click.echo(render.text(report), nl=False)
         if send:
-            stored = sending.store(cfg, outputs, period, sinks)
+            try:
+                stored = sending.store(cfg, outputs, period, sinks)
+            except sending.ReportError as exc:
+                raise click.ClickException(str(exc)) from None
             owner = f"{socket.gethostname()}:{os.getpid()}:report"
             for x in sending.send_now(cfg, outputs, stored, owner):
-                click.echo(f"report {period.key}: {x.line()}")
+                # With the CSV on stdout, what was sent goes to stderr: the CSV stays a CSV.
+                click.echo(f"report {period.key}: {x.line()}", err=csv_to == "-")
                 dead = dead or x.status == "dead"
     finally:
         svc.close()
     if dead:  # a robot refused it for good: the operator must look
         sys.exit(1)
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None

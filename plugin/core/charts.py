@@ -65,6 +65,16 @@ def figure(width_in: float, height_in: float, dpi: int = 100) -> Any:
     return fig
 
 
+def text(value: object, limit: int = 40) -> str:
+    """``value`` as a label matplotlib draws as it is: one line, $ escaped (it would start
+    mathtext, and a malformed formula fails the whole chart), a leading _ guarded (a legend
+    leaves such labels out), at most ``limit`` characters."""
+    out = "".join(c if c.isprintable() else " " for c in str(value))
+    out = out if len(out) <= limit else out[: limit - 1] + "…"
+    out = out.replace("$", r"\$")
+    return " " + out if out.startswith("_") else out
+
+
 def png(fig: Any, max_bytes: int = MAX_PNG_BYTES) -> bytes:
     """``fig`` as PNG bytes, at most ``max_bytes``: drawn again at a lower resolution until it fits."""
     dpi = fig.get_dpi()

@@ -30,7 +30,7 @@ from plugin.flow.batch_import import scheduled_import
 from plugin.flow.intake import Intake
 from plugin.flow.outbox import Outbox
 from plugin.flow.pipeline import Pipeline
-from plugin.flow.report.send import report_trigger, scheduled_report
+from plugin.flow.report.send import catch_up, report_trigger, scheduled_report
 from plugin.flow.rules_watch import RulesHolder
 from plugin.flow.sync import scheduled_sync
 from plugin.model.loading import ModelService
@@ -93,6 +93,10 @@ class Runtime:
                 if trigger is not None:
                     self.scheduler.add_job(scheduled_report, trigger, id=f"report_{kind}",
                                            args=(cfg, self.pipeline.outputs, kind), misfire_grace_time=CRON_GRACE_S)
+                    # A run missed while this process was down (a deploy across 08:00), once, now.
+                    self.scheduler.add_job(catch_up, "date", id=f"report_{kind}_catch_up",
+                                           args=(cfg, self.pipeline.outputs, kind, trigger),
+                                           misfire_grace_time=CRON_GRACE_S)
         if self.run_worker and self.intake is not None:
             # Reconcile missed pushes where the operator asked for it (plugin/flow/sync.py).
             for name, src in SOURCES.items():

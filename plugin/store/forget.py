@@ -3,7 +3,8 @@
 The customer's calls (``Call.customer_id``) go, with everything hanging off them: jobs,
 segments, alerts (also any alert stored under the id), feedback, deliveries, the links
 of their alerts to notifications, the recording copies ``worker.keep_recordings``
-made and the copies of their imported recordings (`callmood import`). A notification that holds only their alerts goes with its delivery.
+made and the copies of their imported recordings (`callmood import`). A notification that
+holds only their alerts goes with its delivery.
 
 A notification shared with other customers' alerts (a quiet-hours digest, or routing
 grouped by something other than the customer) stays for the others: it loses the links
@@ -120,8 +121,8 @@ def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
 class Redactor:
     """Replaces whole occurrences of some values in text and JSON with [removed]: as
     written, with a backslash before any punctuation (markdown escaping), with WeCom
-    markdown's full-width look-alikes, and percent-encoded (URLs). A value counts only where no letter or digit touches it,
-    so "cust-4" is not found inside "cust-42"."""
+    markdown's full-width look-alikes, and percent-encoded (URLs). A value counts only
+    where no letter or digit touches it, so "cust-4" is not found inside "cust-42"."""
 
     def __init__(self, values: list[str | None]):
         variants = set()

@@ -55,7 +55,7 @@ class Call(Base):
     # received -> analyzed | failed
     status: Mapped[str] = mapped_column(String(16), default="received")
     error: Mapped[str | None] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # the review report reads a period
     analyzed_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     duration_s: Mapped[float | None] = mapped_column(Float)
     scenario: Mapped[str | None] = mapped_column(String(64))  # the scenario the rules picked
@@ -126,7 +126,7 @@ class AlertRow(Base):
     matched: Mapped[list] = mapped_column(JSON)  # [[start, end], ...]
     summary: Mapped[str] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # the review report reads a period
+    created_at: Mapped[datetime] = mapped_column(DateTime)
     labels: Mapped[dict] = mapped_column(JSON, default=dict)  # the rule's labels, for routing
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # measures behind the verdict
     # What routing did with it: [{"receiver", "outcome", "reason", "notification_id"}]

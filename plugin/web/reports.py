@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from plugin.flow.report import measures, render
 from plugin.flow.report.period import (
+    FIRST_YEAR,
     URL_WORD,
     Period,
     PeriodError,
@@ -106,7 +107,8 @@ def _page(period: Period):
     return render_template(
         "report.html", report=report, r=render, deliveries=deliveries,
         min_calls=svc.config.reports.min_calls, word=URL_WORD[period.kind],
-        links={"previous": _link(period.previous()),
+        incomplete=today.first <= period.first,  # this period (or one ahead): the figures so far
+        links={"previous": _link(period.previous()) if period.previous().first.year >= FIRST_YEAR else None,
                "next": _link(period.next()) if period.next().first <= today.first else None,
                "csv": _link(period, "_csv"), "chart": _link(period, "_chart"),
                "other": _link(period, kind="weekly" if period.kind == "daily" else "daily")})

@@ -273,3 +273,159 @@ def test_a_file_that_is_not_audio(tmp_path, model_dir, sqlite_url):
     assert said[-3].startswith("labels.csv:2: file: 'bad.wav': cannot decode recording")
     assert said[-2].startswith("labels.csv:3: file: 'bad.wav': cannot decode recording")
     assert said[-1] == f"Error: {labels}: 2 problem(s); nothing evaluated"
+
+
+def test_files_that_would_not_decode_are_refused_before_the_model_loads(tmp_path, model_dir, sqlite_url,
+                                                                        monkeypatch):
+    """Each file the model would analyse is probed first (what decode checks first): a corrupt
+    one is a problem with its lines while nothing has run, not after the good files' hours."""
+    cfg = make_config(tmp_path, model_dir, sqlite_url)
+    (tmp_path / "calls").mkdir()
+    write_conversation(tmp_path / "calls" / "good", [(0, 0.5, CUSTOMER)], 6.0, rate=8000, fmt="wav_pcm")
+    (tmp_path / "calls" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 100)
+    (tmp_path / "calls" / "page.wav").write_bytes(b"<!DOCTYPE html><html>expired link</html>")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,emotion\ncalls/good.wav,angry\ncalls/broken.wav,sad\ncalls/page.wav,sad\n"
+                      "calls/broken.wav,angry\n", encoding="utf-8")
+    analysed = []
+    real = predict.analyze_audio
+    monkeypatch.setattr(predict, "analyze_audio", lambda *a, **kw: analysed.append(1) or real(*a, **kw))
+    # model.path names nothing: the problems are said before the model is ever looked for.
+    r = run_cli("evaluate", "-c", config_file(tmp_path, cfg, tmp_path / "no-model"), labels)
+    assert r.returncode == 1 and r.stdout == "" and analysed == []
+    said = r.stderr.strip().splitlines()[1:]
+    assert [s.split(": ", 2)[:2] for s in said[:3]] == [["labels.csv:3", "file"], ["labels.csv:4", "file"],
+                                                        ["labels.csv:5", "file"]]
+    assert said[0].startswith("labels.csv:3: file: 'calls/broken.wav': cannot decode recording")
+    assert said[1] == ("labels.csv:4: file: 'calls/page.wav': cannot decode recording: not an audio file (looks "
+                       "like HTML: a web page or an error page, not the recording)")
+    assert said[3:] == [f"Error: {labels}: 3 problem(s); nothing evaluated"]
+    assert "model.path" not in r.stderr
+
+
+def test_a_file_that_fails_once_the_model_runs_on_it_leaves_the_rest_evaluated(tmp_path, model_dir, sqlite_url,
+                                                                                monkeypatch):
+    """A file that passes the probe and still fails (decoding, or its analysis) is listed as not
+    evaluated with its lines; the others are measured, printed and written; exit 1 at the end."""
+    from plugin.audio.decode import DecodeError
+    cfg = make_config(tmp_path, model_dir, sqlite_url)
+    (tmp_path / "calls").mkdir()
+    for name in ("one", "two", "three"):
+        write_conversation(tmp_path / "calls" / name, [(0, 0.5, AGENT)], 5.0, rate=8000, fmt="wav_pcm")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,emotion\ncalls/one.wav,angry\ncalls/two.wav,sad\ncalls/three.wav,neutral\n"
+                      "calls/two.wav,angry\n", encoding="utf-8")
+    real_decode, real_analyze = predict.decode, predict.analyze_audio
+
+    def decode(src, *a, **kw):  # the real decoder, but two.wav is cut short by a full disk
+        if Path(src).name == "two.wav":
+            raise DecodeError("cannot decode recording: No space left on device")
+        return real_decode(src, *a, **kw)
+
+    def analyze(audio, *a, **kw):  # the real analysis, but the next one fails when asked to
+        if fail_next:
+            fail_next.pop()
+            raise MemoryError("cannot allocate")
+        return real_analyze(audio, *a, **kw)
+
+    fail_next: list[bool] = []
+    monkeypatch.setattr(predict, "decode", decode)
+    monkeypatch.setattr(predict, "analyze_audio", analyze)
+    out = tmp_path / "out"
+    conf = config_file(tmp_path, cfg, model_dir)
+    r = run_cli("evaluate", "-c", conf, labels, "--out", out)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert [e for e in err if "not evaluated" in e] == [
+        "labels.csv:3: not evaluated: file: 'calls/two.wav': cannot decode recording: No space left on device",
+        "labels.csv:5: not evaluated: file: 'calls/two.wav': cannot decode recording: No space left on device",
+        f"Error: {labels}: 2 label(s) not evaluated (listed above)"]
+    assert err[-1] == f"Error: {labels}: 2 label(s) not evaluated (listed above)"
+    assert "2 label(s) over 2 call(s): 0 from stored results, 2 analysed by the model now." in r.stdout
+    assert "2 label(s) not evaluated: their files failed to decode or analyse" in r.stdout
+    assert [p["line"] for p in rows((out / "predictions.csv").read_bytes())] == ["2", "4"]
+    assert (out / "evaluation.png").exists()
+
+    # An analysis that raises is set aside the same way (the first file analysed, here).
+    fail_next.append(True)
+    r = run_cli("evaluate", "-c", conf, labels)
+    assert r.returncode == 1
+    assert "labels.csv:2: not evaluated: file: 'calls/one.wav': cannot analyse: MemoryError: cannot allocate" \
+        in r.stderr
+    assert "1 label(s) over 1 call(s)" in r.stdout
+
+    # Every file failing: nothing to measure, said as a wrong row is.
+    labels.write_text("file,emotion\ncalls/two.wav,sad\n", encoding="utf-8")
+    r = run_cli("evaluate", "-c", conf, labels)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-2:] == [
+        "labels.csv:2: file: 'calls/two.wav': cannot decode recording: No space left on device",
+        f"Error: {labels}: 1 problem(s); nothing evaluated"]
+
+
+def test_channels_given_for_a_mono_file_are_said_with_their_lines(tmp_path, model_dir, sqlite_url):
+    """analyze_audio analyses a mono file mixed whatever channels say: said per file, naming
+    the label lines it affects (the agent's rows of it are (none) misses)."""
+    cfg = make_config(tmp_path, model_dir, sqlite_url)
+    (tmp_path / "calls").mkdir()
+    write_conversation(tmp_path / "calls" / "mono", [(0, 0.5, AGENT), (0, 5.0, CUSTOMER)], 10.0, channels=1,
+                       rate=8000, fmt="wav_pcm")
+    write_conversation(tmp_path / "calls" / "plain", [(0, 0.5, AGENT)], 5.0, rate=8000, fmt="wav_pcm")
+    labels = tmp_path / "labels.csv"
+    labels.write_text('file,role,emotion,channels\ncalls/plain.wav,,sad,\n'
+                      'calls/mono.wav,agent,neutral,"0=agent,1=customer"\ncalls/mono.wav,customer,angry,\n',
+                      encoding="utf-8")
+    out = tmp_path / "out"
+    r = run_cli("evaluate", "-c", config_file(tmp_path, cfg, model_dir), labels, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert [e for e in r.stderr.splitlines() if "analysed mixed" in e] == [
+        "labels.csv:3: file: 'calls/mono.wav': channel layout given but the recording is mono; analysed mixed "
+        "(label lines 3, 4)"]
+    preds = rows((out / "predictions.csv").read_bytes())
+    assert preds[1]["predicted"] == "(none)"  # no agent track in a mono call
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line(tmp_path, model_dir, stored):
+    svc, cfg, imported, call_id = stored
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"call_id,emotion\n{call_id},angry\n", encoding="utf-8")
+    conf = config_file(tmp_path, cfg, model_dir)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    # Said before anything is evaluated (an analysis of hours is not lost to a typo).
+    r = run_cli("evaluate", "-c", conf, labels, "--out", blocker / "out")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-1] == f"Error: {blocker}: not a folder" and "Traceback" not in r.stderr
+    # A write that fails once the tables are printed: what can be written is, then one line.
+    (tmp_path / "out" / "evaluation.png").mkdir(parents=True)
+    r = run_cli("evaluate", "-c", conf, labels, "--out", tmp_path / "out")
+    assert r.returncode == 1 and "1 label(s) over 1 call(s)" in r.stdout
+    assert r.stderr.strip().splitlines()[-1] == f"Error: {tmp_path / 'out' / 'evaluation.png'}: Is a directory"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file()) == [
+        "confusion.csv", "per_class.csv", "predictions.csv", "thresholds.csv"]
+
+
+def test_a_call_id_past_32_bits_is_an_unknown_call_on_both_databases(tmp_path, db_url, app_factory):
+    from plugin.flow.evaluate.labels import read_labels
+    svc, _ = app_factory(make_config(tmp_path, None, db_url))
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"call_id,emotion\n{2**40},angry\n{2**63 - 1},sad\n", encoding="utf-8")
+    p = predict.plan(read_labels(labels), svc.sessions, 10**9)
+    assert [what for _, what in p.problems] == [f"call_id {2**40}: no such call", f"call_id {2**63 - 1}: no such call"]
+
+
+def test_stored_calls_are_read_a_chunk_at_a_time(tmp_path, stored):
+    """Two units of one stored call (its id, and the file it was imported from), read one
+    call per chunk: each unit comes with the call's segments, never all calls' at once."""
+    from plugin.flow.evaluate.labels import read_labels
+    svc, cfg, imported, call_id = stored
+    labels = tmp_path / "imported" / "labels.csv"
+    labels.write_text(f"file,call_id,emotion\n,{call_id},angry\ncall.wav,,sad\n", encoding="utf-8")
+    planned = predict.plan(read_labels(labels), svc.sessions, 10**9)
+    assert not planned.problems and not planned.to_run
+    assert {key: cid for key, (cid, _) in planned.stored.items()} == {
+        f"call:{call_id}": call_id, f"file:{imported.resolve()}": call_id}
+    units = list(predict.stored_units(svc.sessions, planned.stored, chunk=1))
+    assert sorted(u.key for u in units) == sorted(planned.stored)
+    assert all(u.origin == predict.STORED and u.analysis.segments for u in units)
+    assert units[0].analysis.segments == units[1].analysis.segments

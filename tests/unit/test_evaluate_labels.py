@@ -20,7 +20,9 @@ def write(tmp_path: Path, text: str, name: str = "labels.csv", bom: bool = False
     ("angry", "angry"), ("Angry ", "angry"), ("生气", "angry"), ("厌恶", "disgusted"), ("恐惧", "fearful"),
     ("开心", "happy"), ("中立", "neutral"), ("其他", "other"), ("难过", "sad"), ("吃惊", "surprised"),
     ("<unk>", "unknown"), ("unknown", "unknown"), ("生气/angry", "angry"), ("难过/sad", "sad"),
-    ("生气/sad", None), ("furious", None), ("", None), ("a/b/c", None)])
+    ("生气/sad", None), ("furious", None), ("", None), ("a/b/c", None),
+    # normalize_label reads an empty part as "unknown": a bare slash is no emotion at all
+    ("/", None), (" / ", None), ("生气/", None), ("/angry", None), ("/unknown", None)])
 def test_emotion_names(given, want):
     assert parse_emotion(given) == want
 
@@ -123,3 +125,33 @@ def test_limits_and_encodings(tmp_path, monkeypatch):
     with pytest.raises(LabelsError, match=r"^labels.csv: larger than .* MB; split it into several files$"):
         read_labels(write(tmp_path, "file,emotion\n" + "a.wav,angry\n"))
     assert MAX_ROWS == 100_000
+
+
+def test_a_bare_slash_is_refused_with_its_line(tmp_path):
+    with pytest.raises(LabelsError) as err:
+        read_labels(write(tmp_path, "file,emotion\na.wav,/\na.wav, / \na.wav,angry\n"))
+    assert [x.split(": ", 1)[0] for x in err.value.problems] == ["labels.csv:2", "labels.csv:3"]
+    assert err.value.problems[0].startswith("labels.csv:2: emotion: '/' is not an emotion (known: angry")
+
+
+def test_empty_columns_as_excel_writes_them_are_ignored(tmp_path):
+    # Excel saves the empty columns right of the table ("file,emotion,,"); an empty one between
+    # named columns is just as harmless while nothing is written under it.
+    p = write(tmp_path, "file,emotion,,\ncalls/a.wav,angry,,\n,,,\ncalls/b.wav,sad,,\n", bom=True)
+    assert [(lab.file_text, lab.emotion) for lab in read_labels(p)] == [("calls/a.wav", "angry"),
+                                                                        ("calls/b.wav", "sad")]
+    p = write(tmp_path, "file, ,emotion\ncalls/a.wav,,angry\n")
+    assert [lab.emotion for lab in read_labels(p)] == ["angry"]
+
+
+def test_an_unnamed_column_that_holds_values_is_refused_with_its_number(tmp_path):
+    p = write(tmp_path, "file,emotion,,\ncalls/a.wav,angry,,\ncalls/b.wav,sad,,loud\ncalls/c.wav,sad,x,y\n")
+    with pytest.raises(LabelsError) as err:
+        read_labels(p)
+    assert err.value.problems == [
+        "labels.csv:1: column 4 has no name, but line 3 has a value in it; name it (file, call_id, start, end, "
+        "role, emotion, channels, scenario, note) or empty it",
+        "labels.csv:1: column 3 has no name, but line 4 has a value in it; name it (file, call_id, start, end, "
+        "role, emotion, channels, scenario, note) or empty it"]
+    with pytest.raises(LabelsError, match=r"^labels.csv:1: no header row"):
+        read_labels(write(tmp_path, ",,\na.wav,angry,\n"))

@@ -13,7 +13,7 @@ from plugin.flow.evaluate import output
 from plugin.flow.evaluate.labels import Label
 from plugin.flow.evaluate.metrics import NONE, compute
 from plugin.flow.evaluate.predict import Prediction
-from plugin.flow.evaluate.sweep import AS_WRITTEN, Point, ScenarioSweep
+from plugin.flow.evaluate.sweep import AS_WRITTEN, THRESHOLDS, Point, ScenarioSweep
 
 
 def evaluation(trial_made: bool = False) -> output.Evaluation:
@@ -89,3 +89,65 @@ def test_write_all(tmp_path):
     written = output.write_all(evaluation(), tmp_path / "out", trial.LABEL)
     assert [p.name for p in written] == list(output.FILES)
     assert all(p.stat().st_size > 0 for p in written)
+
+
+def drawn(monkeypatch, ev: output.Evaluation) -> tuple[bytes, object]:
+    """The PNG of ``ev`` and the figure it was drawn from."""
+    figs = []
+    real = charts.png
+
+    def keep(fig, *a, **kw):
+        figs.append(fig)
+        return real(fig, *a, **kw)
+    monkeypatch.setattr(charts, "png", keep)
+    png = output.chart_png(ev, trial.LABEL)
+    return png, figs[0]
+
+
+def scenario(name: str) -> output.Evaluation:
+    sw = ScenarioSweep(name, [0.6], calls=2, positives=1, emotions=["angry"],
+                       points=[Point(t, fired=1, tp=1) for t in THRESHOLDS])
+    return output.Evaluation([], compute([("angry", "angry")]), [sw], 1, 1, 0, False, "rules")
+
+
+@pytest.mark.parametrize("name,shown", [
+    (r"$\foo$", r"\$\foo\$"),  # mathtext: an unknown symbol failed the whole chart
+    ("_night_shift", " _night_shift"),  # a leading _ left the scenario out of the legend
+    ("refund $5-$10", r"refund \$5-\$10"),  # drawn as a formula, garbled
+])
+def test_scenario_names_are_drawn_as_written(monkeypatch, name, shown):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "No artists with labels found to put in legend" included
+        png, fig = drawn(monkeypatch, scenario(name))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    legend = fig.axes[1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"{shown} precision", f"{shown} recall"]
+
+
+def test_a_chart_that_fails_keeps_the_csv_files(tmp_path, monkeypatch):
+    def broken(ev, label):
+        raise charts.ChartError("chart does not fit in 2097152 bytes even at 30 dpi")
+    monkeypatch.setattr(output, "chart_png", broken)
+    with pytest.raises(output.OutputError) as err:
+        output.write_all(evaluation(), tmp_path / "out", trial.LABEL)
+    assert str(err.value) == (f"{tmp_path / 'out' / 'evaluation.png'}: cannot make it: ChartError: chart does not "
+                              f"fit in 2097152 bytes even at 30 dpi")
+    assert [p.name for p in err.value.written] == list(output.FILES[:4])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(output.FILES[:4])
+
+
+def test_an_out_folder_that_cannot_be_made(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    problem = output.out_problem(blocker / "out" / "deeper")
+    assert str(problem) == f"{blocker}: not a folder"
+    assert output.out_problem(tmp_path / "new" / "out") is None and not (tmp_path / "new").exists()
+    with pytest.raises(output.OutputError) as err:
+        output.write_all(evaluation(), blocker / "out", trial.LABEL)
+    assert str(err.value) == f"{blocker / 'out'}: Not a directory" and err.value.written == []
+    (tmp_path / "out" / "predictions.csv").mkdir(parents=True)  # a write that fails: those before it are kept
+    with pytest.raises(output.OutputError) as err:
+        output.write_all(evaluation(), tmp_path / "out", trial.LABEL)
+    assert str(err.value) == f"{tmp_path / 'out' / 'predictions.csv'}: Is a directory"
+    assert [p.name for p in err.value.written] == ["per_class.csv", "confusion.csv", "thresholds.csv"]

@@ -107,9 +107,14 @@ def read_labels(path: str | Path) -> list[Label]:
     except csv.Error as exc:
         raise LabelsError(f"{name}:1: {exc}") from None
     _check_header(name, header)
+    # Excel saves the empty columns right of the table too ("file,emotion,,"): a column with
+    # no name is ignored while it is empty all the way down, and refused where it holds a value.
+    unnamed = [i for i, h in enumerate(header) if not h]
+    named = [(i, h) for i, h in enumerate(header) if h]
     folder = path.resolve().parent
     labels: list[Label] = []
     problems: list[str] = []
+    header_problems: list[str] = []
     rows = 0
     try:
         for row in reader:
@@ -122,15 +127,21 @@ def read_labels(path: str | Path) -> list[Label]:
             if len(row) != len(header):
                 problems.append(f"{name}:{line}: has {len(row)} cells; the header has {len(header)}")
                 continue
-            label, problem = parse_row(dict(zip(header, row)), line, folder)
+            for i in unnamed:
+                if row[i].strip():
+                    header_problems.append(f"{name}:1: column {i + 1} has no name, but line {line} has a value "
+                                           f"in it; name it ({', '.join(COLUMNS)}) or empty it")
+                    unnamed.remove(i)  # said once per column
+                    break
+            label, problem = parse_row({h: row[i] for i, h in named}, line, folder)
             if problem:
                 problems.append(f"{name}:{line}: {problem}")
             else:
                 labels.append(label)
     except csv.Error as exc:
-        raise LabelsError(problems + [f"{name}:{reader.line_num}: {exc}"]) from None
-    if problems:
-        raise LabelsError(problems)
+        raise LabelsError(header_problems + problems + [f"{name}:{reader.line_num}: {exc}"]) from None
+    if header_problems or problems:
+        raise LabelsError(header_problems + problems)
     if not labels:
         raise LabelsError(f"{name}: no labels (a header row, then one row per label)")
     return labels
@@ -138,8 +149,9 @@ def read_labels(path: str | Path) -> list[Label]:
 
 def _check_header(name: str, header: list[str]) -> None:
     where = f"{name}:1"
-    if not header or header == [""]:
+    if not any(header):
         raise LabelsError(f"{where}: no header row (it names the columns: {', '.join(COLUMNS)})")
+    header = [h for h in header if h]  # columns without a name: read_labels checks they stay empty
     for h in header:
         if h not in COLUMNS:
             raise LabelsError(f"{where}: column {h[:40]!r}: unknown column (known: {', '.join(COLUMNS)})")
@@ -209,7 +221,7 @@ def parse_emotion(text: str) -> str | None:
     if not text:
         return None
     parts = [p.strip() for p in text.split("/")]
-    if len(parts) > 2:
+    if len(parts) > 2 or not all(parts):  # "/" or "生气/": normalize_label would read "" as unknown
         return None
     names = {CHINESE.get(p, normalize_label(p)) for p in parts}  # '生气/angry': both must agree
     if len(names) != 1:

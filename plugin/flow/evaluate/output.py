@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plugin.core import charts
@@ -31,6 +32,9 @@ class Evaluation:
     modelled: int  # of them, analysed by the model now
     trial: bool  # some results come from a trial model (random weights)
     rules_path: str
+    # "labels.csv:LINE: not evaluated: why": labels of files the model failed on; left out of every figure
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # per file: a channel layout the analysis could not honour
 
 
 def num(x: float | None, digits: int = 3) -> str:
@@ -65,6 +69,9 @@ def text(ev: Evaluation, trial_label: str) -> str:
                   f"some of the predictions below)", ""]
     lines.append(f"{len(ev.predictions)} label(s) over {ev.units} call(s): {ev.stored} from stored results, "
                  f"{ev.modelled} analysed by the model now.")
+    if ev.skipped:
+        lines.append(f"{len(ev.skipped)} label(s) not evaluated: their files failed to decode or analyse (listed "
+                     f"on stderr); they are left out of every figure below.")
     lines += ["", "Per class (rows: every emotion in the labels or the predictions):"]
     rows = [["emotion", "precision", "recall", "f1", "count"]]
     rows += [[r.label, num(r.precision), num(r.recall), num(r.f1), str(r.count)] for r in m.rows]
@@ -161,8 +168,10 @@ def chart_png(ev: Evaluation, trial_label: str) -> bytes:
     totals = grid.sum(axis=1, keepdims=True)
     shares = np.divide(grid, totals, out=np.zeros_like(grid), where=totals > 0)
     left.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    left.set_xticks(range(len(m.columns)), m.columns, rotation=45, ha="right")
-    left.set_yticks(range(len(m.truths)), m.truths)
+    # Every label drawn from data goes through charts.text: a $ would start mathtext, a leading _
+    # would drop a legend entry.
+    left.set_xticks(range(len(m.columns)), [charts.text(c) for c in m.columns], rotation=45, ha="right")
+    left.set_yticks(range(len(m.truths)), [charts.text(t) for t in m.truths])
     left.set_xlabel("predicted")
     left.set_ylabel("true")
     for i in range(len(m.truths)):
@@ -175,12 +184,13 @@ def chart_png(ev: Evaluation, trial_label: str) -> bytes:
     drawn = [sw for sw in ev.sweeps if sw.calls]  # a scenario no labelled call counts for has no line
     for i, sw in enumerate(drawn):
         colour = f"C{i % 10}"
+        name = charts.text(sw.scenario)
         grid_points = [p for p in sw.points if p.threshold != AS_WRITTEN]
         xs = [p.threshold for p in grid_points]
         right.plot(xs, [np.nan if p.precision is None else p.precision for p in grid_points], color=colour,
-                   marker="o", markersize=3, label=f"{sw.scenario} precision")
+                   marker="o", markersize=3, label=f"{name} precision")
         right.plot(xs, [np.nan if p.recall is None else p.recall for p in grid_points], color=colour,
-                   linestyle="--", marker="s", markersize=3, label=f"{sw.scenario} recall")
+                   linestyle="--", marker="s", markersize=3, label=f"{name} recall")
         for c in sw.current:
             if 0.5 <= c <= 0.95:
                 right.axvline(c, color=colour, alpha=0.3, linewidth=1)
@@ -198,17 +208,51 @@ def chart_png(ev: Evaluation, trial_label: str) -> bytes:
 
 
 FILES = ("per_class.csv", "confusion.csv", "thresholds.csv", "predictions.csv", "evaluation.png")
+_MAKERS = {"per_class.csv": per_class_csv, "confusion.csv": confusion_csv, "thresholds.csv": thresholds_csv,
+           "predictions.csv": predictions_csv}
+
+
+class OutputError(Exception):
+    """A file of --out could not be made or written: ``path``, ``reason``; ``written``: the
+    files written before it (the CSV files come first, so a chart that fails keeps them)."""
+
+    def __init__(self, path: Path, reason: str, written: list[Path]):
+        self.path, self.reason, self.written = path, reason, written
+        super().__init__(f"{path}: {reason}")
+
+
+def out_problem(out: Path) -> OutputError | None:
+    """Why ``out`` cannot be made a folder to write in, before any work is done; None if it can.
+    Not created here: a labels file with a wrong row leaves no empty folder behind."""
+    here = out
+    while not here.exists():
+        if here.parent == here:
+            return None
+        here = here.parent
+    if not here.is_dir():
+        return OutputError(here, "not a folder", [])
+    if not os.access(here, os.W_OK | os.X_OK):
+        return OutputError(here, "no permission to write there", [])
+    return None
 
 
 def write_all(ev: Evaluation, out: Path, trial_label: str) -> list[Path]:
-    """The CSV files and the PNG in ``out`` (created if needed); the paths written."""
-    out.mkdir(parents=True, exist_ok=True)
-    made = {"per_class.csv": per_class_csv(ev), "confusion.csv": confusion_csv(ev),
-            "thresholds.csv": thresholds_csv(ev), "predictions.csv": predictions_csv(ev),
-            "evaluation.png": chart_png(ev, trial_label)}
-    written = []
+    """The CSV files and the PNG in ``out`` (created if needed), each made and written in
+    turn; the paths written. OutputError at the first that fails, those before it written."""
+    written: list[Path] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(Path(exc.filename or out), exc.strerror or str(exc), written) from None
     for name in FILES:
         path = out / name
-        path.write_bytes(made[name])
+        try:
+            data = _MAKERS[name](ev) if name in _MAKERS else chart_png(ev, trial_label)
+        except Exception as exc:  # noqa: BLE001 -- a chart that cannot be drawn: said, the CSV files kept
+            raise OutputError(path, f"cannot make it: {type(exc).__name__}: {str(exc)[:200]}", written) from None
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise OutputError(path, exc.strerror or str(exc), written) from None
         written.append(path)
     return written

@@ -6,7 +6,9 @@ results are read from the database (its Segment rows). A file's are read from th
 was analysed; otherwise (or with ``fresh``) the file is decoded with plugin.audio.decode
 (the one resampler) and analysed with plugin.flow.analysis.analyze_audio, as
 `callmood analyze` does, once however many labels name it. The model is loaded only when
-a file needs it.
+a file needs it, and only once every such file passed the cheap checks decode makes first
+(probe_files). Stored calls are read a chunk at a time (stored_units), so the caller
+counts each unit and lets its segments go.
 
 A label's prediction: the windows of its role overlapping its [start, end), and the label
 with the most overlapping seconds among them (tie: the higher summed confidence); a
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from plugin.audio.decode import DecodeError, decode
-from plugin.config import Config
+from plugin.audio.decode import DecodeError, decode, probe
+from plugin.config import AudioConfig, Config
 from plugin.core import files, trial
 from plugin.core.data import EMOTIONS, CallAnalysis, SegmentResult, summarize
 from plugin.flow.analysis import analyze_audio
@@ -64,9 +66,20 @@ class FileJob:
 
 @dataclass
 class Plan:
-    units: dict[str, Unit] = field(default_factory=dict)  # read from the database
+    stored: dict[str, tuple[int, list[Label]]] = field(default_factory=dict)  # unit -> (call id, rows): stored_units
     to_run: dict[str, FileJob] = field(default_factory=dict)  # for the model
     problems: list[tuple[int, str]] = field(default_factory=list)  # (line, what is wrong)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What became of one file the model was to analyse: its unit, or why there is none;
+    and what the analysis noted about it (a channel layout it could not honour)."""
+
+    job: FileJob
+    unit: Unit | None
+    failure: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,9 @@ def plan(labels: list[Label], sessions: sessionmaker[Session], max_bytes: int, f
     """What each labelled call's results come from: the stored ones, or the model (files).
 
     Every row that cannot be evaluated is a problem with its line: an unknown call id, a
-    call not analysed or whose segments retention removed, a missing or unreadable file."""
+    call not analysed or whose segments retention removed, a missing or unreadable file.
+    Only the calls' state is read here; their segments are read later, a chunk of calls at
+    a time (stored_units)."""
     out = Plan()
     units = group(labels)
     by_id = {rows[0].call_id: rows for rows in units.values() if rows[0].call_id is not None}
@@ -102,48 +117,84 @@ def plan(labels: list[Label], sessions: sessionmaker[Session], max_bytes: int, f
         if not fresh:
             digests.setdefault(_sha256(path), []).append(path)
     with sessions() as s:
-        calls = _calls(s, list(by_id))
-        usable: dict[int, Call] = {}
-        for call_id, call in calls.items():
+        for call_id, call in _calls(s, list(by_id)).items():
             problem = _call_problem(call_id, call)
             if problem:
                 out.problems += [(r.line, problem) for r in by_id[call_id]]
             else:
-                usable[call_id] = call
+                out.stored[f"call:{call_id}"] = (call_id, by_id[call_id])
         # A file imported and analysed: the workers' results, no model run. One not analysed
         # (yet), or whose segments retention removed, is run through the model instead.
-        imported = {d: c for d, c in _imported(s, list(digests)).items() if not _call_problem(c.id, c)}
-        segments = _segments(s, list(usable) + [c.id for c in imported.values()])
-        for call_id, call in usable.items():
-            out.units[f"call:{call_id}"] = _stored(by_id[call_id], call, segments[call_id])
-        for digest, call in imported.items():
+        for digest, call in _imported(s, list(digests)).items():
+            if _call_problem(call.id, call):
+                continue
             for path in digests[digest]:
                 rows = by_file[path]
-                out.units[rows[0].unit] = _stored(rows, call, segments[call.id])
+                out.stored[rows[0].unit] = (call.id, rows)
                 out.to_run.pop(rows[0].unit, None)
     out.problems.sort()
     return out
 
 
-def run_model(jobs: Iterable[FileJob], cfg: Config, model: EmotionModel,
-              progress: Callable[[list[FileJob]], Iterable[FileJob]] = lambda js: js) \
-        -> tuple[dict[str, Unit], list[tuple[int, str]]]:
-    """Decode and analyse each file once, as `callmood analyze` does; the units, and the
-    lines of files that cannot be decoded."""
-    units: dict[str, Unit] = {}
+def stored_units(sessions: sessionmaker[Session], stored: dict[str, tuple[int, list[Label]]],
+                 chunk: int = IDS_PER_QUERY) -> Iterator[Unit]:
+    """The unit of each stored call, read ``chunk`` calls at a time (their rows and segments in
+    one query each, in a short session), so a large labels file never holds every call's
+    segments at once."""
+    by_call: dict[int, list[tuple[str, list[Label]]]] = {}
+    for key, (call_id, rows) in stored.items():
+        by_call.setdefault(call_id, []).append((key, rows))
+    for ids in _chunks(sorted(by_call), chunk):
+        with sessions() as s:
+            calls = {c.id: c for c in s.execute(select(Call).where(Call.id.in_(ids))).scalars()}
+            segments = _segments(s, ids)
+            units = [_stored(key, rows, calls[call_id], segments[call_id])
+                     for call_id in ids for key, rows in by_call[call_id]]
+        yield from units
+
+
+def probe_files(jobs: Iterable[FileJob], cfg: AudioConfig) -> list[tuple[int, str]]:
+    """The lines of files the model would fail to decode, found before it is loaded: what
+    plugin.audio.decode.decode checks first (ffmpeg reads the first moment of the first
+    audio stream; at most audio.max_channels channels), a fraction of a second per file."""
     problems: list[tuple[int, str]] = []
+    for job in jobs:
+        try:
+            probed = probe(job.path, cfg.decode_timeout_s)
+        except DecodeError as exc:
+            problem = f"file: {job.labels[0].file_text!r}: {exc}"
+        else:
+            if probed.channels <= cfg.max_channels:
+                continue
+            problem = (f"file: {job.labels[0].file_text!r}: recording has {probed.channels} audio channels; at most "
+                       f"{cfg.max_channels} are analysed (audio.max_channels)")
+        problems += [(r.line, problem) for r in job.labels]
+    return problems
+
+
+def run_model(jobs: Iterable[FileJob], cfg: Config, model: EmotionModel,
+              progress: Callable[[list[FileJob]], Iterable[FileJob]] = lambda js: js) -> Iterator[Ran]:
+    """Decode and analyse each file once, as `callmood analyze` does, one Ran per file. A
+    file that fails (it passed probe_files, yet does not decode, or its analysis raises)
+    is a Ran without a unit, saying why: the other files' results are kept."""
     for job in progress(list(jobs)):
+        text = job.labels[0].file_text
         with tempfile.TemporaryDirectory(prefix="callmood-evaluate-") as tmp:
             try:
                 audio = decode(job.path, Path(tmp) / "decoded.wav", cfg.audio.max_duration_s,
                                max_channels=cfg.audio.max_channels, timeout_s=cfg.audio.decode_timeout_s)
             except DecodeError as exc:
-                problems += [(r.line, f"file: {job.labels[0].file_text!r}: {exc}") for r in job.labels]
+                yield Ran(job, None, f"file: {text!r}: {exc}")
                 continue
-            analysis, _notes = analyze_audio(audio, model, cfg.audio, job.channels)
+            try:
+                analysis, notes = analyze_audio(audio, model, cfg.audio, job.channels)
+            except Exception as exc:  # noqa: BLE001 -- one file's failure must not discard the others' hours
+                why = ": ".join([type(exc).__name__] + (str(exc).splitlines() or [])[:1])[:200]
+                yield Ran(job, None, f"file: {text!r}: cannot analyse: {why}")
+                continue
         ctx = _file_context(job.path, analysis.duration)
-        units[job.labels[0].unit] = Unit(job.labels[0].unit, job.labels, analysis, ctx, MODEL, model.trial)
-    return units, problems
+        unit = Unit(job.labels[0].unit, job.labels, analysis, ctx, MODEL, model.trial)
+        yield Ran(job, unit, note=str(notes.get("layout_note") or ""))
 
 
 def predict(label: Label, analysis: CallAnalysis) -> str:
@@ -170,10 +221,9 @@ def predict(label: Label, analysis: CallAnalysis) -> str:
     return max(seconds, key=rank)
 
 
-def predictions(units: dict[str, Unit], labels: list[Label]) -> list[Prediction]:
-    """One prediction per label, in the labels file's order."""
-    return [Prediction(label, predict(label, units[label.unit].analysis), units[label.unit].origin)
-            for label in labels]
+def predictions(unit: Unit) -> list[Prediction]:
+    """One prediction per label of ``unit``."""
+    return [Prediction(label, predict(label, unit.analysis), unit.origin) for label in unit.labels]
 
 
 # --- reading -------------------------------------------------------------------------
@@ -183,25 +233,31 @@ def _chunks(ids: list, n: int = IDS_PER_QUERY) -> Iterable[list]:
         yield ids[i:i + n]
 
 
-def _calls(s: Session, ids: list[int]) -> dict[int, Call | None]:
-    found: dict[int, Call | None] = {i: None for i in ids}
+# Planning reads only what says whether a call can be used (not whole rows: a large labels
+# file would hold every call's event and summary).
+_STATE = (Call.id, Call.status, Call.summary)
+
+
+def _calls(s: Session, ids: list[int]) -> dict[int, Any]:
+    found: dict[int, Any] = {i: None for i in ids}
     for chunk in _chunks(ids):
-        for call in s.execute(select(Call).where(Call.id.in_(chunk))).scalars():
-            found[call.id] = call
+        for row in s.execute(select(*_STATE).where(Call.id.in_(chunk))):
+            found[row.id] = row
     return found
 
 
-def _imported(s: Session, digests: list[str]) -> dict[str, Call]:
-    """The calls `callmood import` made of these contents, by sha256."""
-    found: dict[str, Call] = {}
+def _imported(s: Session, digests: list[str]) -> dict[str, Any]:
+    """The calls `callmood import` made of these contents, by sha256 (id, status, summary)."""
+    found: dict[str, Any] = {}
     for chunk in _chunks(digests):
-        for call in s.execute(select(Call).where(Call.source == files.IMPORT_SOURCE,
-                                                 Call.external_id.in_(chunk))).scalars():
-            found[call.external_id] = call
+        for row in s.execute(select(*_STATE, Call.external_id).where(Call.source == files.IMPORT_SOURCE,
+                                                                     Call.external_id.in_(chunk))):
+            found[row.external_id] = row
     return found
 
 
 def _segments(s: Session, ids: list[int]) -> dict[int, list[SegmentResult]]:
+    """The segments of the calls ``ids`` (one chunk of stored_units)."""
     out: dict[int, list[SegmentResult]] = {i: [] for i in ids}
     for chunk in _chunks(ids):
         for row in s.execute(select(Segment.call_id, Segment.start, Segment.end, Segment.channel, Segment.role,
@@ -214,7 +270,8 @@ def _segments(s: Session, ids: list[int]) -> dict[int, list[SegmentResult]]:
     return out
 
 
-def _call_problem(call_id: int, call: Call | None) -> str | None:
+def _call_problem(call_id: int, call: Any) -> str | None:
+    """Why the call (a row with status and summary, or None) cannot be evaluated, if it cannot."""
     if call is None:
         return f"call_id {call_id}: no such call"
     if call.status != "analyzed":
@@ -227,11 +284,11 @@ def _call_problem(call_id: int, call: Call | None) -> str | None:
     return None
 
 
-def _stored(rows: list[Label], call: Call, segments: list[SegmentResult]) -> Unit:
+def _stored(key: str, rows: list[Label], call: Call, segments: list[SegmentResult]) -> Unit:
     duration = call.duration_s if call.duration_s is not None else max((x.end for x in segments), default=0.0)
     ctx = call_context(call)
     ctx["duration_s"] = duration
-    return Unit(rows[0].unit, rows, summarize(segments, duration), ctx, STORED, trial.recorded(call.summary))
+    return Unit(key, rows, summarize(segments, duration), ctx, STORED, trial.recorded(call.summary))
 
 
 def _file_context(path: Path, duration: float) -> dict[str, Any]:

@@ -115,25 +115,33 @@ def _fires(ruleset: RuleSet, scenario: Scenario, case: Case) -> bool:
     return bool(alerts)
 
 
-def sweep(ruleset: RuleSet, cases: list[Case], thresholds: Iterable[float] = THRESHOLDS) -> list[ScenarioSweep]:
-    """Every scenario of ``ruleset``, swept over ``thresholds`` on the cases it counts."""
-    out = []
-    for scenario in ruleset.scenarios:
-        mine = []
-        for case in cases:
+class Sweeper:
+    """The sweep of every scenario of ``ruleset``, one labelled call at a time (``add``), so
+    a call's segment results need not be kept once it is counted."""
+
+    def __init__(self, ruleset: RuleSet, thresholds: Iterable[float] = THRESHOLDS):
+        self.ruleset = ruleset
+        self.results: list[ScenarioSweep] = []
+        self._variants: list[list[tuple[float | str, Scenario]]] = []
+        for scenario in ruleset.scenarios:
+            variants = [(t, with_threshold(scenario, t)) for t in thresholds] + [(AS_WRITTEN, scenario)]
+            self._variants.append(variants)
+            self.results.append(ScenarioSweep(
+                scenario.scenario, current_thresholds(scenario), points=[Point(t) for t, _ in variants],
+                emotions=sorted({e for r in scenario.rules for c, neg in clauses(r.when) if not neg
+                                 for e in c.emotions or ()})))
+
+    def add(self, case: Case) -> None:
+        for scenario, result, variants in zip(self.ruleset.scenarios, self.results, self._variants):
             rows = [(role, emotion) for role, emotion, scen in case.labels if scen in (None, scenario.scenario)]
-            if rows:
-                mine.append((case, should_alert(scenario, rows)))
-        result = ScenarioSweep(scenario.scenario, current_thresholds(scenario), calls=len(mine),
-                               positives=sum(truth for _, truth in mine),
-                               emotions=sorted({e for r in scenario.rules for c, neg in clauses(r.when)
-                                                if not neg for e in c.emotions or ()}))
-        variants = [(t, with_threshold(scenario, t)) for t in thresholds] + [(AS_WRITTEN, scenario)]
-        for t, variant in variants:
-            point = Point(t)
-            for case, truth in mine:
+            if not rows:
+                continue
+            truth = should_alert(scenario, rows)
+            result.calls += 1
+            result.positives += truth
+            for point, (_, variant) in zip(result.points, variants):
                 try:
-                    fired = _fires(ruleset, variant, case)
+                    fired = _fires(self.ruleset, variant, case)
                 except Exception:  # noqa: BLE001 -- e.g. a summary template failing on this call: counted, said
                     point.failed += 1
                     continue
@@ -142,6 +150,11 @@ def sweep(ruleset: RuleSet, cases: list[Case], thresholds: Iterable[float] = THR
                 point.fp += fired and not truth
                 point.fn += truth and not fired
                 point.tn += not truth and not fired
-            result.points.append(point)
-        out.append(result)
-    return out
+
+
+def sweep(ruleset: RuleSet, cases: Iterable[Case], thresholds: Iterable[float] = THRESHOLDS) -> list[ScenarioSweep]:
+    """Every scenario of ``ruleset``, swept over ``thresholds`` on the cases it counts."""
+    sweeper = Sweeper(ruleset, thresholds)
+    for case in cases:
+        sweeper.add(case)
+    return sweeper.results

@@ -7,6 +7,11 @@ the segments): the customer's windows, or the mixed track's where a call has no 
 track (as the rules judge it). A group's share is its negative windows over its windows,
 summed over its calls, so a long call weighs more than a short one (not a mean of shares).
 
+A call belongs to the period it was received in (``Call.received_at``: the webhook, the
+import), and so do its alerts: a re-run, or a backlog analysed after midnight, moves neither
+to another day. A call counts as analysed once it has results (``analyzed_at``), failed while
+it has none and its status says so.
+
 Rows are read in one session and streamed (``yield_per``): a week of a busy queue is many
 calls, and only the sums are kept.
 """
@@ -25,7 +30,7 @@ from plugin.config import ReportsConfig
 from plugin.core import trial
 from plugin.core.data import SEVERITIES, severity_rank
 from plugin.flow.report.period import Period
-from plugin.store.tables import AlertRow, Call, Feedback, Job
+from plugin.store.tables import AlertRow, Call, Feedback
 
 STREAM = 500  # rows fetched at a time
 
@@ -213,9 +218,10 @@ def _calls(s: Session, period: Period, negative: frozenset[str]) -> _Calls:
                                                  for d in ("queue", "agent", "scenario")}
     days: dict[date, list] = defaultdict(lambda: [0, Speech()])
     calls, audio, total, was_trial = 0, 0.0, Speech(), False
-    rows = s.execute(select(Call.analyzed_at, Call.queue, Call.agent_id, Call.scenario, Call.duration_s,
+    rows = s.execute(select(Call.received_at, Call.queue, Call.agent_id, Call.scenario, Call.duration_s,
                             Call.summary)
-                     .where(Call.analyzed_at >= period.start, Call.analyzed_at < period.end)
+                     .where(Call.received_at >= period.start, Call.received_at < period.end,
+                            Call.analyzed_at.is_not(None))
                      .execution_options(yield_per=STREAM))
     for at, queue, agent, scenario, duration, summary in rows:
         speech = call_speech(summary, negative)
@@ -230,9 +236,9 @@ def _calls(s: Session, period: Period, negative: frozenset[str]) -> _Calls:
         day = days[period.local_day(at)]
         day[0] += 1
         day[1] += speech
-    failed = s.execute(select(func.count(func.distinct(Call.id))).join(Job, Job.call_id == Call.id)
-                       .where(Call.status == "failed", Job.status == "failed",
-                              Job.finished_at >= period.start, Job.finished_at < period.end)).scalar_one()
+    failed = s.execute(select(func.count(Call.id))
+                       .where(Call.status == "failed", Call.analyzed_at.is_(None),
+                              Call.received_at >= period.start, Call.received_at < period.end)).scalar_one()
     return _Calls(Volume(calls, failed, audio, total),
                   {d: {k: (v[0], v[1]) for k, v in g.items()} for d, g in groups.items()},
                   {k: (v[0], v[1]) for k, v in days.items()}, was_trial)
@@ -270,8 +276,9 @@ class _Alert:
 def _alerts(s: Session, period: Period) -> list[_Alert]:
     rows = s.execute(select(AlertRow.id, AlertRow.call_id, AlertRow.scenario, AlertRow.rule, AlertRow.severity,
                             AlertRow.customer_id, AlertRow.summary, AlertRow.created_at, Feedback.verdict)
+                     .join(Call, Call.id == AlertRow.call_id)
                      .outerjoin(Feedback, Feedback.alert_id == AlertRow.id)
-                     .where(AlertRow.created_at >= period.start, AlertRow.created_at < period.end)
+                     .where(Call.received_at >= period.start, Call.received_at < period.end)
                      .order_by(AlertRow.id).execution_options(yield_per=STREAM))
     return [_Alert(*r) for r in rows]
 

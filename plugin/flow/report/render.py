@@ -160,6 +160,9 @@ def _fit(head: str, lines: list[str], budget: int) -> str:
     return "\n".join(out)
 
 
+NAME_CHARS = 40  # of a queue, agent, customer or rule name in the WeCom message
+
+
 def markdown(report: Review, page_url: str, call_link: Callable[[int], str], min_calls: int) -> str:
     """The WeCom message: the key figures, the worst groups, the top customers and the
     alerts, within the robot's 4096 bytes; the link to the HTML page always fits."""
@@ -176,24 +179,29 @@ def markdown(report: Review, page_url: str, call_link: Callable[[int], str], min
              f"未标注 unlabelled {alerts.now.unlabelled}"]
     foot = f"[完整报告 / Full report]({page_url})"
     sections = []
-    bad = [f"- {title}: {md(row_name(r))} · <font color=\"warning\">{pct(r.share)}</font> ({pp(r.change_pp)}) · "
-           f"{r.calls} 通 calls" for dim, title in DIMENSIONS for r in worst(report, dim, min_calls)]
+    bad = [f"- {title}: {md(_clean(row_name(r), NAME_CHARS))} · <font color=\"warning\">{pct(r.share)}</font> "
+           f"({pp(r.change_pp)}) · {r.calls} 通 calls"
+           for dim, title in DIMENSIONS for r in worst(report, dim, min_calls)]
     if bad:
         sections.append((f"**负面占比最高 / Highest negative share** (≥{min_calls} 通 calls)", bad))
     if report.customers:
         sections.append(("**红色预警客户 / Red-flagged customers**", [
-            f"- {md(c.customer_id)} · {c.alerts} 条 alerts"
+            # Whole (ids are short): `callmood forget` finds and redacts it here by its full value.
+            f"- {md(_clean(c.customer_id, 255))} · {c.alerts} 条 alerts"
             + (f" (另 {c.false_alarms} 条误报 false alarms)" if c.false_alarms else "")
             + f" · {md(c.worst)} · {md(_clean(scrub.phones(c.last_summary), 60))}"
             + f" [查看 / Open]({call_link(c.last_call_id)})"
             for c in report.customers]))
     if report.rules:
         sections.append(("**告警规则 / Alerts by rule**", [
-            f"- {md(g.name)}: {g.now.alerts} · 准确率 precision {pct(g.now.precision)}" for g in report.rules]))
+            f"- {md(_clean(g.name, NAME_CHARS))}: {g.now.alerts} · 准确率 precision {pct(g.now.precision)}"
+            for g in report.rules]))
     text_ = "\n".join(head)
     budget = MAX_BYTES - len(text_.encode("utf-8")) - len(("\n\n" + foot).encode("utf-8"))
-    for title, lines in sections:
-        part = _fit(title, lines, budget - 2)
+    for i, (title, lines) in enumerate(sections):
+        # Each section gets its share of what is left (and what an earlier one did not use
+        # passes on), so long names in one never push the next out of the message.
+        part = _fit(title, lines, budget // (len(sections) - i) - 2)
         if part:
             text_ += "\n\n" + part
             budget -= len(("\n\n" + part).encode("utf-8"))
@@ -280,9 +288,7 @@ AGENTS_DRAWN = 12
 
 
 def _label(text: str) -> str:
-    # Plain text: a $ would start matplotlib's mathtext (and a malformed one fails the chart).
-    text = "".join(c if c.isprintable() else " " for c in text).replace("$", r"\$")
-    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+    return charts.text(text, LABEL_CHARS)
 
 
 def _percent(share: float | None) -> float:
@@ -314,6 +320,9 @@ def _share_axis(ax: Any, values: list[float]) -> None:
     ax.set_ylabel("负面占比 negative %")
 
 
+QUEUES_DRAWN = 12  # bars per panel: reports.max_rows may list hundreds, the chart stays readable
+
+
 def chart_png(report: Review) -> bytes:
     """Negative share by queue and by agent (the most calls first), this period against the
     previous one; a weekly report adds the share per day. Under the robot's 2 MB."""
@@ -322,7 +331,7 @@ def chart_png(report: Review) -> bytes:
     axes = fig.subplots(panels, 1)
     title = f"{TITLE} · {KIND_WORDS[report.period.kind]} {report.period.label}"
     fig.suptitle(f"{trial.LABEL}\n{title}" if report.trial else title)
-    _bars(axes[0], report.queues, "按队列 By queue")
+    _bars(axes[0], report.queues[:QUEUES_DRAWN], "按队列 By queue (通话最多 most calls)")
     _bars(axes[1], report.agents[:AGENTS_DRAWN], "按坐席 By agent (通话最多 most calls)")
     if report.days:
         ax = axes[2]

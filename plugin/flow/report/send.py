@@ -15,8 +15,8 @@ them at once with ``send_now`` (what it cannot send stays pending for the servic
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 
 import requests
 from apscheduler.triggers.cron import CronTrigger
@@ -25,7 +25,6 @@ from sqlalchemy.exc import IntegrityError
 
 from connectors.sinks.wecom_robot import report_messages
 from plugin.config import Config, ReportsConfig
-from plugin.core import scrub
 from plugin.core.cron import TZ_PREFIX, cron_trigger
 from plugin.flow.outbox import Outbox
 from plugin.flow.outputs import Outputs
@@ -70,9 +69,28 @@ def build(cfg: Config, outputs: Outputs, period: Period) -> measures.Review:
     return measures.build(outputs.deliveries.sessions, period, cfg.reports, zone_name(period.tz))
 
 
+class ReportError(Exception):
+    """A report that cannot be stored for sending, in words."""
+
+
+def incomplete(period: Period, now_utc: datetime) -> bool:
+    """Whether ``period`` is not over at ``now_utc`` (naive UTC): its figures are only so far."""
+    return now_utc < period.end
+
+
 def store(cfg: Config, outputs: Outputs, period: Period, sinks: list[str]) -> list[ReportDelivery]:
     """Store the report's deliveries for ``sinks`` (what is stored already stays as it is);
-    every one of them, new or not, with its state."""
+    every one of them, new or not, with its state.
+
+    Only a period that is over: its report goes out once, so a report of part of a day
+    would take the place of the whole day's (ReportError)."""
+    with outputs.deliveries.sessions() as s:
+        now = outputs.deliveries.clock.now(s)
+    if incomplete(period, now):
+        ends = period.end.replace(tzinfo=timezone.utc).astimezone(period.tz)
+        raise ReportError(f"the report of {period.key} can be sent once the period is over "
+                          f"({ends:%Y-%m-%d %H:%M} {zone_name(period.tz)}); it goes out once, so a part "
+                          f"of it would take the whole one's place")
     keys = {(sink, part): dedupe_key(period, sink, part) for sink in sinks for part in PARTS}
     missing = {k for k, key in keys.items() if key not in _existing(outputs, list(keys.values()))}
     new: set[str] = set()
@@ -81,20 +99,22 @@ def store(cfg: Config, outputs: Outputs, period: Period, sinks: list[str]) -> li
         content = render.markdown(report, page_url(outputs.links.public_url, period), outputs.links.call,
                                   cfg.reports.min_calls)
         try:
-            png, broken = render.chart_png(report), None
-        except Exception as exc:  # the words still go; the image is stored dead, with why
-            log.exception("report %s: the chart could not be drawn", period.key)
-            png, broken = None, scrub.text(f"cannot draw the chart: {exc.__class__.__name__}: {exc}")
+            png = render.chart_png(report)
+        except Exception:  # the words still go; the image is left unstored, so the next run draws it again
+            log.exception("report %s: the chart could not be drawn; the image is sent by the next run",
+                          period.key)
+            png = None
         messages = dict(zip(PARTS, report_messages(content, png)))
         for sink in sinks:
-            parts = [p for p in PARTS if (sink, p) in missing]
-            if parts and _insert(outputs, sink, {p: (keys[(sink, p)], messages.get(p)) for p in parts}, broken):
+            parts = [p for p in PARTS if (sink, p) in missing and messages.get(p) is not None]
+            if parts and _insert(outputs, sink, {p: (keys[(sink, p)], messages[p]) for p in parts}):
                 new.update(keys[(sink, p)] for p in parts)
     found = _existing(outputs, list(keys.values()))
     out = []
     for (sink, part), key in keys.items():
-        delivery_id, status, error = found[key]
-        out.append(ReportDelivery(sink, part, delivery_id, key in new, status, error))
+        if key in found:  # an image whose chart could not be drawn is not there
+            delivery_id, status, error = found[key]
+            out.append(ReportDelivery(sink, part, delivery_id, key in new, status, error))
     return out
 
 
@@ -105,13 +125,12 @@ def _existing(outputs: Outputs, keys: list[str]) -> dict[str, tuple[int, str, st
     return {k: (i, st, err) for k, i, st, err in rows}
 
 
-def _insert(outputs: Outputs, sink: str, parts: dict[str, tuple[str, dict | None]], broken: str | None) -> bool:
+def _insert(outputs: Outputs, sink: str, parts: dict[str, tuple[str, dict]]) -> bool:
     """One robot's parts in one transaction; False when another run stored them first."""
     try:
         with outputs.deliveries.sessions.begin() as s:
             for part, (key, payload) in parts.items():
-                dead = broken if payload is None else None
-                d = outputs.deliveries.add(s, sink, payload or {}, dead_because=dead)
+                d = outputs.deliveries.add(s, sink, payload)
                 d.dedupe_key = key
         return True
     except IntegrityError:  # the unique dedupe_key: stored by another process meanwhile
@@ -138,6 +157,23 @@ def scheduled_report(cfg: Config, outputs: Outputs, kind: Kind) -> None:
                      ", ".join(f"{x.sink} {x.part}" for x in fresh))
     except Exception:
         log.exception("report %s: could not be built or stored; the next scheduled run tries again", kind)
+
+
+def catch_up(cfg: Config, outputs: Outputs, kind: Kind, trigger: CronTrigger) -> None:
+    """At a process's start: the last complete period's report, if its scheduled time has
+    passed and it is not stored (the service was down or restarting at that time: the
+    scheduler keeps no memory of a missed run). Older periods are not caught up: a service
+    down for days sends one report, not a backlog of them."""
+    try:
+        tz = zone(cfg.reports.timezone)
+        with outputs.deliveries.sessions() as s:
+            now = outputs.deliveries.clock.now(s)
+        period = last_complete(kind, now, tz)
+        due = trigger.get_next_fire_time(None, period.end.replace(tzinfo=timezone.utc))
+        if due is not None and due <= now.replace(tzinfo=timezone.utc):
+            scheduled_report(cfg, outputs, kind)
+    except Exception:
+        log.exception("report %s: could not catch up; the next scheduled run sends its own period", kind)
 
 
 def report_trigger(reports: ReportsConfig, kind: Kind) -> CronTrigger | None:
@@ -178,7 +214,17 @@ class _These(DeliveryQueue):
 
 
 def send_now(cfg: Config, outputs: Outputs, stored: list[ReportDelivery], owner: str) -> list[ReportDelivery]:
-    """Send the pending ones of ``stored`` through the outbox now; each with its new state."""
+    """Send the pending ones of ``stored`` through the outbox now, and the dead ones again
+    (asked by hand, after the robot's key or the network was fixed: their stored bodies,
+    with fresh attempts); each with its new state. Delivered ones are never sent twice."""
+    dead = [x.delivery_id for x in stored if x.status == "dead"]
+    if dead:
+        with outputs.deliveries.sessions.begin() as s:
+            now = outputs.deliveries.clock.now(s)
+            s.execute(update(Delivery).where(Delivery.id.in_(dead), Delivery.status == "dead")
+                      .values(status="pending", attempts=0, next_attempt_at=now))
+        log.info("report: dead delivery(ies) %s queued again by hand", dead)
+        stored = [replace(x, status="pending") if x.delivery_id in dead else x for x in stored]
     pending = [x.delivery_id for x in stored if x.status == "pending"]
     if pending:
         outbox = Outbox(_These(outputs.deliveries, pending), outputs.sinks, cfg.deliveries.timeout_s)
