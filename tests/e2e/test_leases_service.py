@@ -22,8 +22,10 @@ def test_a_call_longer_than_its_lease_is_analysed_once(tmp_path, model_dir, db_u
                       worker={"lease_s": LEASE_S, "concurrency": 1, "poll_interval_s": 0.05})
     first = service_factory(cfg)
     second = service_factory(cfg, start_runtime=False)
-    # 20 minutes of audio: several leases of decoding and classifying on any machine.
-    long_url = recordings.serve_file("/long.wav", make_audio(tmp_path / "long", "wav_pcm", 8000, 1, 1200.0))
+    # 20 minutes of audio: several leases of decoding and classifying on any machine. MP3
+    # (4.8 MB): its download must fit in fetch.max_seconds (1 s) on a busy machine too, where
+    # the same call as 16-bit WAV (19 MB) did not (the call failed, not the lease).
+    long_url = recordings.serve_file("/long.mp3", make_audio(tmp_path / "long", "mp3", 8000, 1, 1200.0))
     short_url = recordings.serve_file("/short.wav", make_audio(tmp_path / "short", "wav_pcm", 16000, 1, 4.0))
 
     long_id = first.post_event(event("long-1", long_url)).json()["call_id"]
