@@ -13,11 +13,14 @@ from plugin.audio.fetch import FetchError, fetch
 from plugin.config import FetchConfig
 from tests.helpers import FakeServer, Reply, free_port
 
+# Tests of a timeout wait 0.5 s for it; every other test allows 10 s, so a busy machine's
+# slow answer is never mistaken for the failure a test expects (a 503 read as a timeout).
 LOCAL = FetchConfig(allow_networks=["127.0.0.0/8", "::1/128"], timeout_s=0.5, max_seconds=10)
+PATIENT = LOCAL.model_copy(update={"timeout_s": 10.0, "max_seconds": 30.0})
 SECRET = "tok3n-in-the-query"  # recording URLs often carry a token: never in an error
 
 
-def failure(url: str, tmp_path, cfg: FetchConfig = LOCAL) -> FetchError:
+def failure(url: str, tmp_path, cfg: FetchConfig = PATIENT) -> FetchError:
     with pytest.raises(FetchError) as err:
         fetch(url, tmp_path / "a", cfg)
     assert SECRET not in str(err.value) and "\n" not in str(err.value)
@@ -55,7 +58,7 @@ def test_a_server_that_accepts_and_never_answers(tmp_path):
     threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
     try:
         port = silent.getsockname()[1]
-        err = failure(f"http://127.0.0.1:{port}/a.wav?token={SECRET}", tmp_path)
+        err = failure(f"http://127.0.0.1:{port}/a.wav?token={SECRET}", tmp_path, LOCAL)
         assert str(err) == (f"timed out waiting for 127.0.0.1:{port} to answer: connected, but nothing "
                             f"came within 0.5s (fetch.timeout_s)")
         assert err.retryable
@@ -72,7 +75,7 @@ def test_a_connection_that_is_never_accepted(tmp_path):
     port = full.getsockname()[1]
     queued = socket.create_connection(("127.0.0.1", port))
     try:
-        err = failure(f"http://127.0.0.1:{port}/a.wav", tmp_path)
+        err = failure(f"http://127.0.0.1:{port}/a.wav", tmp_path, LOCAL)
         assert str(err) == f"timed out connecting to 127.0.0.1:{port} after 0.5s (fetch.timeout_s)"
         assert err.retryable
     finally:
@@ -141,7 +144,7 @@ def test_a_certificate_for_another_name(tmp_path, ca):
     ca_file = tmp_path.parent / f"{tmp_path.name}-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     try:
-        err = failure(f"{server.url}/a.wav", tmp_path, LOCAL.model_copy(update={"ca_bundle": str(ca_file)}))
+        err = failure(f"{server.url}/a.wav", tmp_path, PATIENT.model_copy(update={"ca_bundle": str(ca_file)}))
         assert str(err) == ("TLS verification failed for localhost: hostname 'localhost' doesn't match "
                             "'recordings.example.com'")
         assert not err.retryable
