@@ -466,7 +466,7 @@ def write_markdown(path: Path, env: dict, sections: list[dict]) -> None:
     argv = [a for a in sys.argv]
     argv[0] = os.path.relpath(Path(argv[0]).resolve(), ROOT)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = [f"# Inference benchmark, {now}", "",
+    text = [f"## Inference benchmark, {now}", "",
             f"- command: `{shlex.join([exe_s, *argv])}`",
             f"- device: {env['device_name']}" + ("" if env["device"] == "cuda" else f", {env['cpus']} cores"),
             f"- torch {env['torch']}, funasr {env['funasr']}, Python {env['python']}",

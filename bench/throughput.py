@@ -896,7 +896,7 @@ def command_line() -> str:
 def write_markdown(path: Path, env: dict, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = [f"# Whole-call throughput benchmark, {now}", "",
+    head = [f"## Whole-call throughput benchmark, {now}", "",
             f"- command: `{command_line()}`",
             f"- machine: {env['cpu']}, {env['cpus']} CPUs; device: {env['device_name']}",
             f"- torch {env['torch']}, funasr {env['funasr']}, Python {env['python']}", ""]

@@ -41,5 +41,5 @@ def test_throughput_benchmark_smallest_run(tmp_path, model_dir):
 
     # --markdown appends the same section under a dated heading, with the command and versions.
     md = (tmp_path / "bench.md").read_text(encoding="utf-8")
-    assert md.startswith("# Whole-call throughput benchmark, ") and "- command: `" in md and "funasr " in md
+    assert md.startswith("## Whole-call throughput benchmark, ") and "- command: `" in md and "funasr " in md
     assert "#### sqlite" in md
