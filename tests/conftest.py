@@ -142,9 +142,14 @@ def rules_dir(tmp_path) -> Path:
 
 
 def edit(rules_dir: Path, old: str, new: str) -> None:
-    """Replace ``old`` with ``new`` in the rules directory's always.yaml."""
+    """Replace ``old`` with ``new`` in the rules directory's always.yaml, in one step (a new
+    file renamed over it, as editors and deploy tools save): a service checking every 50 ms
+    must not read it half-written (it would refuse that, rightly, and a test would see the
+    wrong refusal)."""
     f = rules_dir / "always.yaml"
-    f.write_text(f.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    tmp = f.with_name(".always.yaml.tmp")
+    tmp.write_text(f.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    os.replace(tmp, f)
 
 
 @pytest.fixture
