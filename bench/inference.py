@@ -1,7 +1,7 @@
 """Inference throughput: stock FunASR vs the tutorial's recipe vs ours, on the same windows.
 
     .venv/bin/python bench/inference.py [--geometry base,large] [--windows 48] [--device auto|cpu|cuda]
-                                        [--variants stock,seed,ours,ours-int8] [--rounds 5]
+                                        [--variants stock,seed,ours,ours-int8,ours@64] [--rounds 5]
                                         [--markdown docs/benchmarks.md]
 
 One run, one machine, one set of 3 s windows cut from real synthesized speech, and for
@@ -14,7 +14,8 @@ does not depend on the weight values) these variants:
             upload to a file and calls generate on it, and a client that cuts the recording
             into 3 s pieces with pydub and POSTs them one after another
   ours      plugin.model.loading.EmotionModel with the batched engine (precision 'auto': fp32
-            on CPU, bf16 on CUDA); ours-int8 / ours-bf16 / ours-fp16 / ours-fp32 pin it
+            on CPU, bf16 on CUDA); ours-int8 / ours-bf16 / ours-fp16 / ours-fp32 pin it,
+            and a batch size after "@" sets model.batch_size (ours-bf16@256)
 
 Each variant runs in its own child process, so its peak RSS (and GPU memory) is its own;
 it loads once, then the variants run in interleaved rounds (stock, ours, stock, ours ...,
@@ -64,6 +65,13 @@ OURS_PRECISION = {"ours": "auto", "ours-fp32": "fp32", "ours-int8": "int8", "our
                   "ours-fp16": "fp16"}
 KNOWN_VARIANTS = ("stock", "seed", *OURS_PRECISION)
 
+
+def known_variant(v: str) -> bool:
+    name, at, batch = v.partition("@")
+    if at:
+        return name in OURS_PRECISION and batch.isdigit() and 0 < int(batch) <= 1024
+    return name in KNOWN_VARIANTS
+
 # Dense peak TFLOP/s by GPU name (first match wins, so longer names come first):
 # (bf16/fp16 tensor cores, tf32 tensor cores, plain fp32).
 GPU_PEAKS = [
@@ -106,9 +114,10 @@ def main() -> None:
     # few hundred windows, while the GPU needs thousands to be measured at throughput.
     per_window_windows = min(args.stock_windows or (256 if cuda else windows), windows)
     variants = [v.strip() for v in (args.variants or (CUDA_VARIANTS if cuda else CPU_VARIANTS)).split(",") if v.strip()]
-    bad = [v for v in variants if v not in KNOWN_VARIANTS]
+    bad = [v for v in variants if not known_variant(v)]
     if bad:
-        sys.exit(f"unknown variant(s) {bad}; choose from {', '.join(KNOWN_VARIANTS)}")
+        sys.exit(f"unknown variant(s) {bad}; choose from {', '.join(KNOWN_VARIANTS)} "
+                 "(an 'ours' variant may name its batch size: ours-bf16@256)")
     geometries = [g.strip() for g in args.geometry.split(",") if g.strip()]
 
     with tempfile.TemporaryDirectory(prefix="callmood-bench-") as tmp:
@@ -623,7 +632,9 @@ def run_ours(variant: str, model_dir: str, device: str, work: Path, count: int):
 
     wins = load_windows(work, count)
     t0 = time.perf_counter()
-    model = EmotionModel(ModelConfig(path=model_dir, device=device, precision=OURS_PRECISION[variant]))
+    name, _, batch = variant.partition("@")  # ours-bf16@256: batch size 256 (default: the config's)
+    model = EmotionModel(ModelConfig(path=model_dir, device=device, precision=OURS_PRECISION[name],
+                                     batch_size=int(batch or 0)))
     load_s = time.perf_counter() - t0
     model.classify(wins[:model.batch_size])  # warm-up: one batch, not timed
     yield {"load_s": load_s, "precision": model.precision, "describe": model.describe()}

@@ -91,7 +91,7 @@ class ModelConfig(Section):
     # auto = bf16 on CUDA, fp32 on CPU. int8 (CPU only) is faster with slightly different
     # scores; docs/benchmarks.md states its label agreement with fp32.
     precision: Literal["auto", "fp32", "int8", "bf16", "fp16"] = "auto"
-    batch_size: int = Field(0, ge=0, le=1024)  # windows per forward; 0 = 64 on CUDA, 16 on CPU
+    batch_size: int = Field(0, ge=0, le=1024)  # windows per forward; 0 = 16 on CPU; on CUDA 256 (64 under 32 GiB)
     threads: int = Field(0, ge=0, le=256)  # torch CPU threads; 0 = the CPUs this process may use
     # How often to try again when the model could not be loaded (offline, missing files).
     retry_interval_s: float = 60.0
