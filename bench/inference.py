@@ -13,8 +13,9 @@ does not depend on the weight values) these variants:
   seed      the tutorial the project grew from: a Flask /predict service that saves each
             upload to a file and calls generate on it, and a client that cuts the recording
             into 3 s pieces with pydub and POSTs them one after another
-  ours      plugin.model.loading.EmotionModel with the batched engine (precision 'auto': fp32
-            on CPU, bf16 on CUDA); ours-int8 / ours-bf16 / ours-fp16 / ours-fp32 pin it,
+  ours      plugin.model.loading.EmotionModel with the batched engine (precision 'auto': by
+            the CPU's features, int8 where it has AVX2; bf16 on CUDA); ours-int8 / ours-bf16 /
+            ours-fp16 / ours-fp32 pin it,
             and a batch size after "@" sets model.batch_size (ours-bf16@256)
 
 Each variant runs in its own child process, so its peak RSS (and GPU memory) is its own;
@@ -59,7 +60,7 @@ WINDOW_S = 3
 WIN = WINDOW_S * RATE
 CACHE = Path(tempfile.gettempdir()) / "callmood-bench"  # recordings and model dirs, reused across runs
 
-CPU_VARIANTS = "stock,seed,ours,ours-int8"
+CPU_VARIANTS = "stock,seed,ours,ours-fp32"
 CUDA_VARIANTS = "stock,seed,ours,ours-fp16,ours-fp32"
 OURS_PRECISION = {"ours": "auto", "ours-fp32": "fp32", "ours-int8": "int8", "ours-bf16": "bf16",
                   "ours-fp16": "fp16"}

@@ -223,7 +223,7 @@ def write_markdown(path: Path, text: str) -> None:
     models = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
               if ln.startswith("model name")]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = [f"# Long-call memory benchmark, {now}", "",
+    head = [f"## Long-call memory benchmark, {now}", "",
             f"- command: `{shlex.join([exe_s, *argv])}`",
             f"- device: {models[0] if models else platform.processor()}, {len(os.sched_getaffinity(0))} cores (CPU)",
             f"- torch {version('torch')}, funasr {version('funasr')}, Python {platform.python_version()}",
@@ -334,6 +334,17 @@ def child_main(spec: dict) -> None:
     Path(spec["out"]).write_text(json.dumps(result))
 
 
+def count_params(model) -> int:
+    """Parameters, counting int8's dynamically quantized Linears too (their weights are
+    packed, not Parameters, and parameters() leaves them out)."""
+    n = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        if callable(getattr(m, "weight", None)):  # torch.ao dynamic quantized Linear
+            n += m.weight().numel() + (m.bias().numel() if m.bias() is not None else 0)
+    return n
+
+
+
 def measure(spec: dict) -> dict:
     from plugin.audio.decode import decode
     from plugin.config import AudioConfig, ModelConfig
@@ -350,7 +361,7 @@ def measure(spec: dict) -> dict:
     r["load"] = load.summary()
     r["rss_model_mb"] = r["load"]["end_mb"]
     r["describe"] = model.describe()
-    r["params"] = sum(p.numel() for p in model.automodel.model.parameters())
+    r["params"] = count_params(model.automodel.model)
 
     cfg = AudioConfig()
     wav = Path(spec["work"]) / "decoded.wav"

@@ -12,7 +12,8 @@ grow its row (rewritten whole at each part) without end, nor queue one analysis 
 from __future__ import annotations
 
 import logging
-from sqlalchemy import select, update
+
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,12 +60,21 @@ class Intake:
     def _one(self, s: Session, event: CallEvent, assemble_s: float | None) -> Accepted:
         if assemble_s is not None and event.recordings:
             return self._part(s, event, assemble_s)
-        found = _existing(s, event)
-        if found:
-            return Accepted(*found, duplicate=True)
-        call = _new_call(s, event, self.clock.now(s))
-        job = self.jobs.enqueue(s, call.id)
-        return Accepted(call.id, job.id, duplicate=False)
+        # A prepared SELECT, then a prepared INSERT ... ON CONFLICT DO NOTHING: no ORM objects
+        # on the webhook's path (their unit of work cost more than the database did). The
+        # SELECT comes first so that a vendor's retry or a replayed event costs no id from
+        # PostgreSQL's sequence (the insert takes one even when it does nothing). A twin that
+        # commits between the two makes the insert do nothing: then it is found; a call
+        # forgotten (`callmood forget`) between them is inserted again.
+        now = self.clock.now(s)
+        for _ in range(3):
+            found = _existing(s, event)
+            if found is not None:
+                return Accepted(*found, duplicate=True)
+            call_id = _insert_ignoring_twin(s, _call_values(event, now)).scalar()
+            if call_id is not None:
+                return Accepted(call_id, self.jobs.enqueue_id(s, call_id, now=now), duplicate=False)
+        raise RuntimeError(f"call {event.call_id!r} of {event.source} kept appearing and vanishing")
 
     def _part(self, s: Session, event: CallEvent, assemble_s: float) -> Accepted:
         """One participant's recording: a new call waiting assemble_s for the others, or a
@@ -114,8 +124,8 @@ class Intake:
         return Accepted(call.id, job_id, duplicate=False)
 
 
-def _new_call(s: Session, event: CallEvent, now) -> Call:
-    call = Call(source=event.source, external_id=event.call_id,
+def _call_values(event: CallEvent, now) -> dict:
+    return dict(source=event.source, external_id=event.call_id,
                 recording_url=event.recording_url, customer_id=event.customer_id,
                 customer_phone=event.customer_phone, agent_id=event.agent_id,
                 queue=event.queue, ticket_id=event.ticket_id,
@@ -123,10 +133,38 @@ def _new_call(s: Session, event: CallEvent, now) -> Call:
                 if event.channel_roles else None,
                 recordings=[_part_dict(r) for r in event.recordings[:MAX_PARTS]] or None,
                 identity="given" if event.customer_id else None,
-                event=event.raw, received_at=now)
+                event=event.raw, received_at=now, status="received")
+
+
+def _new_call(s: Session, event: CallEvent, now) -> Call:
+    call = Call(**_call_values(event, now))
     s.add(call)
     s.flush()
     return call
+
+
+_INSERT_CALL: dict[str, object] = {}
+
+
+def _insert_ignoring_twin(s: Session, values: dict):
+    """INSERT INTO calls ... ON CONFLICT (source, external_id) DO NOTHING RETURNING id.
+
+    Built once per dialect and given its values as parameters, on the session's connection:
+    building a 17-value statement per webhook (its cache key, the ORM's bulk layer) cost
+    several times what SQLite spent storing it."""
+    dialect = s.get_bind().dialect.name
+    stmt = _INSERT_CALL.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise ValueError(f"database {dialect!r} is not supported (SQLite or PostgreSQL)")
+        table = Call.__table__
+        stmt = _INSERT_CALL[dialect] = (insert(table).on_conflict_do_nothing(index_elements=["source", "external_id"])
+                                        .returning(table.c.id))
+    return s.connection().execute(stmt, values)
 
 
 def _fill_blanks(call: Call, event: CallEvent) -> None:
@@ -148,10 +186,14 @@ def _same_part(a: dict, b: dict) -> bool:
     return a["url"] == b["url"]
 
 
-def _existing(s: Session, event: CallEvent) -> tuple[int, int] | None:
-    row = s.execute(select(Call.id, Job.id).join(Job, Job.call_id == Call.id)
-                    .where(Call.source == event.source, Call.external_id == event.call_id)
-                    .order_by(Job.id).limit(1)).first()
+_EXISTING = (select(Call.id, Job.id).outerjoin(Job, Job.call_id == Call.id)
+             .where(Call.source == bindparam("source"), Call.external_id == bindparam("external_id"))
+             .order_by(Job.id).limit(1))
+
+
+def _existing(s: Session, event: CallEvent) -> tuple[int, int | None] | None:
+    """The stored call of ``event`` and its first job (None for a call that has none)."""
+    row = s.connection().execute(_EXISTING, {"source": event.source, "external_id": event.call_id}).first()
     return (row[0], row[1]) if row else None
 
 

@@ -10,6 +10,9 @@ tests/test_batched.py holds them to it), just computed together:
 - on CUDA, bf16 (or fp16) autocast; the model's own fp32 layer norms stay fp32;
 - on CPU, the convolutional front end (half the CPU time at batch 1) runs as GEMMs
   over time-major frames instead of Conv1d + transposes: same arithmetic, fewer copies;
+  one window at a time (``GemmFrontEnd.CHUNK``), which kept its activations in cache;
+- `auto` picks by device and CPU features (``auto_precision``): bf16 on CUDA; on a CPU,
+  bf16 with AMX, int8 with AVX2, fp32 otherwise;
 - `int8` (CPU only): dynamic int8 quantization with per-channel weight scales of every
   Linear but the first front-end layer (it sees the raw waveform). Faster, and slightly different scores: the label
   agreement with fp32 is measured by bench/inference.py and stated in docs/benchmarks.md.
@@ -18,6 +21,7 @@ tests/test_batched.py holds them to it), just computed together:
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,15 +33,47 @@ from plugin.core.data import EMOTIONS, normalize_label
 PRECISIONS = ("fp32", "int8", "bf16", "fp16")
 
 
-def choose_precision(precision: str, device: str) -> str:
-    """'auto' is bf16 on CUDA and fp32 on CPU; refuses combinations that cannot run."""
+def choose_precision(precision: str, device: str, cpu_flags: set[str] | None = None) -> str:
+    """'auto' as ``auto_precision`` says; refuses combinations that cannot run."""
     if precision == "auto":
-        return "bf16" if device == "cuda" else "fp32"
+        return auto_precision(device, cpu_flags)[0]
     if precision == "int8" and device != "cpu":
         raise ValueError("model.precision 'int8' runs on the CPU only; use bf16 or fp16 on CUDA")
     if precision == "fp16" and device != "cuda":
         raise ValueError("model.precision 'fp16' needs CUDA; use fp32 or int8 on the CPU")
     return precision
+
+
+def auto_precision(device: str, cpu_flags: set[str] | None = None) -> tuple[str, str]:
+    """What ``model.precision: auto`` runs on ``device``, and why, in words for the log and /health.
+
+    Measured (docs/benchmarks.md, 2-core AMD EPYC with AVX2, AVX512-BF16 and AVX512-VNNI,
+    base geometry, medians of 5 interleaved rounds): int8 about 3x stock FunASR, bf16 2.3x,
+    fp32 1.3x, every label the same as fp32's. So int8 wherever its kernels run (AVX2), bf16
+    too included. The exception is a CPU with AMX, whose tiles multiply bf16 matrices many
+    times faster than AVX-512 does: bf16 there, by the issue's rule (its scores also stay
+    closer to fp32's); not measured here, no such CPU was at hand.
+    """
+    if device == "cuda":
+        return "bf16", "auto: bf16 autocast on CUDA"
+    flags = cpu_features() if cpu_flags is None else cpu_flags
+    if "amx_bf16" in flags:
+        return "bf16", "auto: bf16 on a CPU with AMX (amx_bf16)"
+    if "avx2" in flags and {"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines):
+        return "int8", "auto: int8 on a CPU with AVX2 and no AMX (the fastest measured, same labels as fp32)"
+    return "fp32", "auto: fp32 (no AVX2, or a torch without x86 int8 kernels)"
+
+
+def cpu_features() -> set[str]:
+    """The CPU's flags as Linux reports them (/proc/cpuinfo); empty where it cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 class GemmFrontEnd(nn.Module):
@@ -67,7 +103,20 @@ class GemmFrontEnd(nn.Module):
         self.linears = nn.ModuleList(linears)
         self.norms = nn.ModuleList(norms)
 
+    # Windows per pass: the first layer's output is 512 values per 5 samples, 20 MB for one
+    # 3 s window in fp32 (and a few such tensors are alive at once), so a batch of 16 in one
+    # pass held more memory than the whole stock model step, and ran slower, out of cache.
+    # One window at a time (still GEMMs of thousands of rows) was the fastest of 1, 2, 4, 8
+    # and 16 at base geometry on a 2-core EPYC: int8 3.8 s for 32 windows against 4.8 s at 4
+    # and 4.9 s at 16 (fp32 10.8 s against 11.6 s and 11.5 s), medians of 4 rounds.
+    CHUNK = 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.CHUNK:
+            return torch.cat([self._forward(part) for part in x.split(self.CHUNK)], dim=0)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.unsqueeze(-1)  # (B, L, 1)
         for (k, stride, c), lin, norm in zip(self.specs, self.linears, self.norms):
             x = x.contiguous()
@@ -90,6 +139,7 @@ class BatchedEmotion2vec:
                  gemm_front_end: bool | None = None):
         self.device = device
         self.precision = choose_precision(precision, device)
+        self.precision_reason = auto_precision(device)[1] if precision == "auto" else "model.precision"
         model.eval()
         encoder = model.modality_encoders["AUDIO"]
         # cuDNN's convolutions are fast already; the GEMM front end pays off on the CPU.

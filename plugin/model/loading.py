@@ -73,6 +73,7 @@ class EmotionModel:
         self.automodel = self._load()
         self.source = cfg.path or (f"{cfg.name}@{cfg.revision}" if cfg.revision else cfg.name)
         self.precision = "fp32"
+        self.precision_reason = "FunASR's own generate" if cfg.engine != "batched" else ""
         self.batch_size = cfg.batch_size or default_batch_size(self.device)
         self.batcher: Batcher | None = None
         if cfg.engine == "batched":
@@ -83,7 +84,7 @@ class EmotionModel:
                                           self.device, cfg.precision)
             except (ValueError, TypeError) as exc:
                 raise ModelUnavailable(f"cannot prepare the batched model: {exc}") from exc
-            self.precision = fast.precision
+            self.precision, self.precision_reason = fast.precision, fast.precision_reason
             self.batcher = Batcher(fast, self.batch_size)
         elif cfg.precision not in ("auto", "fp32"):
             raise ModelUnavailable(f"model.precision {cfg.precision!r} needs model.engine 'batched'")
@@ -95,8 +96,9 @@ class EmotionModel:
 
     def provenance(self) -> dict:
         """What is stored with a call's results about the model that analysed it
-        (``calls.summary["model"]``): messages planned from them say "trial" by it."""
-        return {"trial": self.trial}
+        (``calls.summary["model"]``): messages planned from them say "trial" by it; the
+        precision tells scores of int8 (auto on most CPUs) from fp32's."""
+        return {"trial": self.trial, "precision": self.precision}
 
     def _load(self):
         # FunASR prints notices (and hub download failures) to stdout at import and load
@@ -230,7 +232,8 @@ class ModelService:
                 log.exception("model loading failed")
                 return False
             self.state, self.reason = "ready", "Model is ready for inference"
-            log.info("model %s loaded in %.1fs", self.model.describe(), time.perf_counter() - t0)
+            log.info("model %s loaded in %.1fs; precision %s (%s)", self.model.describe(),
+                     time.perf_counter() - t0, self.model.precision, self.model.precision_reason)
             if self.model.trial:
                 log.warning("model.path %s holds RANDOM weights (%s): %s; every emotion is meaningless",
                             self.cfg.path, MARKER, trial.TEXT)

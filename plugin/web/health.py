@@ -49,6 +49,10 @@ def _health() -> tuple[dict, int]:
     svc = get_services()
     detail = {"model": {"state": svc.model.state, "source": svc.config.model.path or svc.config.model.name},
               "rules": svc.rules_holder.status()}
+    model = svc.model.model
+    if model is not None:  # which precision runs, and why (model.precision: auto picks by the hardware)
+        detail["model"].update({k: getattr(model, k, None) for k in ("device", "precision", "precision_reason",
+                                                                      "batch_size")})
     window_s = svc.config.server.health_window_s
     try:
         detail["queue"] = queries.work_counts(svc.sessions)

@@ -9,7 +9,7 @@ import pytest
 
 from plugin.config import ModelConfig
 from plugin.core.data import EMOTIONS
-from plugin.model.batched import BatchedEmotion2vec, choose_precision
+from plugin.model.batched import BatchedEmotion2vec, auto_precision, choose_precision, cpu_features
 from plugin.model.loading import EmotionModel, ModelUnavailable
 
 # fp32 on CPU: the same arithmetic as FunASR's generate, grouped differently.
@@ -35,7 +35,7 @@ def reference(model_dir):
 def test_batched_scores_equal_funasr_generate(model_dir, reference):
     # Full windows, two tail lengths, in mixed order: bucketed by length, order kept.
     wins = _windows([3, 3, 1.5, 3, 1.0, 3, 1.5, 3, 3, 3])
-    ours = EmotionModel(ModelConfig(path=str(model_dir), device="cpu", batch_size=4))
+    ours = EmotionModel(ModelConfig(path=str(model_dir), device="cpu", batch_size=4, precision="fp32"))
     assert ours.batcher is not None and ours.precision == "fp32"
     got, want = _matrix(ours.classify(wins)), _matrix(reference.classify(wins))
     assert np.abs(got - want).max() < FP32_TOLERANCE
@@ -64,11 +64,37 @@ def test_cuda_configuration_runs_on_cpu(model_dir, reference):
 
 
 def test_precision_choices():
-    assert choose_precision("auto", "cuda") == "bf16" and choose_precision("auto", "cpu") == "fp32"
+    assert choose_precision("auto", "cuda") == "bf16"
+    # auto on a CPU, by its features: bf16 units first, then int8 (needs AVX2), else fp32.
+    assert choose_precision("auto", "cpu", {"avx2", "fma"}) == "int8"
+    assert choose_precision("auto", "cpu", {"avx2", "avx512f", "avx512_bf16"}) == "int8"  # measured faster
+    assert choose_precision("auto", "cpu", {"avx2", "amx_bf16", "amx_tile"}) == "bf16"
+    assert choose_precision("auto", "cpu", {"sse4_2"}) == "fp32"
+    assert choose_precision("auto", "cpu", set()) == "fp32"
     with pytest.raises(ValueError, match="int8.*CPU only"):
         choose_precision("int8", "cuda")
     with pytest.raises(ValueError, match="fp16.*needs CUDA"):
         choose_precision("fp16", "cpu")
+
+
+def test_auto_says_what_it_chose_and_why(model_dir):
+    model = EmotionModel(ModelConfig(path=str(model_dir), device="cpu"))
+    precision, reason = auto_precision("cpu")
+    assert (model.precision, model.precision_reason) == (precision, reason)
+    assert reason.startswith("auto: ") and precision in reason
+    assert precision == ("bf16" if "amx_bf16" in cpu_features() else "int8" if "avx2" in cpu_features() else "fp32")
+    pinned = EmotionModel(ModelConfig(path=str(model_dir), device="cpu", precision="fp32"))
+    assert (pinned.precision, pinned.precision_reason) == ("fp32", "model.precision")
+
+
+def test_the_front_end_in_chunks_gives_the_scores_of_one_pass(model_dir, reference):
+    # The GEMM front end runs a batch one window at a time (its activations are 20 MB a
+    # window); a batch of 9 is nine passes, and must score as FunASR does one by one.
+    wins = _windows([3] * 9, seed=3)
+    ours = EmotionModel(ModelConfig(path=str(model_dir), device="cpu", batch_size=9, precision="fp32"))
+    got, want = _matrix(ours.classify(wins)), _matrix(reference.classify(wins))
+    assert ours.batcher.largest_batch == 9
+    assert np.abs(got - want).max() < FP32_TOLERANCE
 
 
 def test_unusable_precision_is_a_clear_model_error(model_dir):
@@ -79,7 +105,7 @@ def test_unusable_precision_is_a_clear_model_error(model_dir):
 
 
 def test_concurrent_calls_share_batches(model_dir, reference):
-    model = EmotionModel(ModelConfig(path=str(model_dir), device="cpu", batch_size=16))
+    model = EmotionModel(ModelConfig(path=str(model_dir), device="cpu", batch_size=16, precision="fp32"))
     batcher = model.batcher
     calls = [_windows([3] * 5, seed=i) for i in range(4)]
     run = batcher._run

@@ -18,7 +18,8 @@ def ready(tmp_path, db_url, clock, app_factory):
     stand-in: /health never runs it) and a ManualClock."""
     def make(**overrides):
         svc, admin = app_factory(make_config(tmp_path, None, db_url, **overrides), clock=clock)
-        svc.model.model = SimpleNamespace(trial=False)
+        svc.model.model = SimpleNamespace(trial=False, device="cpu", precision="int8", batch_size=16,
+                                          precision_reason="auto: int8 on a CPU with AVX2")
         svc.model.state, svc.model.reason = "ready", "Model is ready for inference"
         return svc, admin
     return make
@@ -53,6 +54,9 @@ def test_failed_calls_make_it_degraded_for_the_window(ready, clock):
     assert (r.status_code, r.json["status"], r.json["message"]) == (200, "success", "Model is ready for inference")
     assert r.json["detail"]["recent"] == {"window_s": 3600.0, "calls_failed": 0, "deliveries_dead": 0,
                                           "failed_call_ids": [], "dead_delivery_ids": []}
+    model = r.json["detail"]["model"]  # what runs, and why that precision (auto picks by the hardware)
+    assert (model["state"], model["device"], model["precision"], model["batch_size"]) == ("ready", "cpu", "int8", 16)
+    assert model["precision_reason"] == "auto: int8 on a CPU with AVX2"
 
     call_id = failed_call(svc, admin, "f-1")
     r = admin.get("/health")

@@ -110,6 +110,51 @@ def test_two_participants_arriving_together_both_land(tmp_path, db_url, app_fact
         assert sorted(p["id"] for p in call.recordings) == ["0", "1", "2", "3", "4"]
 
 
+def test_the_same_event_at_once_from_many_threads_makes_one_call_and_one_job(tmp_path, db_url, app_factory):
+    # The whole-call path inserts first (ON CONFLICT DO NOTHING) and looks only when the
+    # call was there: the twins that lose wait for the winner's commit and find its call.
+    svc, _ = app_factory(make_config(tmp_path, None, db_url))
+    intake = Intake(svc.sessions, svc.jobs)
+    ev = CallEvent(source="generic", call_id="c-twins", recording_url="http://pbx/r.wav", customer_id="cust-1",
+                   channel_roles={0: "agent", 1: "customer"}, raw={"call_id": "c-twins"})
+    barrier = threading.Barrier(6)
+    results, errors = [], []
+
+    def push():
+        try:
+            barrier.wait()
+            results.extend(intake.take("generic", Received([ev])))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(a.duplicate for a in results) == [False] + [True] * 5
+    assert len({(a.call_id, a.job_id) for a in results}) == 1
+    with svc.sessions() as s:
+        [call] = s.execute(select(Call)).scalars().all()
+        [job] = s.execute(select(Job)).scalars().all()
+    assert (call.status, call.customer_id, call.identity, call.channel_roles, call.event) == (
+        "received", "cust-1", "given", {"0": "agent", "1": "customer"}, {"call_id": "c-twins"})
+    assert (job.call_id, job.kind, job.status, job.attempts) == (call.id, "analyze", "queued", 0)
+    assert job.run_after == job.created_at == call.received_at
+
+
+def test_an_event_whose_call_lost_its_job_is_a_duplicate_not_an_error(tmp_path, db_url, app_factory):
+    svc, _ = app_factory(make_config(tmp_path, None, db_url))
+    intake = Intake(svc.sessions, svc.jobs)
+    ev = CallEvent(source="generic", call_id="c-nojob", recording_url="http://pbx/r.wav")
+    [first] = intake.take("generic", Received([ev]))
+    with svc.sessions.begin() as s:
+        s.query(Job).delete()
+    [again] = intake.take("generic", Received([ev]))
+    assert (again.call_id, again.job_id, again.duplicate) == (first.call_id, None, True)
+
+
 def test_a_push_id_is_looked_at_once(tmp_path, db_url, app_factory):
     svc, _ = app_factory(make_config(tmp_path, None, db_url))
     intake = Intake(svc.sessions, svc.jobs)

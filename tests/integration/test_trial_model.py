@@ -66,9 +66,10 @@ def test_make_random_model_marks_its_directory_and_a_copy_keeps_the_mark(trial_d
 
 
 def test_loading_knows_which_model_is_a_trial(trial_model, emotion_model):
-    assert trial_model.trial and trial_model.provenance() == {"trial": True}
+    assert trial_model.trial and trial_model.provenance() == {"trial": True, "precision": trial_model.precision}
     assert trial.TEXT in trial_model.describe()
-    assert not emotion_model.trial and emotion_model.provenance() == {"trial": False}
+    assert not emotion_model.trial and emotion_model.provenance() == {"trial": False,
+                                                                      "precision": emotion_model.precision}
 
 
 # --- a call through the service ------------------------------------------------------------
@@ -114,7 +115,8 @@ def test_a_call_a_trial_model_analysed_says_so_everywhere(tmp_path, sqlite_url, 
     _send(svc)
 
     call = client.get(f"/api/calls/{call_id}").json
-    assert call["status"] == "analyzed" and call["summary"]["model"] == {"trial": True}
+    assert call["status"] == "analyzed" and call["summary"]["model"] == {"trial": True,
+                                                                         "precision": trial_model.precision}
     # The trial rules fired on the random model: one CRM tag, one WeCom alert arrived.
     [alert] = call["alerts"]
     assert alert["rule"] == "trial_any_speech"
@@ -146,7 +148,7 @@ def test_a_real_model_says_nothing_of_the_kind(tmp_path, sqlite_url, app_factory
     _send(svc)
 
     call = client.get(f"/api/calls/{call_id}").json
-    assert call["summary"]["model"] == {"trial": False}
+    assert call["summary"]["model"] == {"trial": False, "precision": emotion_model.precision}
     [tagged] = crm.requests
     assert "trial" not in tagged.json() and "X-CallMood-Model" not in tagged.headers
     assert not tagged.json()["note"].startswith(trial.LABEL)
