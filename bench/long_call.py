@@ -344,7 +344,6 @@ def count_params(model) -> int:
     return n
 
 
-
 def measure(spec: dict) -> dict:
     from plugin.audio.decode import decode
     from plugin.config import AudioConfig, ModelConfig

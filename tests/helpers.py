@@ -171,6 +171,27 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval:
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def at_once(n: int, fn: Callable[[int], object]) -> tuple[list, list[Exception]]:
+    """``fn(0)`` .. ``fn(n - 1)``, each in a thread of its own, released together (a race on
+    purpose): what they returned, in no particular order, and what they raised."""
+    barrier = threading.Barrier(n)
+    results, errors = [], []
+
+    def run(i):
+        try:
+            barrier.wait()
+            results.append(fn(i))
+        except Exception as exc:  # noqa: BLE001 - the caller asserts on them
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.sources.base import Accepted, Received
 from plugin.core.data import MAX_PARTS, CallEvent
+from plugin.store.engine import INSERT_ON_CONFLICT
 from plugin.store.jobs import JobQueue
 from plugin.store.tables import Call, Job, WebhookPush
 
@@ -143,28 +144,19 @@ def _new_call(s: Session, event: CallEvent, now) -> Call:
     return call
 
 
-_INSERT_CALL: dict[str, object] = {}
+# Built once per database, given their values as parameters on the session's connection:
+# building a 17-value statement per webhook (its cache key, the ORM's bulk layer) cost
+# several times what SQLite spent storing it.
+_INSERT_CALL = {name: insert(Call.__table__).on_conflict_do_nothing(index_elements=["source", "external_id"])
+                .returning(Call.__table__.c.id) for name, insert in INSERT_ON_CONFLICT.items()}
 
 
 def _insert_ignoring_twin(s: Session, values: dict):
-    """INSERT INTO calls ... ON CONFLICT (source, external_id) DO NOTHING RETURNING id.
-
-    Built once per dialect and given its values as parameters, on the session's connection:
-    building a 17-value statement per webhook (its cache key, the ORM's bulk layer) cost
-    several times what SQLite spent storing it."""
+    """INSERT INTO calls ... ON CONFLICT (source, external_id) DO NOTHING RETURNING id."""
     dialect = s.get_bind().dialect.name
-    stmt = _INSERT_CALL.get(dialect)
-    if stmt is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            raise ValueError(f"database {dialect!r} is not supported (SQLite or PostgreSQL)")
-        table = Call.__table__
-        stmt = _INSERT_CALL[dialect] = (insert(table).on_conflict_do_nothing(index_elements=["source", "external_id"])
-                                        .returning(table.c.id))
-    return s.connection().execute(stmt, values)
+    if dialect not in _INSERT_CALL:
+        raise ValueError(f"database {dialect!r} is not supported (SQLite or PostgreSQL)")
+    return s.connection().execute(_INSERT_CALL[dialect], values)
 
 
 def _fill_blanks(call: Call, event: CallEvent) -> None:

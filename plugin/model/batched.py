@@ -138,8 +138,10 @@ class BatchedEmotion2vec:
     def __init__(self, model: nn.Module, labels: list[str], device: str, precision: str = "auto",
                  gemm_front_end: bool | None = None):
         self.device = device
-        self.precision = choose_precision(precision, device)
-        self.precision_reason = auto_precision(device)[1] if precision == "auto" else "model.precision"
+        if precision == "auto":
+            self.precision, self.precision_reason = auto_precision(device)
+        else:
+            self.precision, self.precision_reason = choose_precision(precision, device), "model.precision"
         model.eval()
         encoder = model.modality_encoders["AUDIO"]
         # cuDNN's convolutions are fast already; the GEMM front end pays off on the CPU.

@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.core import files
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+# The INSERT with ON CONFLICT of each database CallMood runs on, by dialect name.
+INSERT_ON_CONFLICT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:

@@ -11,13 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from plugin.store.engine import INSERT_ON_CONFLICT
 from plugin.store.tables import PhoneLookup
-
-_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 def get(s: Session, phone: str) -> PhoneLookup | None:
@@ -28,7 +25,7 @@ def put(s: Session, phone: str, customer_id: str | None, now: datetime) -> None:
     """Store the answer for ``phone``, replacing an older one. An upsert: two workers that
     looked up the same number at once both succeed (the later answer stays)."""
     values = {"phone": phone, "customer_id": customer_id, "looked_up_at": now}
-    insert = _INSERT.get(s.get_bind().dialect.name)
+    insert = INSERT_ON_CONFLICT.get(s.get_bind().dialect.name)
     if insert is None:  # another database: not atomic, but correct for one worker
         s.merge(PhoneLookup(**values))
         return

@@ -17,7 +17,7 @@ from plugin.core.data import CallEvent, Recording
 from plugin.flow.intake import Intake
 from plugin.store.tables import Call, Job, WebhookPush
 from tests.conftest import event, make_config, signed
-from tests.helpers import Reply, make_audio
+from tests.helpers import Reply, at_once, make_audio
 
 
 def part(session: str, role: str, url: str, rid: str | None = None, **fields) -> CallEvent:
@@ -88,22 +88,8 @@ def test_two_participants_arriving_together_both_land(tmp_path, db_url, app_fact
     svc, _ = app_factory(make_config(tmp_path, None, db_url))
     intake = Intake(svc.sessions, svc.jobs)
     intake.take("generic", Received([part("s-4", "agent", "http://pbx/0.wav", "0")], assemble_s=60))
-    barrier = threading.Barrier(4)
-    errors = []
-
-    def push(i):
-        try:
-            barrier.wait()
-            intake.take("generic", Received([part("s-4", "customer", f"http://pbx/{i}.wav", str(i))],
-                                            assemble_s=60))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=push, args=(i,)) for i in range(1, 5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _, errors = at_once(4, lambda i: intake.take("generic", Received(
+        [part("s-4", "customer", f"http://pbx/{i + 1}.wav", str(i + 1))], assemble_s=60)))
     assert errors == []
     with svc.sessions() as s:
         [call] = s.execute(select(Call)).scalars().all()
@@ -117,21 +103,8 @@ def test_the_same_event_at_once_from_many_threads_makes_one_call_and_one_job(tmp
     intake = Intake(svc.sessions, svc.jobs)
     ev = CallEvent(source="generic", call_id="c-twins", recording_url="http://pbx/r.wav", customer_id="cust-1",
                    channel_roles={0: "agent", 1: "customer"}, raw={"call_id": "c-twins"})
-    barrier = threading.Barrier(6)
-    results, errors = [], []
-
-    def push():
-        try:
-            barrier.wait()
-            results.extend(intake.take("generic", Received([ev])))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=push) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    taken, errors = at_once(6, lambda _: intake.take("generic", Received([ev])))
+    results = [a for accepted in taken for a in accepted]
     assert errors == []
     assert sorted(a.duplicate for a in results) == [False] + [True] * 5
     assert len({(a.call_id, a.job_id) for a in results}) == 1

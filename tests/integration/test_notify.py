@@ -22,7 +22,7 @@ from plugin.flow.results import plan_alert
 from plugin.services import build
 from plugin.store.tables import AlertRow, Call, Delivery, Notification
 from tests.conftest import ALWAYS, T0, make_config
-from tests.helpers import ROUTING, make_alert
+from tests.helpers import ROUTING, at_once, make_alert
 
 # --- routing stored alerts, with a controllable clock -----------------------------------
 
@@ -253,23 +253,8 @@ def test_unknown_customers_are_never_merged(db_url, routed):
 def test_concurrent_workers_notify_a_customer_once(db_url, routed):
     """Eight workers store alerts for one customer at the same moment: one notification,
     seven suppressions (PostgreSQL: the per-group advisory lock; SQLite: one writer)."""
-    import threading
-
     svc = routed(db_url=db_url)
-    barrier = threading.Barrier(8)
-    results, errors = [], []
-
-    def worker():
-        try:
-            barrier.wait()
-            results.append(fire(svc, "cust-race", make_alert())[0][0]["outcome"])
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    results, errors = at_once(8, lambda _: fire(svc, "cust-race", make_alert())[0][0]["outcome"])
     assert errors == []
     assert sorted(results) == ["notified"] + ["suppressed"] * 7
     assert len(deliveries(svc)) == 1

@@ -4,7 +4,6 @@ supervisor through the API; never queued twice; an analysed call re-run sends no
 alert. And a call that is retrying says why, and when it is tried next."""
 
 import logging
-import threading
 
 import pytest
 import requests
@@ -15,7 +14,7 @@ from plugin.flow.rerun import rerun_calls
 from plugin.store.retention import mark_purged
 from plugin.store.tables import AlertRow, Call, Delivery, Job, Notification, Segment
 from tests.conftest import event, make_config, signed
-from tests.helpers import ROUTING, Reply, make_audio, run_cli
+from tests.helpers import ROUTING, Reply, at_once, make_audio, run_cli
 
 PHONE = "+8613812345678"
 
@@ -162,16 +161,8 @@ def test_rerun_is_never_queued_twice_when_asked_at_once(tmp_path, db_url, app_fa
     svc, sup = app_factory(make_config(tmp_path, None, db_url), role="supervisor")
     call_id = accept(sup, event("race-1", "http://127.0.0.1:9/a.wav"))
     fail_for_good(svc)
-    start, outcomes = threading.Barrier(4), []
-
-    def ask(n):
-        start.wait()
-        outcomes.extend(r.outcome for r in rerun_calls(svc.sessions, svc.jobs, [call_id], f"racer {n}"))
-    threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    done, _ = at_once(4, lambda n: [r.outcome for r in rerun_calls(svc.sessions, svc.jobs, [call_id], f"racer {n}")])
+    outcomes = [outcome for one in done for outcome in one]
     assert sorted(outcomes) == ["already_queued"] * 3 + ["queued"]
     with svc.sessions() as s:
         assert s.execute(select(func.count(Job.id)).where(Job.call_id == call_id, Job.status == "queued")).scalar() == 1
