@@ -19,6 +19,7 @@ from plugin.core import files, scrub
 from plugin.commands.common import (config_option, load_config, open_services, require_env,  # noqa: F401
                                      setup_logging, since_seconds)
 from plugin.commands.calls import calls_group
+from plugin.commands.deliveries import deliveries_group
 from plugin.commands.evaluate import evaluate_command
 from plugin.commands.imports import import_command
 from plugin.commands.report import report_command
@@ -343,10 +344,13 @@ def _first_admin_command(config_path: str | None) -> str:
     return cmd + (f" --config {config_path}" if config_path else "")
 
 
-def _sink_names(cfg) -> set[str] | None:
-    # With no sinks configured at all (the embedded defaults) alerts are only stored and
-    # shown; sink names cannot be checked against anything then.
-    return set(cfg.sinks) or None
+def _sink_names(cfg) -> dict[str, bool] | None:
+    """Each configured sink and whether it messages people (then rule actions may not use it).
+    With no sinks configured at all (the embedded defaults) alerts are only stored and
+    shown; sink names cannot be checked against anything then."""
+    from connectors.sinks import SINK_TYPES
+
+    return {name: SINK_TYPES[sink.type].messaging for name, sink in cfg.sinks.items()} or None
 
 
 @main.command("make-random-model")
@@ -471,6 +475,7 @@ def _exit_now() -> None:
 main.add_command(users_group)
 main.add_command(tokens_group)
 main.add_command(calls_group)
+main.add_command(deliveries_group)
 main.add_command(import_command)
 main.add_command(report_command)
 main.add_command(evaluate_command)

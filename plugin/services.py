@@ -144,7 +144,7 @@ def build(config: Config, migrate: bool = True) -> Services:
     sinks = build_sinks(config.sinks)
     # With sinks configured, a rule naming another one is a typo and is refused. With none
     # (the embedded defaults) alerts are stored and shown, and their actions skipped.
-    rules = RulesHolder.load(config.rules_path, set(sinks) or None)
+    rules = RulesHolder.load(config.rules_path, {name: sink.messaging for name, sink in sinks.items()} or None)
     for name in sorted(rules.current.sinks() - set(sinks)):
         log.warning("rules use sink %r but config has no sinks.%s: those actions are skipped",
                     name, name)

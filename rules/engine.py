@@ -9,6 +9,7 @@ and optionally ``routing.yaml``, which routes alerts to supervisors (rules/routi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ __all__ = ["RuleSet", "RulesError", "Scenario", "Rule", "evaluate", "load_rules"
            "alert_context", "SEVERITIES", "severity_rank"]
 
 ROUTING_FILES = ("routing.yaml", "routing.yml")
+
+# One alert, one supervisor message: people are messaged through routing.yaml only.
+MESSAGING_ACTION = ("sink {sink!r} messages people (a WeCom robot or app), and only routing.yaml sends to them, "
+                    "with its cooldown, grouping and quiet hours; as a rule action it would message them a "
+                    "second time. Remove this action and give routing.yaml a receiver with sink: {sink}")
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -130,7 +136,9 @@ def load_rules(path: str | Path, known_sinks: set[str] | None = None) -> RuleSet
     """Load every *.yaml / *.yml under ``path`` (a directory or one file).
 
     Raises RulesError listing every problem found, each with file and line. With
-    ``known_sinks``, an action or receiver naming another sink is a problem too."""
+    ``known_sinks``, an action or receiver naming another sink is a problem too; when it
+    maps each name to whether that sink messages people (``Sink.messaging``), a rule action
+    naming a messaging sink is one as well."""
     path = Path(path)
     if not path.exists():
         raise RulesError(f"{path}: rules path does not exist")
@@ -208,6 +216,8 @@ def _scenario(src: YamlFile, known_sinks: set[str] | None) -> tuple[Scenario | N
             sink = action.get("sink")
             if known_sinks is not None and isinstance(sink, str) and sink not in known_sinks:
                 problems.append(src.problem(where + ("actions", j, "sink"), unknown_sink(sink, known_sinks)))
+            elif isinstance(sink, str) and isinstance(known_sinks, Mapping) and known_sinks.get(sink):
+                problems.append(src.problem(where + ("actions", j, "sink"), MESSAGING_ACTION.format(sink=sink)))
             params = {k: v for k, v in action.items() if k != "sink"}
             for key, value in params.items():
                 if isinstance(value, str):

@@ -113,15 +113,43 @@ class ReceiverSpec(Strict):
     sink: str = Field(min_length=1)
     mentions: MaybeStrings = None  # None: the sink's mentioned_list; [] mentions nobody
     template: str | None = None
+    # A wecom_app sink's recipients for this receiver (None: the sink's own): WeCom user
+    # ids, department ids, tag ids. Given any, they replace all three of the sink's.
+    touser: MaybeStrings = None
+    toparty: MaybeStrings = None
+    totag: MaybeStrings = None
     _name: str = PrivateAttr("")
 
-    @field_validator("mentions")
+    @field_validator("mentions", "touser")
     @classmethod
     def _user_ids(cls, v):
         for u in v or []:
             problem = user_id_problem(u)
             if problem:
                 raise ValueError(problem)
+            if u.lower() == "@all":
+                raise ValueError("'@all' is refused: name the people (a routing receiver pages them by name)")
+        if v is not None and len(v) > 1000:
+            raise ValueError(f"{len(v)} users; WeCom takes at most 1000 per message")
+        return v
+
+    @field_validator("toparty", "totag", mode="before")
+    @classmethod
+    def _ids_as_text(cls, v):  # YAML reads [2] as a number
+        if isinstance(v, int) and not isinstance(v, bool):
+            return [str(v)]
+        if isinstance(v, list):
+            return [str(i) if isinstance(i, int) and not isinstance(i, bool) else i for i in v]
+        return v
+
+    @field_validator("toparty", "totag")
+    @classmethod
+    def _numeric_ids(cls, v):
+        for i in v or []:
+            if not re.fullmatch(r"[0-9]{1,10}", i):
+                raise ValueError(f"{i[:40]!r} is not a WeCom department or tag id (1 to 10 digits)")
+        if v is not None and len(v) > 100:
+            raise ValueError(f"{len(v)} ids; WeCom takes at most 100 per message")
         return v
 
     @property
@@ -135,6 +163,9 @@ class ReceiverSpec(Strict):
             out["mentions"] = list(self.mentions)
         if self.template is not None:
             out["template"] = self.template
+        for key in ("touser", "toparty", "totag"):
+            if getattr(self, key) is not None:
+                out[key] = list(getattr(self, key))
         return out
 
 

@@ -344,11 +344,25 @@ class Service:
     def wait_call(self, call_id: int, statuses=("analyzed", "failed"), timeout=60) -> dict:
         return wait_until(lambda: (c := self.call(call_id))["status"] in statuses and c, timeout)
 
+    def routed(self, call: dict) -> dict[str, dict]:
+        """The deliveries of the notifications a call's alerts were routed to, by sink."""
+        out = {}
+        for a in call["alerts"]:
+            for r in a.get("routing") or []:
+                if r.get("notification_id") and r["outcome"] != "suppressed":
+                    n = self.http.get(f"{self.url}/api/notifications/{r['notification_id']}").json()
+                    if n.get("delivery"):
+                        out[n["delivery"]["sink"]] = n["delivery"]
+        return out
+
     def wait_deliveries(self, call_id: int, timeout=30, done=("delivered", "dead")) -> dict:
+        """The call once its alerts' deliveries and their routed messages are settled; the
+        routed ones under ``call["routed"]`` by sink."""
         def settled():
             c = self.call(call_id)
-            ds = [d for a in c["alerts"] for d in a["deliveries"]]
-            return ds and all(d["status"] in done for d in ds) and c
+            routed = self.routed(c)
+            ds = [d for a in c["alerts"] for d in a["deliveries"]] + list(routed.values())
+            return ds and all(d["status"] in done for d in ds) and {**c, "routed": routed}
         return wait_until(settled, timeout)
 
     def close(self):
@@ -374,6 +388,26 @@ def service_factory(tmp_path, emotion_model):
     yield make
     for s in reversed(made):
         s.close()
+
+
+# Every alert to the WeCom robot (sinks.wecom), at once and every time: the rules' actions
+# write the CRM; people get messages through routing only.
+ROUTE_ALL = "defaults: {cooldown: 0s}\nreceivers: {supervisors: {sink: wecom}}\nroutes: [{receiver: supervisors}]\n"
+
+
+@pytest.fixture
+def routed_rules(rules_dir) -> dict:
+    """``rules=`` for make_config: the test rule (a CRM action) and ROUTE_ALL (every alert
+    to the WeCom robot)."""
+    (rules_dir / "routing.yaml").write_text(ROUTE_ALL, encoding="utf-8")
+    return {"path": str(rules_dir)}
+
+
+def routed_delivery(client, call: dict) -> dict | None:
+    """The delivery of the notification a call's single alert was routed to (admin client)."""
+    [alert] = call["alerts"]
+    [routed] = alert["routing"]
+    return client.get(f"/api/notifications/{routed['notification_id']}").json["delivery"]
 
 
 def by_sink(call: dict) -> dict[str, dict]:

@@ -3,6 +3,7 @@ the helpdesk's recording store, the CRM and WeCom."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -311,3 +312,39 @@ class Trickler:
     def close(self):
         self.closed.set()
         self.sock.close()
+
+
+# --- a call judged by the rules in force, as the pipeline's last step stores it -------------
+
+_judged = itertools.count(1)
+
+
+def angry_analysis(seconds: int = 30):
+    """A customer angry in every window (known results: a random model's labels are arbitrary)."""
+    from plugin.core.data import SegmentResult, summarize
+
+    segs = [SegmentResult(start=float(i), end=float(i + 3), channel=1, role="customer", label="angry",
+                          confidence=0.93, scores={"angry": 0.93}) for i in range(0, seconds, 3)]
+    return summarize(segs, float(seconds))
+
+
+def analyse(svc, customer: str = "cust-42", queue: str = "support", analysis=None, ticket: str = "T-1") -> int:
+    """A call stored and judged by ``svc``'s rules, its alerts, deliveries and notifications
+    planned as plugin/flow/results.py does; the call's id."""
+    from plugin.flow.context import call_context
+    from plugin.flow.results import Judgement, store_results
+    from plugin.store.tables import Call
+    from rules.engine import evaluate
+
+    analysis = analysis or angry_analysis()
+    with svc.sessions.begin() as s:
+        now = svc.clock.now(s)
+        call = Call(source="generic", external_id=f"judged-{next(_judged)}", recording_url="http://pbx/r.wav",
+                    customer_id=customer, agent_id="agent-7", queue=queue, ticket_id=ticket, event={},
+                    status="analyzing", received_at=now)
+        s.add(call)
+        s.flush()
+        ctx = call_context(call)
+        scenario, alerts = evaluate(svc.rules, analysis, ctx)
+        store_results(s, call, ctx, analysis, {}, Judgement(scenario, alerts, svc.rules), svc.outputs, now)
+        return call.id

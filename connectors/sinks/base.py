@@ -7,7 +7,10 @@ answer. Secrets (tokens, robot keys) stay in the sink's config and are added at 
 
 from __future__ import annotations
 
+import math
 import re
+import time
+from email.utils import parsedate_to_datetime
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,11 +34,34 @@ class SendResult:
     status_code: int | None = None
     error: str | None = None
     retryable: bool = True  # False: the same request can never succeed (the delivery dies at once)
+    # The API said when to come back (Retry-After, a rate-limit header, WeCom's 45009): the
+    # next attempt waits at least this long.
+    retry_after: float | None = None
+    # The API refused for load, not for the request (HTTP 429, 45009): this attempt does not
+    # count towards deliveries.max_attempts, so an alert is not lost to a busy API.
+    throttled: bool = False
+    # On success, what was done other than asked (e.g. "ticket 42 is closed: only the user
+    # was tagged"); stored with the delivery and shown beside it.
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A rate limit a sink's API keeps: at most ``max`` messages per ``per_s`` seconds for
+    ``key`` (e.g. "robot", "user:zhangsan"). The outbox counts sends in the database, so
+    the limit holds across every worker, and merges what would overflow (``Sink.merge``)."""
+
+    key: str
+    per_s: float
+    max: int
 
 
 class Sink:
     kind: ClassVar[str] = "base"
     Config: ClassVar[type[SinkConfig]] = SinkConfig
+    # True for sinks that message people (WeCom robot, WeCom app): only routing.yaml's
+    # receivers may use them (cooldown, grouping, quiet hours); a rule's action may not.
+    messaging: ClassVar[bool] = False
 
     def __init__(self, name: str, cfg: SinkConfig):
         self.name = name
@@ -51,6 +77,17 @@ class Sink:
 
     def headers(self, idempotency_key: str) -> dict[str, str]:
         return {"User-Agent": "CallMood", "Idempotency-Key": idempotency_key}
+
+    def limits(self, payload: dict[str, Any]) -> list[Limit]:
+        """The rate limits sending ``payload`` counts against; none by default."""
+        return []
+
+    def merge(self, payloads: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """One payload that says what the first of ``payloads`` (oldest first) say, sent
+        instead of them when a rate limit would otherwise hold them back. Its ``"merged"``
+        is how many it carries in full (the first n); the rest stay queued for a later
+        message. None: this sink cannot merge them."""
+        return None
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
@@ -71,6 +108,39 @@ def header_problem(name: str, value: object) -> str | None:
                 ch, f"the character U+{o:04X}")
             return f"header {name}: value contains {what}, which an HTTP header cannot carry"
     return None
+
+
+def whole_payloads(payloads: list[dict[str, Any]], budget: int) -> int:
+    """How many of ``payloads`` (oldest first) have every one of their ``lines`` within
+    ``budget`` bytes, a line each; at least the first."""
+    used = n = 0
+    for p in payloads:
+        size = sum(len(str(line).encode("utf-8")) + 1 for line in p["lines"])
+        if n and used + size > budget:
+            break
+        used += size
+        n += 1
+    return n
+
+
+MAX_RETRY_AFTER_S = 86400.0  # an API asking for longer than a day is asked again after a day
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """A Retry-After header as seconds (a number, or an HTTP date), within 0 and a day;
+    None when absent or not a finite time."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def post_json(http: requests.Session, method: str, url: str, body: Any, headers: dict,

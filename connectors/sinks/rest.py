@@ -10,7 +10,8 @@
 String values in ``url``, ``headers`` and ``body`` are Jinja2 templates over
 call, alert, action and link, rendered when the action is planned and stored
 with the delivery; ``auth_header`` is added at send time and never stored, so
-secrets belong there. Any 2xx answer is success.
+secrets belong there. Any 2xx answer is success; a 429 is retried when its
+Retry-After says (a minute without one), and is not counted as an attempt.
 
 Values inserted into ``url`` are percent-encoded, so each stays inside its path segment
 or query value (a customer id ``../../admin?x=1#`` is one segment, ``..%2F..%2Fadmin%3Fx%3D1%23``);
@@ -38,7 +39,7 @@ from urllib.parse import quote, unquote, urlsplit
 import requests
 from pydantic import Field, field_validator
 
-from connectors.sinks.base import SendResult, Sink, SinkConfig, header_problem, post_json
+from connectors.sinks.base import SendResult, Sink, SinkConfig, header_problem, post_json, retry_after_s
 from plugin.core import trial
 from plugin.core.sandbox import render, render_escaped
 
@@ -195,6 +196,9 @@ class RestSink(Sink):
             return resp
         if 200 <= resp.status_code < 300:
             return SendResult(True, resp.status_code)
+        if resp.status_code == 429:  # busy: when it says (Retry-After), and not counted as an attempt
+            return SendResult(False, 429, f"HTTP 429: {resp.text[:200]}", throttled=True,
+                              retry_after=retry_after_s(resp.headers.get("Retry-After")))
         # A request the CRM calls malformed or aimed at nothing will not succeed later;
         # auth errors may (an admin fixes the token), so they are retried.
         final = resp.status_code in (400, 404, 405, 410, 422)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import requests
 from pydantic import Field, field_validator
 
-from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json
+from connectors.sinks.base import Limit, SendResult, Sink, SinkConfig, post_json, whole_payloads
 from plugin.core import trial
 from plugin.core.ids import user_id_problem
 from plugin.core.lookalikes import markdown_safe
@@ -47,6 +47,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Errors the same message can never get past (malformed body, content too long).
 FINAL_ERRCODES = {40008, 40058, 44004}
+RATE_ERRCODE = 45009  # "api freq out of limit": the robot's 20 a minute, counted by WeCom
+# WeCom: "每个机器人发送的消息不能超过20条/分钟". Kept by the outbox across every worker
+# (plugin/store/sink_limits.py); what would overflow is merged into one message.
+PER_MINUTE = 20
 
 SEVERITY_COLOR = {"critical": "warning", "warning": "warning", "info": "info"}
 
@@ -69,6 +73,9 @@ DIGEST_HEADER = """\
 """
 
 SUMMARY_CHARS = 100  # of each alert's summary in a list
+
+MERGED_HEADER = ("### 告警合并 / Alerts merged\n> 机器人每分钟最多 {per} 条，以下 {n} 条告警合并发送 / "
+                 "the robot takes {per} messages a minute: {n} alert(s) in one message\n")
 
 
 
@@ -182,6 +189,7 @@ class WeComRobotSink(Sink):
     kind = "wecom_robot"
     Config = WeComRobotConfig
     cfg: WeComRobotConfig
+    messaging = True
 
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         alert = ctx["alert"]
@@ -212,7 +220,44 @@ class WeComRobotSink(Sink):
                 more = _more(ctx, others, limit - len(content.encode("utf-8")))
                 content = _render(TEMPLATE, more=Raw(more), **extras, **ctx)
         # The robot URL carries its key: it is read from config at send time, never stored.
-        return {"body": {"msgtype": "markdown", "markdown": {"content": head + truncate_utf8(content, limit)}}}
+        return {"body": {"msgtype": "markdown", "markdown": {"content": head + truncate_utf8(content, limit)}},
+                "lines": self._lines(ctx), "trial": bool(ctx.get("trial")), "mentions": list(users)}
+
+    @staticmethod
+    def _lines(ctx: dict[str, Any]) -> list[str]:
+        """This message's alerts one line each, for a message merging several (``merge``)."""
+        items = ctx.get("alerts") or [{"alert": ctx["alert"], "call": ctx["call"], "link": ctx.get("link") or "",
+                                       "time": None}]
+        out = []
+        for item in items:
+            a, c = item["alert"], item["call"] or {}
+            out.append(f"- {md(item.get('time') or '-')} · {md(c.get('customer_id') or '-')} · {md(a['scenario'])} · "
+                       f"<font color=\"{SEVERITY_COLOR.get(a['severity'], 'comment')}\">{md(a['severity'])}</font>"
+                       f" · {md(_clip(a['summary']))} [查看 / Open]({item['link']})")
+        return out
+
+    def limits(self, payload: dict[str, Any]) -> list[Limit]:
+        return [Limit("robot", 60.0, PER_MINUTE)]
+
+    def merge(self, payloads: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Alert messages held back by the robot's limit, as one message: every alert one
+        line, oldest first, as many messages' alerts as fit whole in 4096 bytes (``merged``:
+        how many; the rest wait for the next window), mentioning everyone they would have.
+        Not the review report's messages (an image cannot be merged): None."""
+        if any(not isinstance(p.get("lines"), list) for p in payloads):
+            return None
+        mentioned = list(dict.fromkeys(u for p in payloads for u in p.get("mentions", self.cfg.mentioned_list)))
+        mentions = mention_line(mentioned)
+        room = MAX_BYTES - len((f"{trial.LABEL}\n" + MERGED_HEADER.format(per=PER_MINUTE, n=99999) + "\n"
+                                + mentions).encode("utf-8"))
+        n = whole_payloads(payloads, room)
+        carried = payloads[:n]
+        trial_head = f"{trial.LABEL}\n" if any(p.get("trial") for p in carried) else ""
+        lines = [line for p in carried for line in p["lines"]]
+        head = trial_head + MERGED_HEADER.format(per=PER_MINUTE, n=len(lines))
+        body = _fit(lines, MAX_BYTES - len((head + "\n" + mentions).encode("utf-8")))
+        return {"body": {"msgtype": "markdown", "markdown": {"content": head + "\n" + "\n".join(body) + mentions}},
+                "merged": n}
 
     def _digest(self, ctx: dict[str, Any], mentions: str, limit: int = MAX_BYTES) -> str:
         items = ctx.get("alerts") or [{"alert": ctx["alert"], "call": ctx["call"], "link": ctx["link"]}]
@@ -244,5 +289,7 @@ class WeComRobotSink(Sink):
         code = answer.get("errcode")
         if code == 0:
             return SendResult(True, resp.status_code)
-        return SendResult(False, resp.status_code, f"errcode {code}: {answer.get('errmsg', '')}"[:300],
-                          retryable=code not in FINAL_ERRCODES)
+        error = f"errcode {code}: {answer.get('errmsg', '')}"[:300]
+        if code == RATE_ERRCODE:  # over the robot's limit (another sender on the same robot?): after a minute
+            return SendResult(False, resp.status_code, error, throttled=True, retry_after=60.0)
+        return SendResult(False, resp.status_code, error, retryable=code not in FINAL_ERRCODES)

@@ -3,6 +3,7 @@ the links messages carry. One place turns "this sink, this context" into a store
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -24,7 +25,8 @@ class Outputs:
     links: Links
 
     def plan(self, s: Session, sink: Sink, ctx: dict[str, Any] | Callable[[], dict[str, Any]], *,
-             alert_id: int | None = None, notification_id: int | None = None) -> None:
+             alert_id: int | None = None, notification_id: int | None = None,
+             order_key: str | None = None) -> None:
         """Store the payload ``sink`` renders from ``ctx`` (or from what ``ctx()`` builds) as a
         delivery, in the caller's transaction.
 
@@ -39,4 +41,15 @@ class Outputs:
             self.deliveries.add(s, sink.name, {}, alert_id=alert_id, notification_id=notification_id,
                                 dead_because=reason)
         else:
-            self.deliveries.add(s, sink.name, payload, alert_id=alert_id, notification_id=notification_id)
+            self.deliveries.add(s, sink.name, payload, alert_id=alert_id, notification_id=notification_id,
+                                order_key=order_key)
+
+
+def customer_order_key(sink: str, call: dict[str, Any]) -> str:
+    """One sink's deliveries about one customer go out in the order planned: the key they
+    share. A call without a customer id is its own customer."""
+    who = call.get("customer_id") or f"call:{call.get('id')}"
+    key = f"{len(sink)}:{sink}:{who}"  # the length: no sink name and customer id make another pair's key
+    if len(key) > 255:
+        key = key[:200] + "~" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return key

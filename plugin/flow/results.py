@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from plugin.core import trial
 from plugin.core.data import Alert, CallAnalysis
 from plugin.flow import notify
-from plugin.flow.outputs import Outputs
+from plugin.flow.outputs import Outputs, customer_order_key
 from plugin.store.tables import AlertRow, Call, Delivery, Segment
 from rules.engine import RuleSet, Scenario, alert_context
 
@@ -78,10 +78,14 @@ def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, output
         if sink is None:
             log.warning("alert %s: sink %r is not configured; action skipped", row.id, action.sink)
             continue
+        if sink.messaging:  # `rules check` refuses this; rules loaded without the config's sinks may not
+            log.warning("alert %s: rule %s: sink %r messages people, which only routing.yaml does "
+                        "(cooldown, grouping, quiet hours); action skipped", row.id, alert.rule, action.sink)
+            continue
         # trial: the model that analysed this call had random weights (its summary says so,
         # see store_results); the sink puts "trial model, random weights" in the message.
         outputs.plan(s, sink, {"call": ctx, "alert": alert_context(alert), "action": action.params,
                                "link": outputs.links.call(call.id), "trial": trial.recorded(call.summary)},
-                     alert_id=row.id)
+                     alert_id=row.id, order_key=customer_order_key(sink.name, ctx))
         have.add(action.sink)
     return row

@@ -22,9 +22,10 @@ What goes, and what stays so that the dashboard, the flagged list and backtests 
 - delivery bodies: the rendered payload of delivered and dead deliveries becomes ``{}``;
   their status, attempts and error stay. Pending deliveries are never touched.
 - login failures: rows older than the cutoff are deleted.
-- push ids: the vendors' push ids remembered to drop a retried push (webhook_pushes) go
-  after PUSH_IDS_DAYS, whatever the policy: a vendor retries within minutes, and one row
-  per push must not pile up for ever.
+- push ids: the vendors' push ids remembered to drop a retried push (webhook_pushes, and
+  WeCom's verdict callbacks: wecom_callbacks) go after PUSH_IDS_DAYS, whatever the policy:
+  a vendor retries within minutes, and one row per push must not pile up for ever. The
+  rate-limit counts (sink_sends) go after a day.
 
 Every time comes from the one clock, asked inside the transaction (the database's on
 PostgreSQL). Rows go in chunks, each its own short transaction, so a first purge of a
@@ -47,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.core import files, scrub
 from plugin.core.clock import Clock
 from plugin.store import phone_lookups
-from plugin.store.tables import Call, Delivery, LoginFailure, Segment, WebhookPush
+from plugin.store.tables import Call, Delivery, LoginFailure, Segment, SinkSend, WebhookPush, WeComCallback
 
 CHUNK = 500
 LEFTOVER_AGE_S = 24 * 3600  # work folders in <data_dir>/tmp older than this are a killed worker's
@@ -133,22 +134,34 @@ def purge(sessions: Sessions, clock: Clock, policy: Policy, data_dir: str | Path
 
 
 def _push_ids(sessions: Sessions, now: datetime, dry_run: bool, stop: Callable[[], bool]) -> Purged:
+    """Ids remembered to drop a vendor's retried push: the webhooks' (webhook_pushes) and
+    WeCom's verdict callbacks' (wecom_callbacks: their verdicts stay, as feedback). With
+    them, the rate-limit counts older than a day (sink_sends: no window is that long)."""
     cutoff = now - timedelta(days=PUSH_IDS_DAYS)
+    count = 0
+    for table, at in ((WebhookPush, WebhookPush.received_at), (WeComCallback, WeComCallback.received_at)):
+        if dry_run:
+            with sessions() as s:
+                count += s.scalar(select(func.count()).select_from(table).where(at < cutoff))
+            continue
+        count += _delete_older(sessions, table, at, cutoff, stop)
+    if not dry_run:
+        _delete_older(sessions, SinkSend, SinkSend.at, now - timedelta(days=1), stop)
+    return Purged("push ids", None, cutoff, count)
+
+
+def _delete_older(sessions: Sessions, table, at, cutoff: datetime, stop: Callable[[], bool]) -> int:
     count = 0
     while not stop():
         with sessions() as s:
-            ids = s.execute(select(WebhookPush.id).where(WebhookPush.received_at < cutoff)
-                            .order_by(WebhookPush.id).limit(CHUNK)).scalars().all()
-            if dry_run:
-                return Purged("push ids", None, cutoff, s.scalar(
-                    select(func.count()).select_from(WebhookPush).where(WebhookPush.received_at < cutoff)))
+            ids = s.execute(select(table.id).where(at < cutoff).order_by(table.id).limit(CHUNK)).scalars().all()
             if ids:
-                s.execute(delete(WebhookPush).where(WebhookPush.id.in_(ids)))
+                s.execute(delete(table).where(table.id.in_(ids)))
                 s.commit()
         count += len(ids)
         if len(ids) < CHUNK:
             break
-    return Purged("push ids", None, cutoff, count)
+    return count
 
 
 def _phone_lookups(sessions: Sessions, now: datetime, hits_s: float, misses_s: float, dry_run: bool,

@@ -194,6 +194,8 @@ class Delivery(Base):
         Index("ix_deliveries_due", "status", "next_attempt_at"),
         # Sent once whoever stores it (the review report: plugin/flow/report/send.py).
         Index("ix_deliveries_dedupe_key", "dedupe_key", unique=True),
+        # A delivery waits for the earlier ones of its order key (plugin/store/deliveries.py).
+        Index("ix_deliveries_order_key", "order_key", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -215,12 +217,51 @@ class Delivery(Base):
     # A delivery of neither an alert nor a notification (the review report) is stored once
     # under this key, e.g. "report:daily:2026-11-24:wecom:markdown"; None for the others.
     dedupe_key: Mapped[str | None] = mapped_column(String(255))
+    # "<len>:<sink>:<customer>": one sink's deliveries about one customer are sent in the order
+    # they were planned (a CRM down for an hour gets them oldest first); None: no order kept.
+    order_key: Mapped[str | None] = mapped_column(String(255))
+    # On success, what the sink did other than asked ("ticket 42 is closed: ..."), or that
+    # the rate limit merged this delivery into another one's message.
+    note: Mapped[str | None] = mapped_column(Text)
+    merged_into: Mapped[int | None] = mapped_column(Integer)  # the delivery whose message carried this one
+    requeued_at: Mapped[datetime | None] = mapped_column(DateTime)  # last `deliveries retry`
 
     alert: Mapped[AlertRow | None] = relationship(back_populates="deliveries")
     notification: Mapped[Notification | None] = relationship(back_populates="delivery")
 
 
 # --- people and machines allowed in (plugin/web/auth/) ---------------------------------
+
+class SinkSend(Base):
+    """One message counted against a sink's rate limit (connectors/sinks/base.py Limit): the
+    WeCom robot's 20 a minute, the WeCom app's per-member limits. Kept in the database so the
+    limit holds across every worker; rows older than the longest window are deleted."""
+
+    __tablename__ = "sink_sends"
+    __table_args__ = (Index("ix_sink_sends_key_at", "sink", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sink: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))  # e.g. "robot", "user:zhangsan"
+    at: Mapped[datetime] = mapped_column(DateTime)
+    delivery_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class WeComCallback(Base):
+    """A verdict button pressed in WeCom (plugin/web/wecom_callback.py), stored before it is
+    answered. WeCom retries a callback it got no answer to: the unique key drops repeats."""
+
+    __tablename__ = "wecom_callbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sink: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)  # sink, FromUserName, CreateTime, TaskId
+    from_user: Mapped[str] = mapped_column(String(128))
+    task_id: Mapped[str] = mapped_column(String(128))
+    event_key: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(255))  # what was done, e.g. "correct: alerts 4, 5"
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
 
 class User(Base):
     """Someone who logs in: a local account (argon2 password hash) or one made on first

@@ -4,25 +4,30 @@ supervisor notifications; supervisors' feedback on alerts; supervisors' re-runs 
 from __future__ import annotations
 
 import logging
+import re
+from datetime import timedelta
 
 from flask import Blueprint, abort, jsonify, request
 
 from plugin.core import safe_json
+from plugin.flow.delivery_ops import retry_ids, retry_status, summary
 from plugin.flow.rerun import counts, rerun_calls, rerun_failed
 from plugin.store import queries
 from plugin.store.feedback import set_feedback
+from plugin.store.tables import Delivery
 from plugin.web import args
 from plugin.web.auth import redact
 from plugin.web.auth.identity import current, may
 from plugin.web.auth.marks import requires
-from plugin.web.forms import BadRequest, FeedbackBody, RerunBody, parse
+from plugin.web.forms import MAX_SINCE_S, BadRequest, FeedbackBody, RerunBody, RetryDeliveriesBody, parse
 from plugin.web.loaders import call_or_404
-from plugin.web.serializers import alert_json, call_json, flagged_json, notification_json
+from plugin.web.serializers import alert_json, call_json, delivery_json, flagged_json, notification_json
 from plugin.web.services import get_services
 from rules.yamlfile import parse_duration
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
+SINK_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 @bp.get("/calls/<id:call_id>")
@@ -153,6 +158,78 @@ def get_notification(notification_id: int):
     if n is None:
         abort(404, f"no notification {notification_id}")
     return jsonify(_notification(notification_json(n)))
+
+
+# The outbox, for admins (plugin/flow/delivery_ops.py): every delivery (alerts', routed
+# notifications', the review report's), and sending them again with their stored bodies
+# and idempotency keys.
+
+@bp.get("/deliveries")
+@requires("admin")
+def list_deliveries():
+    """Newest first: ?status=pending|sending|delivered|dead, ?sink=, ?since=1d, ?limit=."""
+    status = request.args.get("status")
+    if status not in (None, "pending", "sending", "delivered", "dead"):
+        return jsonify(error="status must be pending, sending, delivered or dead", field="status"), 400
+    sink = request.args.get("sink")
+    if sink is not None and not SINK_NAME.fullmatch(sink):
+        return jsonify(error="sink must be a sink's name (letters, digits, _ . -)", field="sink"), 400
+    svc = get_services()
+    since = None
+    if request.args.get("since"):
+        try:
+            seconds = parse_duration(request.args["since"][:32])
+        except ValueError as exc:
+            return jsonify(error=f"since: {exc}", field="since"), 400
+        if not 0 < seconds <= MAX_SINCE_S:
+            return jsonify(error="since must be longer than zero and at most 366 days", field="since"), 400
+        with svc.sessions() as s:
+            since = svc.clock.now(s) - timedelta(seconds=seconds)
+    rows = svc.deliveries.listing(status, sink, since, args.limit(50, 1000))
+    return jsonify(deliveries=[delivery_json(d) for d in rows])
+
+
+@bp.get("/deliveries/<id:delivery_id>")
+@requires("admin")
+def get_delivery(delivery_id: int):
+    with get_services().sessions() as s:
+        d = s.get(Delivery, delivery_id)
+        if d is None:
+            abort(404, f"no delivery {delivery_id}")
+        return jsonify(delivery_json(d))
+
+
+@bp.post("/deliveries/<id:delivery_id>/retry")
+@requires("admin")
+def retry_delivery(delivery_id: int):
+    """202 requeued; 404 unknown; 409 being sent now, or it has no body to send."""
+    problem = _json_object_or_empty()
+    if problem is not None:
+        return problem
+    [done] = retry_ids(get_services().deliveries, [delivery_id], _who())
+    if done.outcome == "not_found":
+        abort(404, f"no delivery {delivery_id}")
+    return jsonify(done.json()), 202 if done.outcome == "requeued" else 409
+
+
+@bp.post("/deliveries/retry")
+@requires("admin")
+def retry_deliveries():
+    """``{"ids": [1, 2]}`` or ``{"status": "dead", "since": "1d"}``: each delivery's outcome."""
+    try:
+        fields = parse(RetryDeliveriesBody, safe_json.loads(request.get_data(cache=False)))
+    except safe_json.UnsafeJson as exc:
+        return jsonify(error=str(exc), field=None if exc.where == "body" else exc.where), 400
+    except BadRequest as exc:
+        return jsonify(error=exc.message, field=exc.field), 400
+    svc = get_services()
+    if fields["ids"]:
+        done = retry_ids(svc.deliveries, fields["ids"], _who())
+    else:
+        done = retry_status(svc.deliveries, svc.clock, fields["status"], parse_duration(fields["since"] or "1d"),
+                            _who())
+    return jsonify(results=[r.json() for r in done], requeued=sum(r.outcome == "requeued" for r in done),
+                   summary=summary(done))
 
 
 # What the asker's role may see (plugin/web/auth/redact.py).

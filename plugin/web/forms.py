@@ -3,7 +3,7 @@ as 400 ``{"error": "field: what", "field": "field"}``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
@@ -85,3 +85,28 @@ def parse(model: type[StrictModel], body: Any) -> dict[str, Any]:
         if not field:  # a rule across fields (RerunBody): the message names them
             raise BadRequest(None, what) from None
         raise BadRequest(field, f"{field}: {what}") from None
+
+
+MAX_SINCE_S = 366 * 86400  # how far back a requeue may reach
+
+
+class RetryDeliveriesBody(StrictModel):
+    """POST /api/deliveries/retry: ``{"ids": [...]}`` or ``{"status": "dead", "since": "1d"}``."""
+
+    ids: list[Annotated[StrictInt, Field(ge=1, le=ROW_ID_MAX)]] | None = Field(None, min_length=1, max_length=1000)
+    status: Literal["dead", "pending"] | None = None  # pending: send those waiting out a backoff now
+    since: str | None = Field(None, max_length=32)  # with status: created within this long (default 1d)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RetryDeliveriesBody:
+        if bool(self.ids) == (self.status is not None):
+            raise ValueError("give ids, or status: dead (with since); one or the other")
+        if self.since is not None and self.status is None:
+            raise ValueError("since goes with status")
+        try:
+            seconds = parse_duration(self.since or "1d")
+        except ValueError as exc:
+            raise ValueError(f"since: {exc}") from None
+        if not 0 < seconds <= MAX_SINCE_S:
+            raise ValueError(f"since: {self.since!r} must be longer than zero and at most 366 days")
+        return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from plugin.store.deliveries import idempotency_key
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Notification
 
 
@@ -18,7 +19,10 @@ def delivery_json(d: Delivery) -> dict:
     return {"id": d.id, "sink": d.sink, "status": d.status, "attempts": d.attempts,
             "last_status_code": d.last_status_code, "last_error": d.last_error,
             "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
-            "delivered_at": iso(d.delivered_at), "payload": payload}
+            "delivered_at": iso(d.delivered_at), "created_at": iso(d.created_at),
+            "alert_id": d.alert_id, "notification_id": d.notification_id, "report": d.dedupe_key,
+            "note": d.note, "merged_into": d.merged_into, "requeued_at": iso(d.requeued_at),
+            "idempotency_key": idempotency_key(d.id), "payload": payload}
 
 
 def feedback_json(f: Feedback | None) -> dict | None:

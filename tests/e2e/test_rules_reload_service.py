@@ -22,17 +22,17 @@ def test_running_service_reloads_and_shows_refusal(tmp_path, model_dir, sqlite_u
     call = svc.wait_call(r.json()["call_id"])
     assert [a["rule"] for a in call["alerts"]] == ["renamed_rule"]  # no restart needed
 
-    edit(rules_dir, "sink: wecom", "sink: wecomm")  # a sink the config does not have
+    edit(rules_dir, "sink: crm", "sink: crmm")  # a sink the config does not have
     refused = wait_until(lambda: (h := health())["status"] == "refused" and h, timeout=10)
-    assert "always.yaml:16: rules.0.actions.1.sink: unknown sink 'wecomm' (configured: crm, wecom)" \
+    assert "always.yaml:14: rules.0.actions.0.sink: unknown sink 'crmm' (configured: crm, wecom)" \
         in refused["refused"]["problems"][0]
     h = svc.http.get(f"{svc.url}/health")
     assert h.status_code == 200  # the service works on with the last good rules
     r = svc.post_event(event("c-2", url))
     call = svc.wait_call(r.json()["call_id"])
     assert [a["rule"] for a in call["alerts"]] == ["renamed_rule"]
-    assert {d["sink"] for d in call["alerts"][0]["deliveries"]} == {"crm", "wecom"}
+    assert {d["sink"] for d in call["alerts"][0]["deliveries"]} == {"crm"}
     assert b"callmood_rules_reloads_total{outcome=\"refused\"}" in svc.http.get(f"{svc.url}/metrics").content
 
-    edit(rules_dir, "sink: wecomm", "sink: wecom")
+    edit(rules_dir, "sink: crmm", "sink: crm")
     wait_until(lambda: health()["status"] == "ok", timeout=10)

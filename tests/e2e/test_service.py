@@ -11,8 +11,9 @@ from tests.conftest import by_sink, event, make_config
 from tests.helpers import Reply, make_audio, wait_until
 
 
-def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, recordings, crm, wecom):
-    svc = service_factory(make_config(tmp_path, model_dir, db_url, crm=crm, wecom=wecom))
+def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, recordings, crm, wecom,
+                                routed_rules):
+    svc = service_factory(make_config(tmp_path, model_dir, db_url, crm=crm, wecom=wecom, rules=routed_rules))
     url = recordings.serve_file("/rec/c-1.wav", make_audio(tmp_path / "c1", "wav_pcm", 8000, 2, 7.0))
 
     r = svc.post_event(event("c-1", url, channels={"0": "agent", "1": "customer"}))
@@ -41,8 +42,10 @@ def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, re
     assert alert["share"] == 1.0 and len(alert["matched"]) == 3
 
     call = svc.wait_deliveries(accepted["call_id"])
-    assert sorted((d["sink"], d["status"], d["attempts"]) for d in call["alerts"][0]["deliveries"]) == [
-        ("crm", "delivered", 1), ("wecom", "delivered", 1)]
+    # The rule's action writes the CRM; the supervisors' message comes through routing.
+    assert [(d["sink"], d["status"], d["attempts"]) for d in call["alerts"][0]["deliveries"]] == [
+        ("crm", "delivered", 1)]
+    assert [(d["sink"], d["status"], d["attempts"]) for d in call["routed"].values()] == [("wecom", "delivered", 1)]
     assert "robot-key" not in str(call) and "crm-token" not in str(call)  # secrets stay in the config
 
     [tag] = crm.requests
@@ -101,8 +104,9 @@ def test_stereo_without_layout_is_mixed(tmp_path, model_dir, sqlite_url, service
     assert {s["channel"] for s in call["segments"]} == {-1}
 
 
-def test_duplicate_events_make_one_job(tmp_path, model_dir, db_url, service_factory, recordings, crm, wecom):
-    svc = service_factory(make_config(tmp_path, model_dir, db_url, crm=crm, wecom=wecom))
+def test_duplicate_events_make_one_job(tmp_path, model_dir, db_url, service_factory, recordings, crm, wecom,
+                                      routed_rules):
+    svc = service_factory(make_config(tmp_path, model_dir, db_url, crm=crm, wecom=wecom, rules=routed_rules))
     url = recordings.serve_file("/d.wav", make_audio(tmp_path / "d", "wav_pcm", 16000, 1, 4.0))
     body = event("dup-1", url)
     answers: list = []
@@ -127,18 +131,19 @@ def test_duplicate_events_make_one_job(tmp_path, model_dir, db_url, service_fact
     assert len(crm.requests) == 1 and len(wecom.requests) == 1
 
 
-def test_sink_fails_twice_then_succeeds(tmp_path, model_dir, db_url, service_factory, recordings, crm, wecom):
+def test_sink_fails_twice_then_succeeds(tmp_path, model_dir, db_url, service_factory, recordings, crm, wecom,
+                                       routed_rules):
     crm.routes["/api/customers/cust-42/tags"] = [Reply(500, "boom"), Reply(503, "busy"), Reply(201, {"id": 1})]
     wecom.routes["/cgi-bin/webhook/send"] = [
-        Reply(200, {"errcode": 45009, "errmsg": "api freq out of limit"}),
+        Reply(200, {"errcode": -1, "errmsg": "system busy"}),
         Reply(502, "bad gateway"),
         Reply(200, {"errcode": 0, "errmsg": "ok"}),
     ]
-    svc = service_factory(make_config(tmp_path, model_dir, db_url, crm=crm, wecom=wecom))
+    svc = service_factory(make_config(tmp_path, model_dir, db_url, crm=crm, wecom=wecom, rules=routed_rules))
     url = recordings.serve_file("/f.wav", make_audio(tmp_path / "f", "wav_pcm", 16000, 1, 4.0))
     call_id = svc.post_event(event("retry-1", url)).json()["call_id"]
     call = svc.wait_deliveries(call_id)
-    got = by_sink(call)
+    got = {**by_sink(call), **call["routed"]}
     assert got["crm"]["status"] == "delivered" and got["crm"]["attempts"] == 3
     assert got["wecom"]["status"] == "delivered" and got["wecom"]["attempts"] == 3
     assert got["crm"]["last_status_code"] == 201 and got["crm"]["last_error"] is None
@@ -149,13 +154,13 @@ def test_sink_fails_twice_then_succeeds(tmp_path, model_dir, db_url, service_fac
 
 
 def test_sink_that_never_succeeds_is_visibly_dead(tmp_path, model_dir, sqlite_url, service_factory, recordings,
-                                                 crm, wecom):
+                                                 crm, wecom, routed_rules):
     wecom.routes["/cgi-bin/webhook/send"] = Reply(200, {"errcode": 93000, "errmsg": "invalid webhook url"})
-    svc = service_factory(make_config(tmp_path, model_dir, sqlite_url, crm=crm, wecom=wecom))
+    svc = service_factory(make_config(tmp_path, model_dir, sqlite_url, crm=crm, wecom=wecom, rules=routed_rules))
     url = recordings.serve_file("/x.wav", make_audio(tmp_path / "x", "wav_pcm", 16000, 1, 4.0))
     call_id = svc.post_event(event("dead-1", url)).json()["call_id"]
     call = svc.wait_deliveries(call_id)
-    got = by_sink(call)
+    got = {**by_sink(call), **call["routed"]}
     assert got["wecom"]["status"] == "dead" and got["wecom"]["attempts"] == 4
     assert "93000" in got["wecom"]["last_error"]
     assert got["crm"]["status"] == "delivered"

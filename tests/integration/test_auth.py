@@ -17,7 +17,7 @@ from plugin.web.paths import is_page
 from tests.conftest import api_token, authed, make_config
 
 PUBLIC = {"webhooks.receive", "webhooks.token", "health.health", "health.live", "auth.login", "auth.logout",
-          "static"}
+          "static", "wecom_callback.verify_url", "wecom_callback.receive"}
 PASSWORD = "correct horse battery"
 PHONE = "+8613812345678"
 RECORDING = "https://rec.example.com/r/1.wav?token=REC-SECRET-123"

@@ -131,7 +131,7 @@ def test_the_sign_in_endpoints_are_the_only_new_public_ones(sso_app):
     public = {r.endpoint for r in app.url_map.iter_rules()
               if r.endpoint == "static" or role_needed(app.view_functions[r.endpoint]) is None}
     assert public == {"webhooks.receive", "webhooks.token", "health.health", "health.live", "auth.login",
-                      "auth.logout", "static",
+                      "auth.logout", "static", "wecom_callback.verify_url", "wecom_callback.receive",
                       "oidc.start", "oidc.callback"}
 
 

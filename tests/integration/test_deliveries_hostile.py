@@ -17,6 +17,7 @@ from sqlalchemy import select
 from plugin.core.data import Action
 from plugin.flow.context import call_context
 from plugin.flow.results import plan_alert
+from rules.engine import alert_context
 from plugin.store.tables import Call, Delivery
 from tests.conftest import T0, event, make_config, signed
 from tests.helpers import make_alert
@@ -37,10 +38,18 @@ def store_call(svc, **fields) -> int:
 
 
 def plan(svc, call_id: int, alert=None) -> None:
+    """The alert's CRM action as the pipeline plans it; its WeCom message as routing renders
+    a notification of that one alert (rule actions message no one: plan_alert skips them)."""
     alert = alert or dataclasses.replace(make_alert(), actions=BOTH)
     with svc.sessions.begin() as s:
         call = s.get(Call, call_id)
-        plan_alert(s, call, call_context(call), alert, svc.outputs, svc.clock.now(s))
+        ctx = call_context(call)
+        row = plan_alert(s, call, ctx, alert, svc.outputs, svc.clock.now(s))
+        for action in alert.actions:
+            sink = svc.outputs.sinks.get(action.sink)
+            if sink is not None and sink.messaging:
+                svc.outputs.plan(s, sink, {"call": ctx, "alert": alert_context(alert), "action": action.params,
+                                           "link": svc.outputs.links.call(call.id)}, alert_id=row.id)
 
 
 def drain(svc) -> None:

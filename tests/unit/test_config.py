@@ -20,6 +20,21 @@ def test_example_config_is_valid(monkeypatch):
     assert set(cfg.sinks) == {"crm", "wecom"} and cfg.sinks["crm"].auth_header == "Bearer x"
 
 
+def test_the_example_configs_commented_sinks_are_valid(monkeypatch, tmp_path):
+    """Every sink the example shows commented out (wecom_app, zendesk, hubspot, WeCom
+    customer tags) loads as written once uncommented, its secrets from the environment."""
+    text = (Path(__file__).resolve().parents[2] / "config.example.yaml").read_text(encoding="utf-8")
+    block = text[text.index("  # supervisors_app:"):text.index("\nidentity:")]
+    sinks = "\n".join(line.replace("  # ", "  ", 1) for line in block.splitlines() if line.startswith("  #"))
+    for name in ("WECOM_CORPID", "WECOM_APP_SECRET", "WECOM_CB_TOKEN", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN",
+                 "HUBSPOT_ACCESS_TOKEN", "WECOM_CONTACT_SECRET"):
+        monkeypatch.setenv(name, "x1y2z3")
+    monkeypatch.setenv("WECOM_CB_AES_KEY", "a" * 43)
+    cfg = config.load(write(tmp_path, "sinks:\n" + sinks + "\n"))
+    assert {name: s.type for name, s in cfg.sinks.items()} == {
+        "supervisors_app": "wecom_app", "zendesk": "zendesk", "hubspot": "hubspot", "wecom_tags": "wecom_customer_tag"}
+
+
 def write(tmp_path, text):
     p = tmp_path / "c.yaml"
     p.write_text(text)
@@ -33,7 +48,7 @@ def write(tmp_path, text):
     ("server: {port: eighty}\n", "server.port: Input should be a valid integer"),
     ("model: {device: tpu}\n", "model.device: Input should be 'auto', 'cpu' or 'cuda'"),
     ("sinks: {crm: {type: rest}}\n", "sinks.crm.url: is required"),
-    ("sinks: {crm: {type: pager, url: x}}\n", "sinks.crm.type: unknown sink type 'pager' (known: rest, wecom_robot)"),
+    ("sinks: {crm: {type: pager, url: x}}\n", "sinks.crm.type: unknown sink type 'pager' (known: rest, wecom_robot, wecom_app, zendesk, hubspot, wecom_customer_tag)"),
     ("sinks: {crm: {type: wecom_robot, url: x, body: {}}}\n", "sinks.crm.body: unknown key"),
     ("sources: {genric: {secret: s}}\n", "sources.genric: unknown key"),
     ("model: [\n", "line 2: invalid YAML"),

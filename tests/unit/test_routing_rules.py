@@ -182,7 +182,7 @@ def test_one_routed_alert_renders_like_a_rule_action():
     item = _item(1, primary=True)
     plain = {"alert": item["alert"], "call": item["call"], "link": item["link"], "action": {}}
     routed = {**plain, "alerts": [item], "digest": False, "count": 1, "action": {"mentions": ["boss"]}}
-    assert _sink().render(routed) == _sink().render(plain)
+    assert _sink().render(routed)["body"] == _sink().render(plain)["body"]
     assert _sink().render({**routed, "action": {"mentions": []}})["body"]["markdown"]["content"].endswith(
         "(http://callmood.local/calls/1)")
 

@@ -328,3 +328,11 @@ def test_templates_are_tried_with_the_keys_a_call_really_has():
     call = Call(id=1, source="generic", external_id="x", recording_url="u", event={"tags": "a, b"})
     ctx = call_context(call)
     assert set(ctx) == set(SAMPLE_CALL) and ctx["tags"] == ["a", "b"]
+
+
+def test_a_sink_that_is_not_a_name_is_a_problem_not_a_crash(tmp_path):
+    (tmp_path / "s.yaml").write_text("scenario: s\ndefault: true\nrules:\n  - name: r\n"
+                                     "    when: {emotions: [angry]}\n    actions: [{sink: [crm]}]\n")
+    with pytest.raises(RulesError) as err:
+        load_rules(tmp_path, {"crm": False, "wecom": True})
+    assert "actions.0.sink" in str(err.value)
