@@ -101,6 +101,12 @@ def recording_copy(data_dir: str | os.PathLike, call_id: int) -> Path:
     return Path(data_dir) / RECORDINGS / f"call-{call_id}"
 
 
+def listening_copy(data_dir: str | os.PathLike, call_id: int) -> Path:
+    """A call's recording as the call page plays it (plugin/flow/listen.py): in ``TMP``, so
+    it goes a day after it was made, like any work file (plugin/store/retention.py)."""
+    return Path(data_dir) / TMP / f"listen-call-{int(call_id)}.wav"
+
+
 def imported_copy(data_dir: str | os.PathLike, sha256: str) -> Path:
     """Where `callmood import` keeps the file whose bytes hash to ``sha256`` (64 lowercase
     hex digits); ValueError for any other name, so no stored value becomes a path."""

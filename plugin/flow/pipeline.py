@@ -131,24 +131,7 @@ class Pipeline:
                  call_id, len(analysis.segments), analysis.emotion, len(alerts), call.scenario)
 
     def _downloads(self, call: CallEvent, http: requests.Session) -> list[Download]:
-        """What to download, as the call's source says (a vendor API may be asked here). A
-        call from a source no longer configured is fetched from its URL without credentials.
-        An imported call is read from its copy, named by its content hash (its external id)."""
-        if call.source == files.IMPORT_SOURCE:
-            try:
-                return [Download(call.recording_url, path=str(files.imported_copy(self.config.data_dir,
-                                                                                 call.call_id)))]
-            except ValueError as exc:
-                raise FetchError(f"import: {exc}", retryable=False) from None
-        src, cfg = SOURCES.get(call.source), self.config.source(call.source)
-        if src is None or cfg is None:
-            return Source().downloads(call, SourceConfig(), http)
-        try:
-            return src.downloads(call, cfg, http)
-        except (FetchError, LeaseLost, HandedBack):
-            raise
-        except Exception as exc:  # a vendor API's error; it says whether trying later helps
-            raise FetchError(f"{call.source}: {exc}", retryable=bool(getattr(exc, "retryable", True))) from exc
+        return downloads_for(self.config, call, http)
 
     @contextmanager
     def _lease(self, job_id: int | None, owner: str | None) -> Iterator[JobLease | NoLease]:
@@ -169,3 +152,24 @@ def stored_event(call: Call) -> CallEvent:
         channel_roles={int(k): v for k, v in roles.items()} if roles else None,
         raw=call.event if isinstance(call.event, dict) else {},
         recordings=tuple(Recording(r["url"], r["role"], r.get("id")) for r in call.recordings or []))
+
+
+def downloads_for(config: Config, call: CallEvent, http: requests.Session) -> list[Download]:
+    """What to download, as the call's source says (a vendor API may be asked here). A
+    call from a source no longer configured is fetched from its URL without credentials.
+    An imported call is read from its copy, named by its content hash (its external id)."""
+    if call.source == files.IMPORT_SOURCE:
+        try:
+            return [Download(call.recording_url, path=str(files.imported_copy(config.data_dir,
+                                                                             call.call_id)))]
+        except ValueError as exc:
+            raise FetchError(f"import: {exc}", retryable=False) from None
+    src, cfg = SOURCES.get(call.source), config.source(call.source)
+    if src is None or cfg is None:
+        return Source().downloads(call, SourceConfig(), http)
+    try:
+        return src.downloads(call, cfg, http)
+    except (FetchError, LeaseLost, HandedBack):
+        raise
+    except Exception as exc:  # a vendor API's error; it says whether trying later helps
+        raise FetchError(f"{call.source}: {exc}", retryable=bool(getattr(exc, "retryable", True))) from exc

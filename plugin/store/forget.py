@@ -62,7 +62,8 @@ def forget_customer(sessions: Sessions, data_dir: str | Path, customer_id: str,
             s.rollback()
         else:
             s.commit()
-    copies = [p for p in (files.recording_copy(data_dir, i) for i in call_ids) if p.exists()]
+    copies = [p for i in call_ids for p in (files.recording_copy(data_dir, i), files.listening_copy(data_dir, i))
+              if p.exists()]
     copies += [p for p in (files.imported_copy(data_dir, h) for h in hashes if files.is_sha256(h)) if p.exists()]
     if not dry_run:
         for p in copies:

@@ -3,6 +3,8 @@ serializers (plugin/web/serializers.py) read, in short sessions."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -44,32 +46,51 @@ def alert(sessions: Sessions, alert_id: int) -> AlertRow | None:
         return s.execute(select(AlertRow).where(AlertRow.id == alert_id).options(*_ALERT_LOADS)).scalar()
 
 
-def flagged_customers(sessions: Sessions, limit: int = 100) -> list[dict]:
+def flagged_customers(sessions: Sessions, limit: int = 100, *, search: str | None = None,
+                      scenario: str | None = None, since: datetime | None = None,
+                      severity: str | None = None, offset: int = 0) -> list[dict]:
     """Customers with alerts, most recent first: the red-flag list support teams watch.
 
-    Severity is the worst of each customer's 20 latest alerts."""
+    Severity is the worst of each customer's 20 latest alerts that no supervisor marked a
+    false alarm; a customer whose recent alerts were all false alarms is "false_alarm"
+    (shown as such, not as critical). ``search``: part of the customer id; ``scenario``,
+    ``since``: only alerts of that scenario, from then on; ``severity``: only customers at it."""
     with sessions() as s:
+        where = [AlertRow.customer_id.is_not(None)]
+        if search:
+            where.append(AlertRow.customer_id.contains(search, autoescape=True))
+        if scenario:
+            where.append(AlertRow.scenario == scenario)
+        if since is not None:
+            where.append(AlertRow.created_at >= since)
         rows = s.execute(
             select(AlertRow.customer_id, func.count(AlertRow.id), func.max(AlertRow.created_at))
-            .where(AlertRow.customer_id.is_not(None))
+            .where(*where)
             .group_by(AlertRow.customer_id)
-            .order_by(func.max(AlertRow.created_at).desc()).limit(limit)).all()
+            .order_by(func.max(AlertRow.created_at).desc(), AlertRow.customer_id)
+            .limit(limit if severity is None else None).offset(offset if severity is None else 0)).all()
         rank = func.row_number().over(partition_by=AlertRow.customer_id,
                                       order_by=AlertRow.id.desc()).label("rank")
         recent = (select(AlertRow.id, rank)
-                  .where(AlertRow.customer_id.in_([r[0] for r in rows])).subquery())
+                  .where(AlertRow.customer_id.in_([r[0] for r in rows]), *where[1:]).subquery())
         latest: dict[str, list[AlertRow]] = {}
         for a in s.execute(select(AlertRow).join(recent, recent.c.id == AlertRow.id)
-                           .where(recent.c.rank <= 20).order_by(AlertRow.id.desc())).scalars():
+                           .where(recent.c.rank <= 20).options(selectinload(AlertRow.feedback))
+                           .order_by(AlertRow.id.desc())).scalars():
             latest.setdefault(a.customer_id, []).append(a)
     out = []
     for customer_id, count, last in rows:
         mine = latest[customer_id]
-        worst = max(mine, key=lambda a: severity_rank(a.severity))
-        out.append({"customer_id": customer_id, "alerts": count, "last_alert_at": last,
-                    "severity": worst.severity, "last_call_id": mine[0].call_id,
-                    "last_summary": mine[0].summary, "emotions": mine[0].emotions})
-    return out
+        real = [a for a in mine if not (a.feedback is not None and a.feedback.verdict == "false_alarm")]
+        worst = max(real, key=lambda a: severity_rank(a.severity)) if real else None
+        row = {"customer_id": customer_id, "alerts": count, "last_alert_at": last,
+               "severity": worst.severity if worst else "false_alarm", "last_call_id": mine[0].call_id,
+               "last_summary": mine[0].summary, "emotions": mine[0].emotions, "scenario": mine[0].scenario,
+               "false_alarms": len(mine) - len(real),
+               "confirmed": sum(a.feedback is not None and a.feedback.verdict == "correct" for a in mine)}
+        if severity is None or row["severity"] == severity:
+            out.append(row)
+    return out if severity is None else out[offset:offset + limit]
 
 
 def notifications(sessions: Sessions, status: str | None = None, receiver: str | None = None,

@@ -1,18 +1,37 @@
-"""HTML pages for support teams: red-flagged customers and one call's detail."""
+"""HTML pages for support teams: red-flagged customers (filtered, exported as CSV), every
+call with its status, one call's detail, and the outbox for admins."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+import csv
+import io
+import logging
+from datetime import timedelta
 
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
+
+from plugin.flow import listen
+from plugin.flow.delivery_ops import retry_ids, retry_status, summary
+from plugin.flow.rerun import rerun_calls
 from plugin.store import queries
+from plugin.store.feedback import set_feedback
+from plugin.store.tables import AlertRow
+from plugin.web import timeline
 from plugin.web.auth import redact
-from plugin.web.auth.identity import may
-from plugin.web.auth.marks import opens_by_link
+from plugin.web.auth.identity import current, may
+from plugin.web.auth.marks import opens_by_link, requires
 from plugin.web.loaders import call_or_404
-from plugin.web.serializers import flagged_json
+from plugin.web.serializers import call_json, delivery_json, flagged_json
 from plugin.web.services import get_services
 
+log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
+VERDICTS = {"correct": "确认 Correct", "false_alarm": "误报 False alarm"}
+
+SEVERITIES = ("critical", "warning", "info", "false_alarm")
+CALL_STATES = ("received", "analyzing", "retrying", "analyzed", "failed")
+DELIVERY_STATES = ("pending", "sending", "delivered", "dead")
+PAGE = 50
 
 
 @bp.get("/")
@@ -20,14 +39,158 @@ def index():
     return redirect(url_for("dashboard.flagged"))
 
 
+def _flagged_filters() -> dict:
+    a = request.args
+    days = a.get("days", type=int)
+    return {"search": (a.get("q") or "").strip()[:255] or None,
+            "scenario": (a.get("scenario") or "").strip()[:64] or None,
+            "severity": a.get("severity") if a.get("severity") in SEVERITIES else None,
+            "days": days if days and 0 < days <= 3660 else None}
+
+
+def _flagged_rows(f: dict, limit: int, offset: int) -> list[dict]:
+    svc = get_services()
+    since = None
+    if f["days"]:
+        with svc.sessions() as s:
+            since = svc.clock.now(s) - timedelta(days=f["days"])
+    rows = queries.flagged_customers(svc.sessions, limit, search=f["search"], scenario=f["scenario"],
+                                     since=since, severity=f["severity"], offset=offset)
+    return [redact.flagged(flagged_json(r), may("supervisor")) for r in rows]
+
+
 @bp.get("/dashboard")
 def flagged():
-    rows = queries.flagged_customers(get_services().sessions)
-    return render_template("flagged.html", customers=[redact.flagged(flagged_json(r), may("supervisor"))
-                                                      for r in rows])
+    f = _flagged_filters()
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    rows = _flagged_rows(f, PAGE + 1, (page - 1) * PAGE)
+    return render_template("flagged.html", customers=rows[:PAGE], filters=f, page=page,
+                           more=len(rows) > PAGE, severities=SEVERITIES)
+
+
+@bp.get("/dashboard.csv")
+def flagged_csv():
+    """What the list shows with these filters (every page), as CSV: UTF-8 with a BOM, so
+    Excel opens the Chinese in it correctly. Cells that a spreadsheet would run as a formula
+    (starting with = + - @) are prefixed with a quote."""
+    rows = _flagged_rows(_flagged_filters(), 100_000, 0)
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["customer_id", "severity", "alerts", "false_alarms", "confirmed", "last_alert_at", "scenario",
+                "last_call_id", "last_summary"])
+    for r in rows:
+        w.writerow([_cell(r["customer_id"]), r["severity"], r["alerts"], r["false_alarms"], r["confirmed"],
+                    r["last_alert_at"], _cell(r["scenario"]), r["last_call_id"], _cell(r["last_summary"])])
+    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="callmood-flagged.csv"'})
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.get("/calls")
+def calls():
+    """Every call with its status, newest first, so a failure is never invisible."""
+    status = request.args.get("status")
+    status = status if status in CALL_STATES else None
+    stored = "received" if status == "retrying" else status
+    rows = queries.calls(get_services().sessions, stored, 500 if status == "retrying" else 200)
+    out = []
+    for c in rows:
+        j = redact.call(call_json(c, segments=False), may("supervisor"), may("admin"))
+        j["state"] = "retrying" if j.get("retry") else j["status"]
+        if status is None or j["state"] == status:
+            out.append(j)
+    return render_template("calls.html", calls=out[:200], status=status, states=CALL_STATES)
 
 
 @bp.get("/calls/<id:call_id>")
 @opens_by_link  # the link in an alert opens this page without a login, for link_days
 def call(call_id: int):
-    return render_template("call.html", call=redact.call(call_or_404(call_id), may("supervisor"), may("admin")))
+    shown = redact.call(call_or_404(call_id), may("supervisor"), may("admin"))
+    return render_template("call.html", call=shown, timeline=timeline.lanes(shown), clock=timeline.clock,
+                           link_key=request.args.get("k"), verdicts=VERDICTS)
+
+
+@bp.get("/calls/<id:call_id>/audio")
+@opens_by_link
+def audio(call_id: int):
+    """The recording, for the page's player: HTTP range requests answered (206), so a
+    browser seeks without downloading it all. From the kept copy while retention keeps
+    it, else fetched from the source now (plugin/flow/listen.py)."""
+    svc = get_services()
+    try:
+        path = listen.listening_copy(call_id, svc.config, svc.sessions)
+    except listen.NotPlayable as exc:
+        abort(404, str(exc))
+    return send_file(path, mimetype="audio/wav", conditional=True, max_age=0)
+
+
+@bp.post("/calls/<id:call_id>/alerts/<id:alert_id>/feedback")
+@requires("supervisor")
+def feedback(call_id: int, alert_id: int):
+    """The call page's verdict buttons (a form with its CSRF token): the same feedback the
+    API and WeCom's buttons store."""
+    verdict = request.form.get("verdict")
+    note = (request.form.get("note") or "").strip()
+    if verdict not in VERDICTS or len(note) > 4000 or "\x00" in note:
+        abort(400, "verdict must be correct or false_alarm, and the note at most 4000 characters")
+    svc = get_services()
+    with svc.sessions() as s:
+        alert = s.get(AlertRow, alert_id)
+        if alert is None or alert.call_id != call_id:
+            abort(404, f"no alert {alert_id} on call {call_id}")
+    ident = current()
+    set_feedback(svc.sessions, svc.clock, alert_id, {"verdict": verdict, "by": ident.name, "note": note or None})
+    log.info("alert %s marked %s by %s (%s, call page)", alert_id, verdict, ident.name, ident.role)
+    flash(f"{VERDICTS[verdict]} · alert {alert_id}")
+    return redirect(url_for("dashboard.call", call_id=call_id) + f"#alert-{alert_id}")
+
+
+@bp.post("/calls/<id:call_id>/rerun")
+@requires("supervisor")
+def rerun(call_id: int):
+    svc = get_services()
+    [done] = rerun_calls(svc.sessions, svc.jobs, [call_id], _who())
+    if done.outcome == "not_found":
+        abort(404, f"no call {call_id}")
+    flash(done.line())
+    return redirect(url_for("dashboard.call", call_id=call_id))
+
+
+# --- the outbox, for admins (plugin/flow/delivery_ops.py) ----------------------------------
+
+@bp.get("/admin/deliveries")
+@requires("admin")
+def deliveries():
+    status = request.args.get("status")
+    status = status if status in DELIVERY_STATES else None
+    rows = get_services().deliveries.listing(status, None, None, 200)
+    return render_template("deliveries.html", deliveries=[delivery_json(d) for d in rows], status=status,
+                           states=DELIVERY_STATES)
+
+
+@bp.post("/admin/deliveries/<id:delivery_id>/retry")
+@requires("admin")
+def retry_delivery(delivery_id: int):
+    [done] = retry_ids(get_services().deliveries, [delivery_id], _who())
+    if done.outcome == "not_found":
+        abort(404, f"no delivery {delivery_id}")
+    flash(done.line())
+    return redirect(url_for("dashboard.deliveries", status=request.args.get("status")))
+
+
+@bp.post("/admin/deliveries/retry-dead")
+@requires("admin")
+def retry_dead():
+    svc = get_services()
+    done = retry_status(svc.deliveries, svc.clock, "dead", 86400, _who())
+    flash(summary(done) if done else "no dead delivery in the last day")
+    return redirect(url_for("dashboard.deliveries", status="dead"))
+
+
+def _who() -> str:
+    ident = current()
+    return f"{ident.name} ({ident.role}, {ident.via}, dashboard)"

@@ -1,0 +1,42 @@
+"""The call page's emotion timeline, drawn on the server as SVG (no script, no CDN): one
+lane per speaker, each classified window a box coloured by its emotion, as strong as the
+model was confident, and the windows a rule used outlined. Each box names its nine scores
+(hover or keyboard focus) and carries its start, so a click moves the player there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WIDTH = 1000  # the SVG's own units; it scales to the page
+COLORS = {  # readable on white, told apart without relying on red/green alone (labels say it too)
+    "angry": "#c62828", "disgusted": "#6a1b9a", "fearful": "#4e342e", "happy": "#2e7d32", "neutral": "#757575",
+    "other": "#455a64", "sad": "#1565c0", "surprised": "#ef6c00", "unknown": "#9e9e9e",
+}
+LANE_ORDER = ("customer", "agent", "mixed")
+
+
+def lanes(call: dict[str, Any]) -> dict[str, Any]:
+    """What call.html draws: the duration and one lane per role, each with its boxes."""
+    segments = call.get("segments") or []
+    duration = max([call.get("duration_s") or 0.0] + [s["end"] for s in segments]) or 1.0
+    used = {(round(a, 2), round(b, 2)) for alert in call.get("alerts") or [] for a, b in alert.get("matched") or []}
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for s in segments:
+        scores = s.get("scores") or {}
+        by_role.setdefault(s["role"], []).append({
+            "start": s["start"], "end": s["end"], "label": s["label"], "confidence": s["confidence"],
+            "x": round(s["start"] / duration * WIDTH, 2),
+            "w": max(round((s["end"] - s["start"]) / duration * WIDTH, 2), 1.0),
+            "color": COLORS.get(s["label"], "#9e9e9e"),
+            "opacity": round(0.25 + 0.75 * max(0.0, min(1.0, s["confidence"])), 3),
+            "used": (round(s["start"], 2), round(s["end"], 2)) in used,
+            "scores": ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1])),
+        })
+    order = sorted(by_role, key=lambda r: (LANE_ORDER.index(r) if r in LANE_ORDER else len(LANE_ORDER), r))
+    return {"duration": duration, "width": WIDTH, "lanes": [{"role": r, "boxes": by_role[r]} for r in order],
+            "colors": COLORS}
+
+
+def clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 60:02d}:{s % 60:02d}"
