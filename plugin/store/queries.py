@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from plugin.core.data import severity_rank
-from plugin.store.tables import AlertRow, Call, Delivery, Job, Notification
+from plugin.store.tables import AlertRow, Call, Delivery, Job, Notification, Segment
 
 Sessions = sessionmaker[Session]
 
@@ -131,3 +131,34 @@ def work_counts(sessions: Sessions) -> dict[str, int]:
             "deliveries_dead": s.execute(select(func.count(Delivery.id))
                                          .where(Delivery.status == "dead")).scalar(),
         }
+
+
+def customer_calls(sessions: Sessions, customer_id: str, negative: list[str], limit: int = 200) -> list[dict]:
+    """One customer's calls, newest first: each with the share of the customer's speech in
+    a ``negative`` emotion (the customer's windows; on a mono call the mixed track's) and
+    its alerts. ``negative_share`` is None where no window of theirs was classified."""
+    with sessions() as s:
+        calls = s.execute(select(Call).where(Call.customer_id == customer_id)
+                          .options(selectinload(Call.alerts).selectinload(AlertRow.feedback))
+                          .order_by(Call.received_at.desc(), Call.id.desc()).limit(limit)).scalars().all()
+        ids = [c.id for c in calls]
+        shares: dict[int, tuple[int, int]] = {}
+        if ids:
+            neg = func.sum(case((Segment.label.in_(negative), 1), else_=0))
+            for call_id, role, total, bad in s.execute(
+                    select(Segment.call_id, Segment.role, func.count(), neg)
+                    .where(Segment.call_id.in_(ids), Segment.role.in_(("customer", "mixed")))
+                    .group_by(Segment.call_id, Segment.role)).all():
+                # The customer's own track where there is one; the mixed track of a mono call.
+                if role == "customer" or call_id not in shares:
+                    shares[call_id] = (int(total), int(bad or 0))
+        out = []
+        for c in calls:
+            total, bad = shares.get(c.id, (0, 0))
+            out.append({"id": c.id, "received_at": c.received_at, "status": c.status, "emotion": c.emotion,
+                        "duration_s": c.duration_s, "queue": c.queue, "agent_id": c.agent_id,
+                        "negative_share": round(bad / total, 3) if total else None, "windows": total,
+                        "alerts": [{"id": a.id, "rule": a.rule, "severity": a.severity,
+                                    "verdict": a.feedback.verdict if a.feedback is not None else None}
+                                   for a in c.alerts]})
+        return out

@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from plugin.config import Config
 from plugin.core import trial
 from plugin.services import Services, build
-from plugin.web import api, banner, dashboard, health, predict, reports, webhooks, wecom_callback
+from plugin.web import api, banner, dashboard, health, predict, reports, times, webhooks, wecom_callback
 from plugin.web.auth import setup as auth
 from plugin.web.converters import RowIdConverter
 from plugin.web.paths import is_page
@@ -32,6 +32,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.context_processor(lambda: {"trial_model": trial.LABEL if services.model.trial else None})
     # The status banner (model, rules, failures of the last day), asked for when a page renders.
     app.context_processor(lambda: {"status_problems": banner.problems})
+    app.jinja_env.filters["when"] = times.when  # times in the team's zone, and how long ago
     for bp in (webhooks.bp, wecom_callback.bp, api.bp, predict.bp, health.bp, dashboard.bp, reports.bp):
         app.register_blueprint(bp)
 

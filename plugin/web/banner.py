@@ -41,7 +41,8 @@ def problems() -> list[Problem]:
         out.append(Problem(f"数据库不可用 Database unavailable: {exc.__class__.__name__}", level="error"))
         return out
     if recent.calls_failed:
-        out.append(Problem(f"{recent.calls_failed} 通通话分析失败 call(s) failed in the last 24 h", "/calls?status=failed"))
+        out.append(Problem(f"{recent.calls_failed} 通通话分析失败 call(s) failed in the last 24 h",
+                           "/calls?status=failed"))
     if recent.deliveries_dead:
         out.append(Problem(f"{recent.deliveries_dead} 条推送失败 delivery(ies) died in the last 24 h",
                            "/admin/deliveries?status=dead"))

@@ -90,6 +90,21 @@ def _cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+@bp.get("/customers")
+def customer():
+    """One customer: every call, with the share of their speech that was negative over time
+    (``?id=``: a customer id may hold any character, so it is a query value, not a path)."""
+    customer_id = (request.args.get("id") or "").strip()
+    if not customer_id or len(customer_id) > 255:
+        abort(400, "?id= must name a customer (at most 255 characters)")
+    svc = get_services()
+    rows = queries.customer_calls(svc.sessions, customer_id, svc.config.reports.negative_emotions)
+    if not rows:
+        abort(404, f"no calls of customer {customer_id[:80]!r}")
+    return render_template("customer.html", customer_id=customer_id, calls=rows, chart=timeline.trend(rows),
+                           negative=svc.config.reports.negative_emotions)
+
+
 @bp.get("/calls")
 def calls():
     """Every call with its status, newest first, so a failure is never invisible."""

@@ -1,4 +1,4 @@
-"""The call page's emotion timeline, drawn on the server as SVG (no script, no CDN): one
+"""Charts drawn on the server as SVG (no script, no CDN). The call page's emotion timeline (no script, no CDN): one
 lane per speaker, each classified window a box coloured by its emotion, as strong as the
 model was confident, and the windows a rule used outlined. Each box names its nine scores
 (hover or keyboard focus) and carries its start, so a click moves the player there."""
@@ -40,3 +40,26 @@ def lanes(call: dict[str, Any]) -> dict[str, Any]:
 def clock(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def trend(calls: list[dict[str, Any]], width: int = WIDTH, height: int = 200) -> dict[str, Any]:
+    """A customer's negative share per call over time (oldest left), for customer.html's
+    SVG: points at their time, a line through them; calls with nothing classified are left out."""
+    shown = sorted((c for c in calls if c["negative_share"] is not None), key=lambda c: (c["received_at"], c["id"]))
+    if not shown:
+        return {"points": [], "line": "", "width": width, "height": height}
+    t0, t1 = shown[0]["received_at"], shown[-1]["received_at"]
+    span = (t1 - t0).total_seconds()
+    pad, top, bottom = 20, 10, height - 20
+    points = []
+    for i, c in enumerate(shown):
+        if span:
+            frac = (c["received_at"] - t0).total_seconds() / span
+        else:  # all at one moment: side by side
+            frac = 0.5 if len(shown) == 1 else i / (len(shown) - 1)
+        share = c["negative_share"]
+        points.append({"x": round(pad + frac * (width - 2 * pad), 1), "y": round(bottom - share * (bottom - top), 1),
+                       "share": share, "id": c["id"], "received_at": c["received_at"],
+                       "color": "#c62828" if share >= 0.5 else "#ef6c00" if share >= 0.2 else "#757575"})
+    return {"points": points, "line": " ".join(f"{p['x']},{p['y']}" for p in points), "width": width,
+            "height": height, "top": top, "bottom": bottom}

@@ -97,6 +97,11 @@ def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
     page.get_by_role("link", name="情绪预警 Flagged").click()
     assert "误报 false alarm" in page.locator("table").inner_text()
 
+    page.get_by_role("link", name="cust-红").click()  # the customer's page: every call, negative share over time
+    page.wait_for_url(f"{service.url}/customers?id=*")
+    assert page.locator("svg.trend circle").count() == 1 and "100% of 2" in page.locator("table").inner_text()
+    shoot(page, "customer-desktop")
+
     page.get_by_role("link", name="通话 Calls").click()
     shoot(page, "calls-desktop")
     context.close()
@@ -115,6 +120,18 @@ def test_a_phone_opens_the_alerts_link(browser, site, shoot):
     page.locator('rect[data-start="3.0"]').tap()
     page.wait_for_function("document.getElementById('recording').currentTime >= 3.0")
     shoot(page, "call-phone")
+    context.close()
+
+
+def test_the_pages_at_phone_width(browser, site, shoot):
+    service, call_id = site
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    log_in(page, service.url)
+    for name, path in (("flagged", "/dashboard"), ("calls", "/calls"), ("customer", "/customers?id=cust-红")):
+        page.goto(service.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1, path
+        shoot(page, f"{name}-phone")
     context.close()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job
 from tests.conftest import authed, make_config
 
 NOW = datetime(2026, 11, 24, 4, 0)
+_ids = itertools.count(1)
 HOSTILE = '=HYPERLINK("http://evil")<script>alert(1)</script>'
 
 
@@ -30,7 +32,7 @@ def add_call(svc, customer: str | None, status: str = "analyzed", *, error: str 
              at: datetime = NOW, alerts: list[tuple[str, str, str | None]] = (), job: dict | None = None) -> int:
     """A stored call; ``alerts``: (severity, scenario, verdict or None) each."""
     with svc.sessions.begin() as s:
-        call = Call(source="generic", external_id=f"x-{customer}-{at:%H%M%S}-{status}", recording_url="http://r/a.wav",
+        call = Call(source="generic", external_id=f"x-{next(_ids)}", recording_url="http://r/a.wav",
                     customer_id=customer, agent_id="agent-7", queue="support", event={}, status=status, error=error,
                     received_at=at)
         s.add(call)
@@ -54,7 +56,7 @@ def test_a_false_alarm_is_shown_as_one_and_no_longer_critical(site):
     add_call(svc, "cust-mixed", alerts=[("critical", "general", "false_alarm"), ("warning", "general", None)])
     add_call(svc, "cust-real", alerts=[("critical", "general", "correct")])
     page = admin.get("/dashboard").text
-    row = lambda c: page.split(f"<td>{c}</td>", 1)[1].split("</tr>", 1)[0]  # noqa: E731
+    row = lambda c: page.split(f">{c}</a></td>", 1)[1].split("</tr>", 1)[0]  # noqa: E731
     assert "误报 false alarm" in row("cust-fa") and "critical" not in row("cust-fa")
     assert 'class="warning"' in row("cust-mixed") and "1 误报 false alarm(s)" in row("cust-mixed")
     assert 'class="critical"' in row("cust-real") and "1 确认 confirmed" in row("cust-real")
@@ -148,3 +150,41 @@ def test_admins_requeue_dead_deliveries_from_the_page(site):
     assert viewer.get("/admin/deliveries").status_code == 403
     assert viewer.post(f"/admin/deliveries/{second}/retry").status_code == 403
     assert "推送 Deliveries" not in viewer.get("/dashboard").text and "推送 Deliveries" in admin.get("/dashboard").text
+
+
+def test_times_are_in_the_teams_zone_with_how_long_ago(tmp_path, db_url, app_factory):
+    svc, admin = app_factory(make_config(tmp_path, None, db_url, reports={"timezone": "Asia/Shanghai"}),
+                             clock=ManualClock(NOW))
+    add_call(svc, "cust-t", at=NOW - timedelta(minutes=3), alerts=[("warning", "general", None)])
+    page = admin.get("/dashboard").text
+    # 04:00 UTC less 3 minutes is 11:57 in Shanghai.
+    assert ('<time datetime="2026-11-24T03:57:00Z" title="2026-11-24 03:57:00 UTC">2026-11-24 11:57 '
+            '<small>(3 分钟前 3 min ago)</small></time>') in page
+    assert "2026-11-24 11:57" in admin.get("/calls").text
+
+
+def test_a_customers_page_has_every_call_and_the_negative_share_over_time(site):
+    svc, admin = site
+    from plugin.store.tables import Segment
+
+    ids = []
+    for day, labels in enumerate((["neutral", "neutral", "angry", "neutral"], ["angry", "angry", "sad", "neutral"])):
+        call_id = add_call(svc, "客户/甲 ?&", at=NOW - timedelta(days=2 - day), alerts=[("warning", "general", None)])
+        with svc.sessions.begin() as s:
+            for i, label in enumerate(labels):
+                s.add(Segment(call_id=call_id, channel=1, role="customer", start=3.0 * i, end=3.0 * i + 3,
+                              label=label, confidence=0.9, scores={label: 0.9}))
+                s.add(Segment(call_id=call_id, channel=0, role="agent", start=3.0 * i, end=3.0 * i + 3,
+                              label="angry", confidence=0.9, scores={"angry": 0.9}))  # not the customer's
+        ids.append(call_id)
+    add_call(svc, "someone-else", alerts=[("critical", "general", None)])
+    flagged = admin.get("/dashboard").text
+    assert 'href="/customers?id=%E5%AE%A2%E6%88%B7/%E7%94%B2+?%26"' in flagged  # the id is a query value
+    page = admin.get("/customers", query_string={"id": "客户/甲 ?&"}).text
+    assert page.count("<circle ") == 2 and "25%</td>" not in page
+    assert "25% <small>of 4</small>" in page and "75% <small>of 4</small>" in page  # the customer's windows only
+    assert all(f'href="/calls/{i}"' in page for i in ids) and "someone-else" not in page
+    first, second = (float(c.split('cy="')[1].split('"')[0]) for c in page.split("<circle ")[1:])
+    assert first > second  # angrier later: higher on the chart (smaller y)
+    assert admin.get("/customers", query_string={"id": "nobody"}).status_code == 404
+    assert admin.get("/customers").status_code == 400

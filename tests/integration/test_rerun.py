@@ -230,7 +230,9 @@ def test_a_retrying_call_shows_its_last_error_and_next_attempt(tmp_path, model_d
     assert retry["next_attempt_at"] == due.isoformat(timespec="milliseconds") + "Z"
     assert (due - svc.clock.now()).total_seconds() == 90
     page = sup.get(f"/calls/{call_id}").text
-    assert "retrying" in page and "HTTP 503" in page and retry["next_attempt_at"] in page
+    # The next attempt's time in a <time> element (the team's zone shown, UTC in datetime=).
+    assert "retrying" in page and "HTTP 503" in page
+    assert f'datetime="{retry["next_attempt_at"].replace(".000Z", "Z")}"' in page
 
     # While the next attempt runs, it is still retrying, with no time to wait for.
     svc.clock.advance(seconds=91)

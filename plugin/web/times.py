@@ -1,0 +1,52 @@
+"""Times on the pages as the team reads them: in the team's time zone (``reports.timezone``;
+unset, the machine's), with how long ago ("3 分钟前 · 3 min ago"), the exact UTC time in
+the tooltip and in ``<time datetime>`` for machines. The API keeps ISO UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from markupsafe import Markup, escape
+
+from plugin.flow.report.period import zone
+from plugin.web.services import get_services
+
+
+def _parse(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+
+
+def ago(seconds: float) -> str:
+    """A span in words, both languages: 刚刚 just now, 3 分钟前 3 min ago, 2 小时后 in 2 h."""
+    future, s = seconds < 0, abs(seconds)
+    if s < 45:
+        return "刚刚 just now"
+    for limit, size, zh, en in ((3600, 60, "分钟", "min"), (86400, 3600, "小时", "h"), (86400 * 45, 86400, "天", "d"),
+                                (float("inf"), 86400 * 30, "个月", "mo")):
+        if s < limit:
+            n = max(1, round(s / size))
+            return f"{n} {zh}后 in {n} {en}" if future else f"{n} {zh}前 {n} {en} ago"
+    raise AssertionError("unreachable")
+
+
+def when(value: object) -> Markup:
+    """``<time>`` with the local time and how long ago; "-" for no time."""
+    t = _parse(value)
+    if t is None:
+        return Markup("-")
+    svc = get_services()
+    tz = zone(svc.config.reports.timezone)
+    now = svc.clock.now().replace(tzinfo=timezone.utc)
+    local = t.astimezone(tz)
+    utc = t.astimezone(timezone.utc)
+    return Markup('<time datetime="{iso}" title="{utc} UTC">{local} <small>({ago})</small></time>').format(
+        iso=utc.isoformat(timespec="seconds").replace("+00:00", "Z"), utc=utc.strftime("%Y-%m-%d %H:%M:%S"),
+        local=local.strftime("%Y-%m-%d %H:%M"), ago=escape(ago((now - utc).total_seconds())))
