@@ -53,3 +53,20 @@ browser:
 	  else \
 	    echo "Chromium is missing and this system has no apt-get: install Chromium (the chromium package) for tests/browser, or they are skipped"; \
 	  fi
+
+# After changing dependencies in pyproject.toml: pin them again (newest allowed versions,
+# with the hashes PyPI lists for every platform). torch stays out (see TORCH above); the
+# rest is resolved against TORCH_VERSION.
+# pip-tools gets a virtual environment of its own, so it changes nothing the lock pinned.
+LOCK_TOOLS := $(VENV)/lock-tools
+lock:
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && \
+	  $(LOCK_TOOLS)/bin/pip install --quiet --disable-pip-version-check 'pip-tools>=7.4'; }
+	printf 'torch==%s\n' $(TORCH_VERSION) > $(LOCK_TOOLS)/torch-constraint.txt
+	CUSTOM_COMPILE_COMMAND="make lock" \
+	  $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --strip-extras --extra test --extra postgres \
+	  --unsafe-package torch --constraint $(LOCK_TOOLS)/torch-constraint.txt \
+	  --no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
+
+clean:
+	rm -rf $(VENV) var .pytest_cache artefacts

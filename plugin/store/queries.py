@@ -71,16 +71,20 @@ def flagged_customers(sessions: Sessions, limit: int = 100, *, search: str | Non
             .limit(limit if severity is None else None).offset(offset if severity is None else 0)).all()
         rank = func.row_number().over(partition_by=AlertRow.customer_id,
                                       order_by=AlertRow.id.desc()).label("rank")
-        recent = (select(AlertRow.id, rank)
-                  .where(AlertRow.customer_id.in_([r[0] for r in rows]), *where[1:]).subquery())
         latest: dict[str, list[AlertRow]] = {}
-        for a in s.execute(select(AlertRow).join(recent, recent.c.id == AlertRow.id)
-                           .where(recent.c.rank <= 20).options(selectinload(AlertRow.feedback))
-                           .order_by(AlertRow.id.desc())).scalars():
-            latest.setdefault(a.customer_id, []).append(a)
+        customers = [r[0] for r in rows]
+        for at in range(0, len(customers), 500):  # SQLite binds at most 32,766 values a statement
+            recent = (select(AlertRow.id, rank)
+                      .where(AlertRow.customer_id.in_(customers[at:at + 500]), *where[1:]).subquery())
+            for a in s.execute(select(AlertRow).join(recent, recent.c.id == AlertRow.id)
+                               .where(recent.c.rank <= 20).options(selectinload(AlertRow.feedback))
+                               .order_by(AlertRow.id.desc())).scalars():
+                latest.setdefault(a.customer_id, []).append(a)
     out = []
     for customer_id, count, last in rows:
-        mine = latest[customer_id]
+        mine = latest.get(customer_id)
+        if not mine:  # its alerts went (forget, purge) between the two reads
+            continue
         real = [a for a in mine if not (a.feedback is not None and a.feedback.verdict == "false_alarm")]
         worst = max(real, key=lambda a: severity_rank(a.severity)) if real else None
         row = {"customer_id": customer_id, "alerts": count, "last_alert_at": last,

@@ -62,7 +62,7 @@ def _flagged_rows(f: dict, limit: int, offset: int) -> list[dict]:
 @bp.get("/dashboard")
 def flagged():
     f = _flagged_filters()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10_000)
     rows = _flagged_rows(f, PAGE + 1, (page - 1) * PAGE)
     return render_template("flagged.html", customers=rows[:PAGE], filters=f, page=page,
                            more=len(rows) > PAGE, severities=SEVERITIES)
@@ -110,8 +110,9 @@ def calls():
     """Every call with its status, newest first, so a failure is never invisible."""
     status = request.args.get("status")
     status = status if status in CALL_STATES else None
-    stored = "received" if status == "retrying" else status
-    rows = queries.calls(get_services().sessions, stored, 500 if status == "retrying" else 200)
+    # "retrying" is no stored status: a call (received, or analysed and re-run) whose last attempt failed.
+    stored = None if status in ("retrying", "analyzed") else status
+    rows = queries.calls(get_services().sessions, stored, 500 if stored is None and status else 200)
     out = []
     for c in rows:
         j = redact.call(call_json(c, segments=False), may("supervisor"), may("admin"))
@@ -138,8 +139,12 @@ def audio(call_id: int):
     svc = get_services()
     try:
         path = listen.listening_copy(call_id, svc.config, svc.sessions)
+    except listen.Busy as exc:
+        return Response(str(exc), 503, {"Retry-After": "5"}, mimetype="text/plain")
     except listen.NotPlayable as exc:
-        abort(404, str(exc))
+        log.info("call %s: recording not playable: %s", call_id, exc)
+        # A vendor's error may quote a phone number: viewers and link holders see it masked.
+        abort(404, str(exc) if may("supervisor") else redact.mask_text(str(exc)))
     return send_file(path, mimetype="audio/wav", conditional=True, max_age=0)
 
 

@@ -132,3 +132,29 @@ def test_supervisors_give_verdicts_on_the_page_and_rerun_failed_calls(site):
     assert "重新分析 Re-run this call" not in supervisor.get(f"/calls/{call_id}").text
     r = supervisor.post(f"/calls/{failed}/rerun")
     assert r.status_code == 302 and "queued" in supervisor.get(r.location).text
+
+
+def test_preparing_a_recording_is_bounded_remembered_and_never_for_a_purged_call(site, recordings):
+    from plugin.flow import listen
+    from tests.helpers import Reply
+
+    svc, admin = site
+    recordings.routes["/rec/broken.wav"] = Reply(500, "storage down")
+    broken, _ = stored_call(svc, recordings.url + "/rec/broken.wav")
+    assert admin.get(f"/calls/{broken}/audio").status_code == 404
+    assert admin.get(f"/calls/{broken}/audio").status_code == 404
+    assert len(recordings.requests) == 1  # the failure is remembered: no download on every view
+
+    other, _ = stored_call(svc, recordings.url + "/rec/other.wav")
+    listen._making.acquire()  # another recording is being prepared
+    try:
+        r = admin.get(f"/calls/{other}/audio")
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    finally:
+        listen._making.release()
+
+    purged, _ = stored_call(svc, recordings.url + "/rec/purged.wav")
+    with svc.sessions.begin() as s:
+        s.get(Call, purged).summary = {"purged": {"event": "2026-11-20"}}
+    r = admin.get(f"/calls/{purged}/audio")
+    assert r.status_code == 404 and "retention removed" in r.text and len(recordings.requests) == 1
