@@ -48,12 +48,12 @@ class NotPlayable(Exception):
     """Why a call's recording cannot be played (one line)."""
 
 
-class Busy(Exception):
+class PreparingElsewhere(Exception):
     """Another recording is being prepared: ask again in a few seconds."""
 
 
 def listening_copy(call_id: int, config: Config, sessions: sessionmaker[Session]) -> Path:
-    """The call's playable WAV, made now if there is none; raises NotPlayable or Busy."""
+    """The call's playable WAV, made now if there is none; raises NotPlayable or PreparingElsewhere."""
     dest = files.listening_copy(config.data_dir, call_id)
     if dest.is_file():
         return dest
@@ -62,7 +62,7 @@ def listening_copy(call_id: int, config: Config, sessions: sessionmaker[Session]
     if failed and time.monotonic() - failed[0] < FAILURE_MEMORY_S:
         raise NotPlayable(failed[1])
     if not _making.acquire(timeout=2.0):
-        raise Busy("another recording is being prepared; try again in a few seconds")
+        raise PreparingElsewhere("another recording is being prepared; try again in a few seconds")
     try:
         if dest.is_file():  # made while we waited
             return dest

@@ -139,7 +139,7 @@ def audio(call_id: int):
     svc = get_services()
     try:
         path = listen.listening_copy(call_id, svc.config, svc.sessions)
-    except listen.Busy as exc:
+    except listen.PreparingElsewhere as exc:
         return Response(str(exc), 503, {"Retry-After": "5"}, mimetype="text/plain")
     except listen.NotPlayable as exc:
         log.info("call %s: recording not playable: %s", call_id, exc)
