@@ -225,7 +225,8 @@ class WeComRobotSink(Sink):
 
     @staticmethod
     def _lines(ctx: dict[str, Any]) -> list[str]:
-        """This message's alerts one line each, for a message merging several (``merge``)."""
+        """This message's alerts one line each: a digest's body, and what a message merging
+        several (``merge``) carries."""
         items = ctx.get("alerts") or [{"alert": ctx["alert"], "call": ctx["call"], "link": ctx.get("link") or "",
                                        "time": None}]
         out = []
@@ -260,17 +261,11 @@ class WeComRobotSink(Sink):
                 "merged": n}
 
     def _digest(self, ctx: dict[str, Any], mentions: str, limit: int = MAX_BYTES) -> str:
-        items = ctx.get("alerts") or [{"alert": ctx["alert"], "call": ctx["call"], "link": ctx["link"]}]
-        head = DIGEST_HEADER.format(n=len(items))
+        lines = self._lines(ctx)  # one per alert, as a merged message has them
+        head = DIGEST_HEADER.format(n=len(lines))
         tail = mentions
         if ctx.get("dashboard"):
             tail = f"\n\n[红色预警客户 / Flagged customers]({ctx['dashboard']})" + tail
-        lines = []
-        for item in items:
-            a, c = item["alert"], item["call"]
-            lines.append(f"- {md(item.get('time') or '-')} · {md(c.get('customer_id') or '-')} · {md(a['scenario'])} · "
-                         f"<font color=\"{SEVERITY_COLOR.get(a['severity'], 'comment')}\">{md(a['severity'])}</font>"
-                         f" · {md(_clip(a['summary']))} [查看 / Open]({item['link']})")
         body = _fit(lines, limit - len((head + "\n" + tail).encode("utf-8")))
         return head + "\n" + "\n".join(body) + tail
 

@@ -52,6 +52,7 @@ from pydantic import Field, field_validator, model_validator
 
 from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json, retry_after_s
 from connectors.sinks.rest import url_value
+from connectors.sources.zendesk import zendesk_subdomain
 from plugin.core import scrub, trial
 
 MAX_TAG = 80  # CallMood's limit on one tag, so a runaway template cannot make a page of text
@@ -81,9 +82,7 @@ class ZendeskSinkConfig(SinkConfig):
     @field_validator("subdomain")
     @classmethod
     def _subdomain(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", v):
-            raise ValueError('must be the account\'s subdomain, e.g. "acme" for acme.zendesk.com')
-        return v
+        return zendesk_subdomain(v)
 
     @field_validator("api_base")
     @classmethod

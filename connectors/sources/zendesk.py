@@ -63,6 +63,13 @@ KNOWN_FIELDS = ("ticket_id", "via", "customer_phone", "customer_id", "agent_id",
 MAX_COMMENT_PAGES = 20  # 100 comments a page by default: 2000 comments is a very long ticket
 
 
+def zendesk_subdomain(v: str | None) -> str | None:
+    """A Zendesk account's subdomain as config gives it ("acme" for acme.zendesk.com), checked."""
+    if v is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", v):
+        raise ValueError('must be the account\'s subdomain, e.g. "acme" for acme.zendesk.com')
+    return v
+
+
 class ZendeskConfig(SourceConfig):
     # The webhook's signing secret (Admin Center > Apps and integrations > Webhooks > the
     # webhook > Signing secret). Until set, every request is refused.
@@ -86,9 +93,7 @@ class ZendeskConfig(SourceConfig):
     @field_validator("subdomain")
     @classmethod
     def _subdomain(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", v):
-            raise ValueError('must be the account\'s subdomain, e.g. "acme" for acme.zendesk.com')
-        return v
+        return zendesk_subdomain(v)
 
     @field_validator("api_base")
     @classmethod

@@ -27,14 +27,13 @@ import requests
 from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.audio.decode import DecodeError, decode
-from plugin.audio.fetch import FetchError, fetch
-from plugin.audio.merge import merge
+from plugin.audio.fetch import FetchError
 from plugin.config import Config
 from plugin.core import files, scrub
 from plugin.core.data import MAX_PARTS
 from plugin.core.files import data_subdir
 from plugin.flow.pipeline import downloads_for, stored_event
-from plugin.flow.recording import imported_file
+from plugin.flow.recording import decoded_call
 from plugin.store.tables import Call
 
 MAX_TOTAL_BYTES = 4 * 1024 ** 3  # every listening copy together
@@ -115,18 +114,7 @@ def _decoded(call_id: int, stored, config: Config, tmp: Path, kept: Path) -> Pat
     with requests.Session() as http:
         http.trust_env = False
         downloads = downloads_for(config, stored, http)
-    if not downloads:
-        raise FetchError("the source gave nothing to download for this call")
-    if len(downloads) > MAX_PARTS:
-        raise FetchError(f"the call has {len(downloads)} recordings; at most {MAX_PARTS}")
-    parts = []
-    for i, d in enumerate(downloads):
-        src = (imported_file(d.path, config.data_dir) if d.path is not None
-               else fetch(d.url, tmp / f"recording{i}", config.fetch, credential=d.credential).path)
-        parts.append(decode(src, tmp / f"decoded{i}.wav", config.audio.max_duration_s,
-                            max_channels=config.audio.max_channels, timeout_s=config.audio.decode_timeout_s))
-    whole_call = len(downloads) == 1 and downloads[0].role is None
-    return parts[0].path if whole_call else merge(parts, tmp / "merged.wav").path
+    return decoded_call(call_id, downloads, config, tmp).path  # as the worker fetches and decodes it
 
 
 def _trim(folder: Path, keep: Path) -> None:

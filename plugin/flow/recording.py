@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from plugin.audio.decode import decode
+from plugin.audio.decode import DecodedAudio, decode
 from plugin.audio.fetch import FetchError, fetch
 from plugin.audio.merge import merge
 from plugin.config import Config
@@ -38,44 +38,13 @@ def analyze_recording(call_id: int, downloads: list[Download], channel_roles: di
     windows are classified: it raises (LeaseLost) once the job is no longer ours, and the
     work stops there (ffmpeg is killed). The lease itself is renewed meanwhile by its own
     thread (plugin/flow/leases.py). Raises FetchError and DecodeError with the reason."""
-    if not downloads:
-        raise FetchError("the source gave nothing to download for this call")
-    if len(downloads) > MAX_PARTS:
-        raise FetchError(f"the call has {len(downloads)} recordings; at most {MAX_PARTS} are analysed")
     whole_call = len(downloads) == 1 and downloads[0].role is None
     timings: dict[str, float] = {"fetch": 0.0, "decode": 0.0}
     workdir = Path(tempfile.mkdtemp(prefix=f"call{call_id}-", dir=_tmp_dir(cfg.data_dir)))
     try:
-        decoded = []
-        for i, d in enumerate(downloads):
-            t = time.perf_counter()
-            # An imported file is already here (and kept until retention says otherwise).
-            local = imported_file(d.path, cfg.data_dir) if d.path is not None else None
-            fetched_path = local or fetch(d.url, workdir / f"recording{i}", cfg.fetch, credential=d.credential).path
-            timings["fetch"] += time.perf_counter() - t
-            checkpoint()
-
-            t = time.perf_counter()
-            decoded.append(decode(fetched_path, private_file(workdir / f"decoded{i}.wav"),
-                                  cfg.audio.max_duration_s, max_channels=cfg.audio.max_channels,
-                                  timeout_s=cfg.audio.decode_timeout_s, on_wait=checkpoint))
-            timings["decode"] += time.perf_counter() - t
-            if local is None:
-                if cfg.worker.keep_recordings and whole_call:  # kept until retention.recordings_days
-                    _keep(fetched_path, cfg, call_id)
-                fetched_path.unlink()
-            checkpoint()
-
-        if whole_call:
-            audio = decoded[0]
-        else:  # one file per participant: side by side, one channel each
-            t = time.perf_counter()
-            audio = merge(decoded, workdir / "merged.wav")
+        audio = decoded_call(call_id, downloads, cfg, workdir, checkpoint, timings, keep=cfg.worker.keep_recordings)
+        if not whole_call:  # one file per participant: side by side, one channel each
             channel_roles = {i: d.role or "mixed" for i, d in enumerate(downloads)}
-            timings["decode"] += time.perf_counter() - t
-            if cfg.worker.keep_recordings:
-                _keep(audio.path, cfg, call_id)
-            checkpoint()
 
         t = time.perf_counter()
         analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles,
@@ -86,6 +55,50 @@ def analyze_recording(call_id: int, downloads: list[Download], channel_roles: di
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RecordingAnalysis(analysis, notes, timings)
+
+
+def decoded_call(call_id: int, downloads: list[Download], cfg: Config, workdir: Path,
+                 checkpoint: Callable[[], None] = lambda: None, timings: dict[str, float] | None = None,
+                 keep: bool = False) -> DecodedAudio:
+    """The call's recording fetched and decoded in ``workdir`` (16 kHz PCM WAV): the one
+    file holding the whole call, or the participants' files side by side, one channel each.
+    ``timings`` gains the seconds of "fetch" and "decode"; ``keep``: the copy
+    worker.keep_recordings keeps (until retention.recordings_days). Raises FetchError and
+    DecodeError with the reason, and whatever ``checkpoint()`` raises."""
+    if not downloads:
+        raise FetchError("the source gave nothing to download for this call")
+    if len(downloads) > MAX_PARTS:
+        raise FetchError(f"the call has {len(downloads)} recordings; at most {MAX_PARTS} are analysed")
+    whole_call = len(downloads) == 1 and downloads[0].role is None
+    timings = timings if timings is not None else {"fetch": 0.0, "decode": 0.0}
+    decoded = []
+    for i, d in enumerate(downloads):
+        t = time.perf_counter()
+        # An imported file is already here (and kept until retention says otherwise).
+        local = imported_file(d.path, cfg.data_dir) if d.path is not None else None
+        fetched_path = local or fetch(d.url, workdir / f"recording{i}", cfg.fetch, credential=d.credential).path
+        timings["fetch"] += time.perf_counter() - t
+        checkpoint()
+
+        t = time.perf_counter()
+        decoded.append(decode(fetched_path, private_file(workdir / f"decoded{i}.wav"),
+                              cfg.audio.max_duration_s, max_channels=cfg.audio.max_channels,
+                              timeout_s=cfg.audio.decode_timeout_s, on_wait=checkpoint))
+        timings["decode"] += time.perf_counter() - t
+        if local is None:
+            if keep and whole_call:
+                _keep(fetched_path, cfg, call_id)
+            fetched_path.unlink()
+        checkpoint()
+    if whole_call:
+        return decoded[0]
+    t = time.perf_counter()
+    audio = merge(decoded, workdir / "merged.wav")
+    timings["decode"] += time.perf_counter() - t
+    if keep:
+        _keep(audio.path, cfg, call_id)
+    checkpoint()
+    return audio
 
 
 def imported_file(path: str, data_dir: str) -> Path:

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.sinks.wecom_app import WeComAppSink, parse_button_key, update_card_payload
 from plugin.core.clock import Clock
 from plugin.store.deliveries import DeliveryQueue
-from plugin.store.tables import Delivery, Feedback, NotificationAlert, WeComCallback
+from plugin.store.feedback import write_feedback
+from plugin.store.tables import Delivery, NotificationAlert, WeComCallback
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,7 @@ def _apply(s: Session, clock: Clock, deliveries: DeliveryQueue, sink: WeComAppSi
     now = clock.now(s)
     by = f"wecom:{ev.from_user}"
     for alert_id in alert_ids:
-        fb = s.execute(select(Feedback).where(Feedback.alert_id == alert_id).with_for_update()).scalar()
-        if fb is None:
-            s.add(Feedback(alert_id=alert_id, verdict=verdict, by=by, note=None, created_at=now, updated_at=now))
-        else:
-            fb.verdict, fb.by, fb.note, fb.updated_at = verdict, by, None, now
+        write_feedback(s, alert_id, now, {"verdict": verdict, "by": by, "note": None})
     try:
         update = update_card_payload(sink.cfg.agentid, ev.response_code, [ev.from_user], verdict, ev.from_user,
                                      atall=True)

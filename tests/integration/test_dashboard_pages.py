@@ -188,3 +188,10 @@ def test_a_customers_page_has_every_call_and_the_negative_share_over_time(site):
     assert first > second  # angrier later: higher on the chart (smaller y)
     assert admin.get("/customers", query_string={"id": "nobody"}).status_code == 404
     assert admin.get("/customers").status_code == 400
+
+
+def test_a_hostile_customer_id_is_text_on_the_customers_page(site):
+    svc, admin = site
+    add_call(svc, HOSTILE, alerts=[("warning", "general", None)])
+    page = admin.get("/customers", query_string={"id": HOSTILE}).text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
