@@ -10,7 +10,7 @@ TORCH  ?= torch==$(TORCH_VERSION)
 # ./config.yaml when there is one, else the built-in defaults. `make run CONFIG=x.yaml` names one.
 CONFIG ?=
 
-.PHONY: run test test-fast test-unit test-integration test-e2e test-browser browser setup lock clean
+.PHONY: run test test-fast test-unit test-integration test-e2e test-browser browser setup lock translations clean
 
 # Everything but torch comes from requirements.lock: the exact versions, each checked
 # against its hashes, so every install runs what the tests ran. Then CallMood itself.
@@ -53,6 +53,13 @@ browser:
 	  else \
 	    echo "Chromium is missing and this system has no apt-get: install Chromium (the chromium package) for tests/browser, or they are skipped"; \
 	  fi
+
+# The pages' message catalogue: extract the English ids from the code and the templates,
+# merge them into the Chinese catalogue (new ones come in empty: translate them), compile.
+translations: setup
+	$(BIN)/pybabel -q extract -F babel.cfg --no-location --sort-output -o $(VENV)/messages.pot plugin
+	$(BIN)/pybabel -q update -i $(VENV)/messages.pot -d plugin/web/translations -l zh_CN --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel -q compile -d plugin/web/translations -l zh_CN
 
 # After changing dependencies in pyproject.toml: pin them again (newest allowed versions,
 # with the hashes PyPI lists for every platform). torch stays out (see TORCH above); the

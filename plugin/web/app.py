@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from plugin.config import Config
 from plugin.core import trial
 from plugin.services import Services, build
-from plugin.web import api, banner, dashboard, health, predict, reports, times, webhooks, wecom_callback
+from plugin.web import api, banner, dashboard, health, i18n, predict, reports, times, webhooks, wecom_callback
 from plugin.web.auth import setup as auth
 from plugin.web.converters import RowIdConverter
 from plugin.web.paths import is_page
@@ -25,6 +25,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.json.ensure_ascii = False
     app.extensions[KEY] = services
     app.url_map.converters["id"] = RowIdConverter
+    i18n.init_app(app)  # zh-CN / en: ?lang=, a cookie, Accept-Language
     auth.init_app(app, services)  # closed by default: login, tokens, CSRF, headers
     app.wsgi_app = TrustedProxies(app.wsgi_app, services.config.server.trusted_proxies)
 

@@ -1,0 +1,60 @@
+"""The pages' language: zh-CN or en, from one message catalogue (Flask-Babel).
+
+Chosen in this order: ``?lang=`` on any page (remembered in a cookie for a year), that
+cookie, the browser's Accept-Language, else Chinese. Message ids are the English text;
+``plugin/web/translations/zh_CN/LC_MESSAGES/messages.po`` holds the Chinese, and ``make
+translations`` extracts, merges and compiles it (tests/unit/test_translations.py fails
+while a message has no Chinese or the compiled catalogue is older than its source)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+from flask import Flask, Response, request
+from flask_babel import Babel, get_locale
+
+LANGUAGES = {"zh_CN": "中文", "en": "English"}  # locale -> its own name, for the switch
+DEFAULT = "zh_CN"
+COOKIE = "callmood_lang"
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+_ALIASES = {"zh": "zh_CN", "zh_cn": "zh_CN", "zh-cn": "zh_CN", "zh_hans": "zh_CN", "zh-hans": "zh_CN",
+            "en": "en", "en_us": "en", "en-us": "en", "en_gb": "en", "en-gb": "en"}
+
+
+def _known(value: str | None) -> str | None:
+    return _ALIASES.get((value or "").strip().lower()[:16])
+
+
+def select_locale() -> str:
+    chosen = _known(request.args.get("lang")) or _known(request.cookies.get(COOKIE))
+    if chosen:
+        return chosen
+    best = request.accept_languages.best_match(["zh-CN", "zh", "en"])
+    return (_known(best) if best else None) or DEFAULT
+
+
+def html_lang() -> str:
+    """The ``<html lang>`` value: BCP 47, as screen readers and fonts expect it."""
+    return str(get_locale()).replace("_", "-")
+
+
+def lang_url(code: str) -> str:
+    """This page again, its query kept, in the language ``code``."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
+    return request.path + "?" + urlencode([*args, ("lang", code)])
+
+
+def _remember(response: Response) -> Response:
+    chosen = _known(request.args.get("lang"))
+    if chosen and request.cookies.get(COOKIE) != chosen:
+        response.set_cookie(COOKIE, chosen, max_age=365 * 86400, httponly=True, samesite="Lax",
+                            secure=request.is_secure)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS))
+    app.after_request(_remember)
+    app.context_processor(lambda: {"html_lang": html_lang, "lang_url": lang_url, "languages": LANGUAGES,
+                                   "current_lang": lambda: str(get_locale())})
