@@ -56,10 +56,12 @@ browser:
 
 # The pages' message catalogue: extract the English ids from the code and the templates,
 # merge them into the Chinese catalogue (new ones come in empty: translate them), compile.
+# Marked as _(), gettext(), ngettext() ..., and lazy_gettext() (also imported as _l) for module-level text.
+# zh_Hans_CN: Babel's name for zh_CN, the folder Flask-Babel looks in (plugin/web/i18n.py).
 translations: setup
-	$(BIN)/pybabel -q extract -F babel.cfg --no-location --sort-output -o $(VENV)/messages.pot plugin
-	$(BIN)/pybabel -q update -i $(VENV)/messages.pot -d plugin/web/translations -l zh_CN --no-fuzzy-matching --ignore-obsolete
-	$(BIN)/pybabel -q compile -d plugin/web/translations -l zh_CN
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o $(VENV)/messages.pot plugin
+	$(BIN)/pybabel -q update -i $(VENV)/messages.pot -d plugin/web/translations -l zh_Hans_CN --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel -q compile -d plugin/web/translations -l zh_Hans_CN
 
 # After changing dependencies in pyproject.toml: pin them again (newest allowed versions,
 # with the hashes PyPI lists for every platform). torch stays out (see TORCH above); the

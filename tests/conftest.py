@@ -251,6 +251,13 @@ def authed(app, role: str | None = "admin"):
     return client
 
 
+def in_language(client, lang: str):
+    """``client`` asking for pages in ``lang`` ("en", "zh-CN") as a browser does (Accept-Language):
+    for a test that reads a page's words, which are in one language (plugin/web/i18n.py)."""
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = lang
+    return client
+
+
 @pytest.fixture
 def app_factory(request):
     """``make(cfg, model=False, clock=None, role="admin") -> (services, client)``: the app

@@ -31,6 +31,10 @@ class AccountError(ValueError):
     """A user or token that cannot be made or changed as asked (message says why)."""
 
 
+class LastAdminError(AccountError):
+    """The change would leave no enabled admin."""
+
+
 def check_name(name: str, what: str = "user name") -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise AccountError(f"{what} {name!r}: use 1-128 letters, digits and . _ @ + - "
@@ -87,12 +91,13 @@ class Accounts:
         """A new password; every session of the user ends."""
         return self._change(name, password_hash=password_hash)
 
-    def set_role(self, name: str, role: str) -> User:
-        return self._change(name, role=_role(role))
+    def set_role(self, name: str, role: str, keep_an_admin: bool = False) -> User:
+        """``keep_an_admin``: refuse (LastAdminError) if no enabled admin would be left."""
+        return self._change(name, keep_an_admin=keep_an_admin, role=_role(role))
 
-    def disable(self, name: str) -> User:
+    def disable(self, name: str, keep_an_admin: bool = False) -> User:
         """The user can no longer log in; their sessions end."""
-        return self._change(name, disabled=True)
+        return self._change(name, disabled=True, keep_an_admin=keep_an_admin)
 
     def enable(self, name: str) -> User:
         return self._change(name, disabled=False)
@@ -101,8 +106,17 @@ class Accounts:
         """Log the user out everywhere."""
         return self._change(name)
 
-    def _change(self, name: str, disabled: bool | None = None, **fields) -> User:
+    def _change(self, name: str, disabled: bool | None = None, keep_an_admin: bool = False, **fields) -> User:
         with self.sessions.begin() as s:
+            admins = []
+            if keep_an_admin:  # two admins demoting each other at once must not both pass
+                enabled_admins = (User.role == "admin", User.disabled_at.is_(None))
+                # A write first: it locks the admins' rows (PostgreSQL) or the database (SQLite,
+                # whose driver begins the transaction only at the first write, so a read before
+                # it could be stale by the time the change is written).
+                s.execute(update(User).where(*enabled_admins).values(session_version=User.session_version)
+                          .execution_options(synchronize_session=False))
+                admins = list(s.execute(select(User).where(*enabled_admins).order_by(User.id)).scalars())
             user = s.execute(select(User).where(User.name == name).with_for_update()).scalar()
             if user is None:
                 raise AccountError(f"no user {name!r}")
@@ -110,6 +124,8 @@ class Accounts:
                 setattr(user, key, value)
             if disabled is not None:
                 user.disabled_at = self.clock.now(s) if disabled else None
+            if keep_an_admin and admins and not any(u.role == "admin" and u.disabled_at is None for u in admins):
+                raise LastAdminError(f"{name} is the last enabled admin")
             user.session_version += 1
         return user
 

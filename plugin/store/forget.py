@@ -3,7 +3,8 @@
 The customer's calls (``Call.customer_id``) go, with everything hanging off them: jobs,
 segments, alerts (also any alert stored under the id), feedback, deliveries, the links
 of their alerts to notifications, the recording copies ``worker.keep_recordings``
-made and the copies of their imported recordings (`callmood import`). A notification that
+made and the copies of their imported recordings (`callmood import`), and who handled
+them on the red-flag list (customer_handling, its events and notes). A notification that
 holds only their alerts goes with its delivery.
 
 A notification shared with other customers' alerts (a quiet-hours digest, or routing
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.core import files
 from plugin.core.lookalikes import markdown_safe
-from plugin.store import phone_lookups
+from plugin.store import handling, phone_lookups
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job, Notification, NotificationAlert, Segment
 
 REDACTED = "[removed]"
@@ -42,7 +43,7 @@ Sessions = sessionmaker[Session]
 
 # The order `callmood forget` prints.
 KINDS = ("calls", "jobs", "segments", "alerts", "feedback", "deliveries", "notifications",
-         "shared notifications redacted", "reports redacted", "phone lookups", "recording copies")
+         "shared notifications redacted", "reports redacted", "phone lookups", "handling", "recording copies")
 
 # The review report's deliveries (plugin/flow/report/send.py dedupe_key).
 REPORT_KEYS = "report:%"
@@ -115,6 +116,9 @@ def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
     out["segments"] += s.execute(delete(Segment).where(Segment.call_id.in_(call_ids))).rowcount
     out["jobs"] += s.execute(delete(Job).where(Job.call_id.in_(call_ids))).rowcount
     out["phone lookups"] += phone_lookups.forget(s, customer_id)  # the CRM's answer for their numbers
+    handled = handling.forget(s, customer_id)  # who handled them on the red-flag list, and the notes
+    if handled:  # (counted only when there was some: a Counter compares its zeros too)
+        out["handling"] += handled
     out["calls"] += s.execute(delete(Call).where(Call.id.in_(call_ids))).rowcount
     return out, call_ids
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from plugin.core.data import severity_rank
+from plugin.store import flagged
 from plugin.store.tables import AlertRow, Call, Delivery, Job, Notification, Segment
 
 Sessions = sessionmaker[Session]
@@ -49,52 +49,11 @@ def alert(sessions: Sessions, alert_id: int) -> AlertRow | None:
 def flagged_customers(sessions: Sessions, limit: int = 100, *, search: str | None = None,
                       scenario: str | None = None, since: datetime | None = None,
                       severity: str | None = None, offset: int = 0) -> list[dict]:
-    """Customers with alerts, most recent first: the red-flag list support teams watch.
-
-    Severity is the worst of each customer's 20 latest alerts that no supervisor marked a
-    false alarm; a customer whose recent alerts were all false alarms is "false_alarm"
-    (shown as such, not as critical). ``search``: part of the customer id; ``scenario``,
-    ``since``: only alerts of that scenario, from then on; ``severity``: only customers at it."""
-    with sessions() as s:
-        where = [AlertRow.customer_id.is_not(None)]
-        if search:
-            where.append(AlertRow.customer_id.contains(search, autoescape=True))
-        if scenario:
-            where.append(AlertRow.scenario == scenario)
-        if since is not None:
-            where.append(AlertRow.created_at >= since)
-        rows = s.execute(
-            select(AlertRow.customer_id, func.count(AlertRow.id), func.max(AlertRow.created_at))
-            .where(*where)
-            .group_by(AlertRow.customer_id)
-            .order_by(func.max(AlertRow.created_at).desc(), AlertRow.customer_id)
-            .limit(limit if severity is None else None).offset(offset if severity is None else 0)).all()
-        rank = func.row_number().over(partition_by=AlertRow.customer_id,
-                                      order_by=AlertRow.id.desc()).label("rank")
-        latest: dict[str, list[AlertRow]] = {}
-        customers = [r[0] for r in rows]
-        for at in range(0, len(customers), 500):  # SQLite binds at most 32,766 values a statement
-            recent = (select(AlertRow.id, rank)
-                      .where(AlertRow.customer_id.in_(customers[at:at + 500]), *where[1:]).subquery())
-            for a in s.execute(select(AlertRow).join(recent, recent.c.id == AlertRow.id)
-                               .where(recent.c.rank <= 20).options(selectinload(AlertRow.feedback))
-                               .order_by(AlertRow.id.desc())).scalars():
-                latest.setdefault(a.customer_id, []).append(a)
-    out = []
-    for customer_id, count, last in rows:
-        mine = latest.get(customer_id)
-        if not mine:  # its alerts went (forget, purge) between the two reads
-            continue
-        real = [a for a in mine if not (a.feedback is not None and a.feedback.verdict == "false_alarm")]
-        worst = max(real, key=lambda a: severity_rank(a.severity)) if real else None
-        row = {"customer_id": customer_id, "alerts": count, "last_alert_at": last,
-               "severity": worst.severity if worst else "false_alarm", "last_call_id": mine[0].call_id,
-               "last_summary": mine[0].summary, "emotions": mine[0].emotions, "scenario": mine[0].scenario,
-               "false_alarms": len(mine) - len(real),
-               "confirmed": sum(a.feedback is not None and a.feedback.verdict == "correct" for a in mine)}
-        if severity is None or row["severity"] == severity:
-            out.append(row)
-    return out if severity is None else out[offset:offset + limit]
+    """Customers with alerts, most recent first: the red-flag list support teams watch
+    (plugin/store/flagged.py has it all: more filters, sorts, the count, handling)."""
+    rows, _total = flagged.page(sessions, flagged.FlaggedQuery(search=search, scenario=scenario, since=since,
+                                                               severity=severity), limit, offset)
+    return rows
 
 
 def notifications(sessions: Sessions, status: str | None = None, receiver: str | None = None,

@@ -40,7 +40,7 @@ class Call(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     recording_url: Mapped[str] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(String(255))
-    customer_phone: Mapped[str | None] = mapped_column(String(64))
+    customer_phone: Mapped[str | None] = mapped_column(String(64), index=True)  # the red-flag list's search
     agent_id: Mapped[str | None] = mapped_column(String(255))
     queue: Mapped[str | None] = mapped_column(String(255))  # the helpdesk's queue
     ticket_id: Mapped[str | None] = mapped_column(String(255))
@@ -112,7 +112,10 @@ class Segment(Base):
 
 class AlertRow(Base):
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("call_id", "rule", name="uq_alerts_call_rule"),)
+    __table_args__ = (UniqueConstraint("call_id", "rule", name="uq_alerts_call_rule"),
+                      # The red-flag list ranks each customer's alerts from this index alone
+                      # (plugin/store/flagged.py), never reading the rows' JSON and text.
+                      Index("ix_alerts_customer_recent", "customer_id", "id", "created_at", "severity", "scenario"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
@@ -126,7 +129,7 @@ class AlertRow(Base):
     matched: Mapped[list] = mapped_column(JSON)  # [[start, end], ...]
     summary: Mapped[str] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # the red-flag list's date range
     labels: Mapped[dict] = mapped_column(JSON, default=dict)  # the rule's labels, for routing
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # measures behind the verdict
     # What routing did with it: [{"receiver", "outcome", "reason", "notification_id"}]
@@ -331,3 +334,38 @@ class PhoneLookup(Base):
     phone: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str | None] = mapped_column(String(255))
     looked_up_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# --- who is handling a red-flagged customer (plugin/store/handling.py) -------------------
+
+class CustomerHandling(Base):
+    """Who is handling a red-flagged customer now: acknowledged (someone is looking) and/or
+    assigned to someone. One row per customer; "release" removes it. Every change is also
+    kept in ``customer_handling_events``."""
+
+    __tablename__ = "customer_handling"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255), unique=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+    assigned_to: Mapped[str | None] = mapped_column(String(128))  # a users.name
+    assigned_by: Mapped[str | None] = mapped_column(String(128))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class HandlingEvent(Base):
+    """One acknowledge, assign or release of a red-flagged customer, by whom and when."""
+
+    __tablename__ = "customer_handling_events"
+    __table_args__ = (Index("ix_customer_handling_events_customer", "customer_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16))  # acknowledge | assign | release
+    by: Mapped[str] = mapped_column(String(128))
+    assignee: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime)

@@ -12,16 +12,16 @@ from flask import Blueprint, abort, jsonify, request
 from plugin.core import safe_json
 from plugin.flow.delivery_ops import retry_ids, retry_status, summary
 from plugin.flow.rerun import counts, rerun_calls, rerun_failed
-from plugin.store import queries
+from plugin.store import handling, queries
 from plugin.store.feedback import set_feedback
 from plugin.store.tables import Delivery
-from plugin.web import args
+from plugin.web import args, flagged_args, flagged_view
 from plugin.web.auth import redact
 from plugin.web.auth.identity import current, may
 from plugin.web.auth.marks import requires
 from plugin.web.forms import MAX_SINCE_S, BadRequest, FeedbackBody, RerunBody, RetryDeliveriesBody, parse
 from plugin.web.loaders import call_or_404
-from plugin.web.serializers import alert_json, call_json, delivery_json, flagged_json, notification_json
+from plugin.web.serializers import alert_json, call_json, delivery_json, notification_json
 from plugin.web.services import get_services
 from rules.yamlfile import parse_duration
 
@@ -137,8 +137,51 @@ def _json_object_or_empty():
 
 @bp.get("/flagged")
 def flagged():
-    rows = queries.flagged_customers(get_services().sessions, args.limit(100, 1000))
-    return jsonify(customers=[redact.flagged(flagged_json(r), may("supervisor")) for r in rows])
+    """The red-flag list with the page's filters and sort (plugin/web/flagged_args.py):
+    ?q=, scenario, queue, agent, severity, feedback, handled, from, to, days, sort, page,
+    limit (a page's rows, default 100). A value that is not accepted is a 400."""
+    parsed = flagged_args.parse()
+    if parsed.problems:
+        key, problem = parsed.problems[0]
+        return jsonify(error=problem, field=key), 400
+    limit = args.limit(100, 1000)
+    rows, total = flagged_view.rows(parsed, limit, (parsed.page - 1) * limit)
+    return jsonify(customers=rows, total=total, page=parsed.page)
+
+
+# Who is handling a red-flagged customer (plugin/store/handling.py). The customer id is the
+# rest of the path, percent-encoded where it must be ("a/b" works, so does "客户 1").
+
+@bp.get("/customers/<path:customer_id>/handling")
+def get_handling(customer_id: str):
+    problem = flagged_view.customer_problem(customer_id)
+    if problem:
+        return jsonify(error=problem, field="customer_id"), 400
+    found = flagged_view.handling_json(customer_id)
+    if found is None:
+        abort(404, f"no alerts of customer {customer_id[:80]!r}")
+    return jsonify(found)
+
+
+@bp.post("/customers/<path:customer_id>/handling")
+@requires("supervisor")
+def post_handling(customer_id: str):
+    """``{"action": "acknowledge"}``, ``{"action": "assign", "assignee": "<user>"}`` or
+    ``{"action": "release"}``, each with an optional ``note``: the customer's handling after."""
+    problem = flagged_view.customer_problem(customer_id)
+    if problem:
+        return jsonify(error=problem, field="customer_id"), 400
+    try:
+        fields = parse(flagged_view.HandlingBody, safe_json.loads(request.get_data(cache=False)))
+    except safe_json.UnsafeJson as exc:
+        return jsonify(error=str(exc), field=None if exc.where == "body" else exc.where), 400
+    except BadRequest as exc:
+        return jsonify(error=exc.message, field=exc.field), 400
+    try:
+        flagged_view.apply(customer_id, fields)
+    except handling.HandlingRefused as exc:
+        return jsonify(error=exc.message, field=exc.field), exc.status
+    return jsonify(flagged_view.handling_json(customer_id))
 
 
 # Supervisor notifications (routing.yaml, plugin/flow/notify/): each groups alerts for

@@ -3,11 +3,14 @@
 The model not loaded (and why), an edit of the rules refused, calls that failed or
 deliveries that died in the last 24 hours (a random-weight trial model has its own banner,
 base.html's). Only for someone signed in or holding a call link. Pages render it
-from ``problems()`` (base.html); a database that cannot answer is itself the problem."""
+from ``problems()`` (base.html), in the page's language; a database that cannot answer is
+itself the problem."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from flask_babel import gettext as _
 
 from plugin.store import failures
 from plugin.web.auth.identity import current
@@ -29,21 +32,21 @@ def problems() -> list[Problem]:
     if current() is None:  # the login page: nothing of the service's state for strangers
         return out
     if not svc.model.ready:  # (a trial model has its own banner in base.html, for anyone)
-        out.append(Problem(f"模型未加载 Model not loaded: {svc.model.reason}", level="error"))
+        out.append(Problem(_("Model not loaded: %(reason)s", reason=svc.model.reason), level="error"))
     rules = svc.rules_holder.status()
     if rules.get("status") == "refused":
         first = (rules.get("refused") or {}).get("problems") or ["?"]
-        out.append(Problem(f"规则修改被拒绝 An edit of the rules was refused (the last good rules are in force): "
-                           f"{first[0]}"))
+        out.append(Problem(_("An edit of the rules was refused (the last good rules are in force): %(problem)s",
+                             problem=first[0])))
     try:
         recent = failures.recent(svc.sessions, svc.clock, WINDOW_S)
     except Exception as exc:  # the page itself may still render from what it has
-        out.append(Problem(f"数据库不可用 Database unavailable: {exc.__class__.__name__}", level="error"))
+        out.append(Problem(_("Database unavailable: %(error)s", error=exc.__class__.__name__), level="error"))
         return out
     if recent.calls_failed:
-        out.append(Problem(f"{recent.calls_failed} 通通话分析失败 call(s) failed in the last 24 h",
+        out.append(Problem(_("%(n)d call(s) failed in the last 24 h", n=recent.calls_failed),
                            "/calls?status=failed"))
     if recent.deliveries_dead:
-        out.append(Problem(f"{recent.deliveries_dead} 条推送失败 delivery(ies) died in the last 24 h",
+        out.append(Problem(_("%(n)d delivery(ies) died in the last 24 h", n=recent.deliveries_dead),
                            "/admin/deliveries?status=dead"))
     return out

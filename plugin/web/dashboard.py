@@ -3,35 +3,31 @@ call with its status, one call's detail, and the outbox for admins."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-from datetime import timedelta
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 
 from plugin.flow import listen
-from plugin.flow.delivery_ops import retry_ids, retry_status, summary
+from plugin.flow.delivery_ops import retry_ids, retry_status
 from plugin.flow.rerun import rerun_calls
 from plugin.store import queries
 from plugin.store.feedback import set_feedback
 from plugin.store.tables import AlertRow
-from plugin.web import timeline
+from plugin.web import flagged_view, flash_words, terms, timeline
 from plugin.web.auth import redact
 from plugin.web.auth.identity import current, may
 from plugin.web.auth.marks import opens_by_link, requires
 from plugin.web.loaders import call_or_404
-from plugin.web.serializers import call_json, delivery_json, flagged_json
+from plugin.web.serializers import call_json, delivery_json
 from plugin.web.services import get_services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
-VERDICTS = {"correct": "确认 Correct", "false_alarm": "误报 False alarm"}
+VERDICTS = terms.VERDICTS  # correct | false_alarm, with their names in the page's language
 
-SEVERITIES = ("critical", "warning", "info", "false_alarm")
 CALL_STATES = ("received", "analyzing", "retrying", "analyzed", "failed")
 DELIVERY_STATES = ("pending", "sending", "delivered", "dead")
-PAGE = 50
 
 
 @bp.get("/")
@@ -39,55 +35,24 @@ def index():
     return redirect(url_for("dashboard.flagged"))
 
 
-def _flagged_filters() -> dict:
-    a = request.args
-    days = a.get("days", type=int)
-    return {"search": (a.get("q") or "").strip()[:255] or None,
-            "scenario": (a.get("scenario") or "").strip()[:64] or None,
-            "severity": a.get("severity") if a.get("severity") in SEVERITIES else None,
-            "days": days if days and 0 < days <= 3660 else None}
-
-
-def _flagged_rows(f: dict, limit: int, offset: int) -> list[dict]:
-    svc = get_services()
-    since = None
-    if f["days"]:
-        with svc.sessions() as s:
-            since = svc.clock.now(s) - timedelta(days=f["days"])
-    rows = queries.flagged_customers(svc.sessions, limit, search=f["search"], scenario=f["scenario"],
-                                     since=since, severity=f["severity"], offset=offset)
-    return [redact.flagged(flagged_json(r), may("supervisor")) for r in rows]
-
+# The red-flag list: filters, sort, pages, CSV and who is handling each customer
+# (plugin/web/flagged_view.py, plugin/store/flagged.py).
 
 @bp.get("/dashboard")
 def flagged():
-    f = _flagged_filters()
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10_000)
-    rows = _flagged_rows(f, PAGE + 1, (page - 1) * PAGE)
-    return render_template("flagged.html", customers=rows[:PAGE], filters=f, page=page,
-                           more=len(rows) > PAGE, severities=SEVERITIES)
+    return flagged_view.page()
 
 
 @bp.get("/dashboard.csv")
 def flagged_csv():
-    """What the list shows with these filters (every page), as CSV: UTF-8 with a BOM, so
-    Excel opens the Chinese in it correctly. Cells that a spreadsheet would run as a formula
-    (starting with = + - @) are prefixed with a quote."""
-    rows = _flagged_rows(_flagged_filters(), 100_000, 0)
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["customer_id", "severity", "alerts", "false_alarms", "confirmed", "last_alert_at", "scenario",
-                "last_call_id", "last_summary"])
-    for r in rows:
-        w.writerow([_cell(r["customer_id"]), r["severity"], r["alerts"], r["false_alarms"], r["confirmed"],
-                    r["last_alert_at"], _cell(r["scenario"]), r["last_call_id"], _cell(r["last_summary"])])
-    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": 'attachment; filename="callmood-flagged.csv"'})
+    return flagged_view.csv_export()
 
 
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+@bp.post("/dashboard/handling")
+@requires("supervisor")
+def handle_customer():
+    """Acknowledge, assign or release a customer from the list (a form with its CSRF token)."""
+    return flagged_view.handle_form()
 
 
 @bp.get("/customers")
@@ -156,16 +121,16 @@ def feedback(call_id: int, alert_id: int):
     verdict = request.form.get("verdict")
     note = (request.form.get("note") or "").strip()
     if verdict not in VERDICTS or len(note) > 4000 or "\x00" in note:
-        abort(400, "verdict must be correct or false_alarm, and the note at most 4000 characters")
+        abort(400, _("The verdict must be correct or false_alarm, and the note at most 4000 characters."))
     svc = get_services()
     with svc.sessions() as s:
         alert = s.get(AlertRow, alert_id)
         if alert is None or alert.call_id != call_id:
-            abort(404, f"no alert {alert_id} on call {call_id}")
+            abort(404, _("No alert %(alert)d on call %(call)d.", alert=alert_id, call=call_id))
     ident = current()
     set_feedback(svc.sessions, svc.clock, alert_id, {"verdict": verdict, "by": ident.name, "note": note or None})
     log.info("alert %s marked %s by %s (%s, call page)", alert_id, verdict, ident.name, ident.role)
-    flash(f"{VERDICTS[verdict]} · alert {alert_id}")
+    flash(flash_words.verdict_saved(alert_id, verdict))
     return redirect(url_for("dashboard.call", call_id=call_id) + f"#alert-{alert_id}")
 
 
@@ -175,8 +140,8 @@ def rerun(call_id: int):
     svc = get_services()
     [done] = rerun_calls(svc.sessions, svc.jobs, [call_id], _who())
     if done.outcome == "not_found":
-        abort(404, f"no call {call_id}")
-    flash(done.line())
+        abort(404, _("No call %(id)d.", id=call_id))
+    flash(flash_words.rerun_said(done))
     return redirect(url_for("dashboard.call", call_id=call_id))
 
 
@@ -197,8 +162,8 @@ def deliveries():
 def retry_delivery(delivery_id: int):
     [done] = retry_ids(get_services().deliveries, [delivery_id], _who())
     if done.outcome == "not_found":
-        abort(404, f"no delivery {delivery_id}")
-    flash(done.line())
+        abort(404, _("No delivery %(id)d.", id=delivery_id))
+    flash(flash_words.requeue_said(done))
     return redirect(url_for("dashboard.deliveries", status=request.args.get("status")))
 
 
@@ -207,7 +172,7 @@ def retry_delivery(delivery_id: int):
 def retry_dead():
     svc = get_services()
     done = retry_status(svc.deliveries, svc.clock, "dead", 86400, _who())
-    flash(summary(done) if done else "no dead delivery in the last day")
+    flash(flash_words.requeued_dead(done))
     return redirect(url_for("dashboard.deliveries", status="dead"))
 
 

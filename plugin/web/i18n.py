@@ -2,7 +2,8 @@
 
 Chosen in this order: ``?lang=`` on any page (remembered in a cookie for a year), that
 cookie, the browser's Accept-Language, else Chinese. Message ids are the English text;
-``plugin/web/translations/zh_CN/LC_MESSAGES/messages.po`` holds the Chinese, and ``make
+``plugin/web/translations/zh_Hans_CN/LC_MESSAGES/messages.po`` holds the Chinese (Babel
+names zh_CN zh_Hans_CN, and looks for its catalogue under that name), and ``make
 translations`` extracts, merges and compiles it (tests/unit/test_translations.py fails
 while a message has no Chinese or the compiled catalogue is older than its source)."""
 
@@ -15,6 +16,9 @@ from flask import Flask, Response, request
 from flask_babel import Babel, get_locale
 
 LANGUAGES = {"zh_CN": "中文", "en": "English"}  # locale -> its own name, for the switch
+# Our codes (the URL, the cookie, the switch) -> Babel's locales: Babel turns "zh_CN" into
+# zh_Hans_CN and finds the catalogue only under that name.
+_BABEL = {"zh_CN": "zh_Hans_CN", "en": "en"}
 DEFAULT = "zh_CN"
 COOKIE = "callmood_lang"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
@@ -26,7 +30,7 @@ def _known(value: str | None) -> str | None:
     return _ALIASES.get((value or "").strip().lower()[:16])
 
 
-def select_locale() -> str:
+def _chosen() -> str:
     chosen = _known(request.args.get("lang")) or _known(request.cookies.get(COOKIE))
     if chosen:
         return chosen
@@ -34,9 +38,19 @@ def select_locale() -> str:
     return (_known(best) if best else None) or DEFAULT
 
 
+def select_locale() -> str:
+    return _BABEL[_chosen()]
+
+
+def current() -> str:
+    """This page's language as LANGUAGES names it (zh_CN or en)."""
+    locale = get_locale()
+    return "en" if locale is not None and locale.language == "en" else DEFAULT
+
+
 def html_lang() -> str:
-    """The ``<html lang>`` value: BCP 47, as screen readers and fonts expect it."""
-    return str(get_locale()).replace("_", "-")
+    """The ``<html lang>`` value: BCP 47 (zh-CN, en), as screen readers and fonts expect it."""
+    return current().replace("_", "-")
 
 
 def lang_url(code: str) -> str:
@@ -57,4 +71,4 @@ def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS))
     app.after_request(_remember)
     app.context_processor(lambda: {"html_lang": html_lang, "lang_url": lang_url, "languages": LANGUAGES,
-                                   "current_lang": lambda: str(get_locale())})
+                                   "current_lang": current})

@@ -13,20 +13,13 @@ get 429 with Retry-After at once, so they never hold the threads webhooks need.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from datetime import datetime, timezone
-from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
-from plugin.audio.decode import DecodeError, decode
-from plugin.core import files
-from plugin.core.files import data_subdir
-from plugin.flow.analysis import analyze_audio
-from plugin.model.loading import ModelUnavailable
 from plugin.web.predict_pool import Busy, PredictPool
-from plugin.web.services import KEY, get_services
+from plugin.web.services import KEY
+from plugin.web.upload_audio import UploadRefused, hear_upload
 
 bp = Blueprint("predict", __name__)
 POOL = "callmood.predict_pool"
@@ -49,31 +42,12 @@ def predict():
 
 
 def _predict():
-    svc = get_services()
     upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        return jsonify(error="multipart field 'file' is required"), 400
-    try:
-        model = svc.model.get()
-    except ModelUnavailable as exc:
-        return jsonify(error=f"Model not ready: {exc}"), 503
-    # Under data_dir/tmp (0700), where the purge clears what a crash left, not the system /tmp.
-    workdir = Path(tempfile.mkdtemp(prefix="predict-", dir=data_subdir(svc.config.data_dir, files.TMP)))
-    try:
-        src = workdir / "upload"
-        upload.save(src)
-        try:
-            audio = decode(src, workdir / "decoded.wav", svc.config.audio.max_duration_s,
-                           max_channels=svc.config.audio.max_channels,
-                           timeout_s=svc.config.audio.decode_timeout_s)
-        except DecodeError as exc:
-            return jsonify(error=str(exc)), 400
-        analysis, notes = analyze_audio(audio, model, svc.config.audio)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if not analysis.segments:
-        return jsonify(error="no speech long enough to classify "
-                             f"(need at least {svc.config.audio.min_segment_s}s of speech)"), 422
+    try:  # decoded and analysed as the upload page's files are (plugin/web/upload_audio.py)
+        heard = hear_upload(upload)
+    except UploadRefused as exc:
+        return jsonify(error=str(exc)), exc.status
+    analysis, notes = heard.analysis, heard.notes
     return jsonify(
         filename=upload.filename,
         emotion=analysis.emotion,
@@ -85,6 +59,6 @@ def _predict():
         skipped_silence_s=notes["skipped_s"],  # not speech (or too quiet): not classified
         # As in a call's summary: the source rate, codec and container, the resampler,
         # narrowband (telephone audio) and partial (the file holds less than it declares).
-        **audio.describe(),
-        model=model.provenance(),  # {"trial": true} for a model made by make-random-model
+        **heard.audio,
+        model=heard.model,  # {"trial": true} for a model made by make-random-model
     )

@@ -96,7 +96,10 @@ def notification_json(n: Notification) -> dict:
 
 
 def flagged_json(row: dict) -> dict:
-    return {**row, "last_alert_at": iso(row["last_alert_at"])}
+    h = row.get("handling")
+    if h:  # who is handling the customer (plugin/store/handling.py), its times as ISO too
+        h = {**h, **{k: iso(h[k]) for k in ("acknowledged_at", "assigned_at") if k in h}}
+    return {**row, "last_alert_at": iso(row["last_alert_at"]), "handling": h}
 
 
 def notification_ids(call: dict) -> set[int]:

@@ -1,11 +1,14 @@
 """Charts drawn on the server as SVG (no script, no CDN). The call page's emotion timeline (no script, no CDN): one
 lane per speaker, each classified window a box coloured by its emotion, as strong as the
 model was confident, and the windows a rule used outlined. Each box names its nine scores
-(hover or keyboard focus) and carries its start, so a click moves the player there."""
+(hover or keyboard focus) and carries its start, so a click moves the player there. The
+emotions' and roles' names are in the page's language (plugin/web/terms.py); the codes stay."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from plugin.web.terms import EMOTIONS, ROLES, name
 
 WIDTH = 1000  # the SVG's own units; it scales to the page
 COLORS = {  # readable on white, told apart without relying on red/green alone (labels say it too)
@@ -24,17 +27,20 @@ def lanes(call: dict[str, Any]) -> dict[str, Any]:
     for s in segments:
         scores = s.get("scores") or {}
         by_role.setdefault(s["role"], []).append({
-            "start": s["start"], "end": s["end"], "label": s["label"], "confidence": s["confidence"],
+            "start": s["start"], "end": s["end"], "label": s["label"], "name": name(EMOTIONS, s["label"]),
+            "confidence": s["confidence"],
             "x": round(s["start"] / duration * WIDTH, 2),
             "w": max(round((s["end"] - s["start"]) / duration * WIDTH, 2), 1.0),
             "color": COLORS.get(s["label"], "#9e9e9e"),
             "opacity": round(0.25 + 0.75 * max(0.0, min(1.0, s["confidence"])), 3),
             "used": (round(s["start"], 2), round(s["end"], 2)) in used,
-            "scores": ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1])),
+            "scores": ", ".join(f"{name(EMOTIONS, k)} {v:.2f}"
+                                for k, v in sorted(scores.items(), key=lambda kv: -kv[1])),
         })
     order = sorted(by_role, key=lambda r: (LANE_ORDER.index(r) if r in LANE_ORDER else len(LANE_ORDER), r))
-    return {"duration": duration, "width": WIDTH, "lanes": [{"role": r, "boxes": by_role[r]} for r in order],
-            "colors": COLORS}
+    return {"duration": duration, "width": WIDTH,
+            "lanes": [{"role": r, "name": name(ROLES, r), "boxes": by_role[r]} for r in order],
+            "colors": COLORS, "legend": [(name(EMOTIONS, label), color) for label, color in COLORS.items()]}
 
 
 def clock(seconds: float) -> str:

@@ -1,11 +1,12 @@
 """Times on the pages as the team reads them: in the team's time zone (``reports.timezone``;
-unset, the machine's), with how long ago ("3 分钟前 · 3 min ago"), the exact UTC time in
-the tooltip and in ``<time datetime>`` for machines. The API keeps ISO UTC."""
+unset, the machine's), with how long ago in the page's language ("3 分钟前" or "3 min ago"),
+the exact UTC time in the tooltip and in ``<time datetime>`` for machines. The API keeps ISO UTC."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
 from plugin.flow.report.period import zone
@@ -25,16 +26,24 @@ def _parse(value: object) -> datetime | None:
 
 
 def ago(seconds: float) -> str:
-    """A span in words, both languages: 刚刚 just now, 3 分钟前 3 min ago, 2 小时后 in 2 h."""
+    """A span in words, in the page's language (outside a request: English): "just now",
+    "3 min ago", "in 2 h"; the units are abbreviations, so no plural forms are needed."""
     future, s = seconds < 0, abs(seconds)
     if s < 45:
-        return "刚刚 just now"
-    for limit, size, zh, en in ((3600, 60, "分钟", "min"), (86400, 3600, "小时", "h"), (86400 * 45, 86400, "天", "d"),
-                                (float("inf"), 86400 * 30, "个月", "mo")):
+        return _("just now")
+    for limit, size, unit in ((3600, 60, "min"), (86400, 3600, "h"), (86400 * 45, 86400, "d"),
+                              (float("inf"), 86400 * 30, "mo")):
         if s < limit:
             n = max(1, round(s / size))
-            return f"{n} {zh}后 in {n} {en}" if future else f"{n} {zh}前 {n} {en} ago"
+            return _AHEAD[unit](n) if future else _AGO[unit](n)
     raise AssertionError("unreachable")
+
+
+# One whole phrase per unit and direction, so each language orders number and unit its own way.
+_AGO = {"min": lambda n: _("%(n)d min ago", n=n), "h": lambda n: _("%(n)d h ago", n=n),
+        "d": lambda n: _("%(n)d d ago", n=n), "mo": lambda n: _("%(n)d mo ago", n=n)}
+_AHEAD = {"min": lambda n: _("in %(n)d min", n=n), "h": lambda n: _("in %(n)d h", n=n),
+          "d": lambda n: _("in %(n)d d", n=n), "mo": lambda n: _("in %(n)d mo", n=n)}
 
 
 def when(value: object) -> Markup:

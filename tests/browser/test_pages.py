@@ -2,7 +2,8 @@
 red-flag list and exports it, opens a call, clicks a segment and hears the player move
 there (by mouse and by keyboard), marks the alert a false alarm and sees it on the list;
 a phone (375 px) opens the alert's signed link. Screenshots of each page at desktop and
-phone width go to artefacts/screenshots/."""
+phone width go to artefacts/screenshots/. The browser asks for English (its locale, so
+Accept-Language), the words these tests click on; tests/browser/test_language.py switches."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.conftest import make_config
 from tests.helpers import make_audio
 
 PASSWORD = "correct horse battery"
+EN = "en-US"  # the browser's language: the pages' words below are the English ones
 SCORES = {"angry": 0.81, "neutral": 0.1, "sad": 0.05, "happy": 0.01, "fearful": 0.01, "disgusted": 0.01,
           "surprised": 0.005, "other": 0.003, "unknown": 0.002}
 
@@ -54,27 +56,27 @@ def site(tmp_path, sqlite_url, service_factory):
 
 def log_in(page, url: str) -> None:
     page.goto(f"{url}/login")
-    page.get_by_label("Name 用户名").fill("sup")
-    page.get_by_label("Password 密码").fill(PASSWORD)
+    page.get_by_label("User name").fill("sup")
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{url}/dashboard")
 
 
 def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
     service, call_id = site
-    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True, locale=EN)
     page = context.new_page()
     log_in(page, service.url)
     assert "cust-红" in page.content()
     shoot(page, "flagged-desktop")
 
-    page.get_by_label("级别 Severity").select_option("warning")
-    page.get_by_role("button", name="筛选 Filter").click()
-    assert "No alerts match" in page.content()
-    page.get_by_label("级别 Severity").select_option("critical")
-    page.get_by_role("button", name="筛选 Filter").click()
+    page.locator('select[name="severity"]').select_option("warning")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    assert "No customers match these filters." in page.content()
+    page.locator('select[name="severity"]').select_option("critical")
+    page.get_by_role("button", name="Filter", exact=True).click()
     with page.expect_download() as download:
-        page.get_by_role("link", name="导出 CSV").click()
+        page.get_by_role("link", name="Export CSV").click()
     saved = tmp_path / "flagged.csv"
     download.value.save_as(saved)
     data = saved.read_bytes()
@@ -89,19 +91,19 @@ def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
     page.keyboard.press("Enter")
     page.wait_for_function("Math.abs(document.getElementById('recording').currentTime - 3.0) < 1.0")
 
-    page.get_by_label("备注 Note").fill("客户在开玩笑")
-    page.get_by_role("button", name="误报 False alarm").click()
+    page.get_by_label("Note").fill("客户在开玩笑")
+    page.get_by_role("button", name="False alarm").click()
     page.wait_for_load_state()
-    assert "误报 False alarm</b> by sup" in page.content()
-    page.get_by_role("link", name="情绪预警 Flagged").click()
-    assert "误报 false alarm" in page.locator("table").inner_text()
+    assert "False alarm</b> by sup" in page.content()
+    page.get_by_role("link", name="Flagged", exact=True).click()
+    assert "false alarm" in page.locator("table").inner_text()
 
     page.get_by_role("link", name="cust-红").click()  # the customer's page: every call, negative share over time
     page.wait_for_url(f"{service.url}/customers?id=*")
-    assert page.locator("svg.trend circle").count() == 1 and "100% of 2" in page.locator("table").inner_text()
+    assert page.locator("svg.trend circle").count() == 1 and "100% of 2 windows" in page.locator("table").inner_text()
     shoot(page, "customer-desktop")
 
-    page.get_by_role("link", name="通话 Calls").click()
+    page.get_by_role("link", name="Calls", exact=True).click()
     shoot(page, "calls-desktop")
     context.close()
 
@@ -109,7 +111,7 @@ def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
 def test_a_phone_opens_the_alerts_link(browser, site, shoot):
     service, call_id = site
     link = urlsplit(service.svc.links.call(call_id))
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, locale=EN)
     page = context.new_page()
     page.goto(f"{service.url}{link.path}?{link.query}")
     assert f"Call #{call_id}" in page.content()
@@ -123,7 +125,7 @@ def test_a_phone_opens_the_alerts_link(browser, site, shoot):
 
 def test_the_pages_at_phone_width(browser, site, shoot):
     service, call_id = site
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, locale=EN)
     page = context.new_page()
     log_in(page, service.url)
     for name, path in (("flagged", "/dashboard"), ("calls", "/calls"), ("customer", "/customers?id=cust-红")):
@@ -135,7 +137,7 @@ def test_the_pages_at_phone_width(browser, site, shoot):
 
 def test_every_form_control_has_a_label_and_every_button_a_name(browser, site):
     service, call_id = site
-    page = browser.new_context(viewport=DESKTOP).new_page()
+    page = browser.new_context(viewport=DESKTOP, locale=EN).new_page()
     log_in(page, service.url)
     for path in ("/dashboard", "/calls", f"/calls/{call_id}"):
         page.goto(service.url + path)

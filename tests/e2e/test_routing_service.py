@@ -39,7 +39,7 @@ def test_through_the_running_service(tmp_path, model_dir, service_factory, recor
     assert [d["sink"] for d in alert["deliveries"]] == ["crm"]  # the rule's own action still runs
     first_call = svc.call(first)
     assert first_call["alerts"][0]["routing"][0]["notification_status"] == "delivered"
-    page = svc.http.get(f"{svc.url}/calls/{second}").text
+    page = svc.http.get(f"{svc.url}/calls/{second}", headers={"Accept-Language": "en"}).text
     assert "suppressed" in page and "cooldown: cust-42" in page
     assert len(wecom.requests) == 1
     one = svc.http.get(f"{svc.url}/api/notifications/{n['id']}").json()

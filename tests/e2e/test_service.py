@@ -71,7 +71,7 @@ def test_stereo_call_end_to_end(tmp_path, model_dir, db_url, service_factory, re
     # support teams see the customer red-flagged
     [flag] = svc.http.get(f"{svc.url}/api/flagged").json()["customers"]
     assert flag["customer_id"] == "cust-42" and flag["severity"] == "critical"
-    page = svc.http.get(f"{svc.url}/calls/{accepted['call_id']}")
+    page = svc.http.get(f"{svc.url}/calls/{accepted['call_id']}", headers={"Accept-Language": "en"})
     assert page.status_code == 200 and "delivered" in page.text
 
 

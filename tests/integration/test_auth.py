@@ -14,7 +14,7 @@ from plugin.core import passwords
 from plugin.store.tables import AlertRow, ApiToken, Call, Delivery, Notification, NotificationAlert
 from plugin.web.auth.marks import role_needed
 from plugin.web.paths import is_page
-from tests.conftest import api_token, authed, make_config
+from tests.conftest import api_token, authed, in_language, make_config
 
 PUBLIC = {"webhooks.receive", "webhooks.token", "health.health", "health.live", "auth.login", "auth.logout",
           "static", "wecom_callback.verify_url", "wecom_callback.receive"}
@@ -167,10 +167,10 @@ def test_viewers_see_phone_numbers_masked_and_nobody_sees_recording_tokens(clien
 def test_login_and_logout(anon, services):
     add_user(services, "sup", "supervisor")
     assert anon.get("/calls/5").location == "/login?next=/calls/5"
-    r = login(anon, "sup", "wrong password!")
+    r = login(in_language(anon, "en"), "sup", "wrong password!")
     assert r.status_code == 401 and "Wrong name or password." in r.text
-    r = login(anon, "nobody", PASSWORD)
-    assert r.status_code == 401 and "Wrong name or password." in r.text
+    r = login(in_language(anon, "zh-CN"), "nobody", PASSWORD)
+    assert r.status_code == 401 and "用户名或密码错误。" in r.text
     r = login(anon, "sup", next="/api/me")
     assert r.status_code == 302 and r.location == "/api/me"
     cookie = r.headers["Set-Cookie"]
@@ -178,8 +178,10 @@ def test_login_and_logout(anon, services):
     me = anon.get("/api/me").json
     assert (me["name"], me["role"], me["via"]) == ("sup", "supervisor", "session") and me["csrf_token"]
     assert services.accounts.user("sup").last_login_at == services.clock.now()
-    page = anon.get("/dashboard")
+    page = anon.get("/dashboard", headers={"Accept-Language": "en"})
     assert page.status_code == 200 and "sup (supervisor)" in page.text and "Log out" in page.text
+    page = anon.get("/dashboard", headers={"Accept-Language": "zh-CN"})
+    assert page.status_code == 200 and "sup (主管)" in page.text and "退出登录" in page.text
 
     assert anon.post("/logout").status_code == 400  # no CSRF token
     assert anon.get("/api/me").status_code == 200
@@ -199,7 +201,7 @@ def test_login_goes_back_only_to_this_site(app, services, target, lands):
 def test_a_disabled_user_cannot_log_in(anon, services):
     add_user(services, "gone", "admin")
     services.accounts.disable("gone")
-    r = login(anon, "gone")
+    r = login(in_language(anon, "en"), "gone")
     assert r.status_code == 401 and "Wrong name or password." in r.text
 
 
@@ -222,7 +224,7 @@ def test_login_attempts_are_throttled_per_account_and_per_address(tmp_path, db_u
         addr = {"REMOTE_ADDR": f"10.0.0.{i}"}
         assert login(first, "sup", "wrong password!", environ_overrides=addr).status_code == 401
     # Per account: the right password from a fresh address waits, in the other process too.
-    r = login(second, "sup", environ_overrides={"REMOTE_ADDR": "10.9.9.9"})
+    r = login(in_language(second, "en"), "sup", environ_overrides={"REMOTE_ADDR": "10.9.9.9"})
     assert r.status_code == 429 and r.headers["Retry-After"] == "40" and "Try again in 1 minute" in r.text
     clock.advance(seconds=41)  # the oldest failure left the window
     assert login(second, "sup", environ_overrides={"REMOTE_ADDR": "10.9.9.9"}).status_code == 302

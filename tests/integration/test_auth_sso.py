@@ -9,7 +9,7 @@ from joserfc.jwk import RSAKey
 
 from plugin.core import passwords
 from plugin.web.auth.marks import role_needed
-from tests.conftest import make_config
+from tests.conftest import in_language, make_config
 from tests.helpers import free_port
 from tests.idp import StandInIdP, oidc_config
 
@@ -41,7 +41,8 @@ def sign_in(client, idp: StandInIdP, next: str = "/api/me"):
 
 def test_first_sign_in_makes_the_user_with_their_groups_role(sso_app, idp):
     svc, client = sso_app()
-    assert "Sign in with single sign-on" in client.get("/login").text
+    assert "Sign in with single sign-on" in client.get("/login", headers={"Accept-Language": "en"}).text
+    assert "使用 single sign-on 登录" in client.get("/login", headers={"Accept-Language": "zh-CN"}).text
     idp.claims = {"preferred_username": "lin", "groups": ["staff", "cm-supervisors", "other"]}
     r = sign_in(client, idp)
     assert r.status_code == 302 and r.location == "/api/me"
@@ -100,7 +101,7 @@ def test_forged_or_stale_id_tokens_are_refused(sso_app, idp, forgery):
     else:
         idp.overrides = {"audience": {"aud": "another-client"}, "expired": {"exp": 1_000_000_000},
                          "issuer": {"iss": "https://evil.example"}, "nonce": {"nonce": "replayed"}}[forgery]
-    r = sign_in(client, idp)
+    r = sign_in(in_language(client, "en"), idp)
     assert r.status_code == 401 and "Single sign-on failed" in r.text
     assert client.get("/api/me").status_code == 401 and svc.accounts.user("mallory") is None
 
@@ -121,7 +122,7 @@ def test_a_callback_without_its_state_is_refused(sso_app, idp):
 def test_an_unreachable_provider_is_a_clear_502(tmp_path, db_url, app_factory):
     cfg = {"issuer": f"http://127.0.0.1:{free_port()}", "client_id": "x", "client_secret": "y", "timeout_s": 2}
     _, client = app_factory(make_config(tmp_path, None, db_url, auth={"oidc": cfg}), role=None)
-    r = client.get("/login/oidc")
+    r = client.get("/login/oidc", headers={"Accept-Language": "en"})
     assert r.status_code == 502 and "identity provider does not answer" in r.text
 
 

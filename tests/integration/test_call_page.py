@@ -17,7 +17,7 @@ from sqlalchemy import select
 from plugin.core import files
 from plugin.core.clock import ManualClock
 from plugin.store.tables import AlertRow, Call, Feedback, Job, Segment
-from tests.conftest import authed, make_config
+from tests.conftest import authed, in_language, make_config
 from tests.helpers import make_audio
 
 NOW = datetime(2026, 11, 24, 4, 0)
@@ -53,7 +53,7 @@ def stored_call(svc, url: str = "http://127.0.0.1:9/gone.wav", status: str = "an
 def test_the_timeline_has_a_lane_per_speaker_and_outlines_what_a_rule_used(site):
     svc, admin = site
     call_id, _ = stored_call(svc)
-    page = admin.get(f"/calls/{call_id}").text
+    page = in_language(admin, "en").get(f"/calls/{call_id}").text
     assert page.index('aria-label="customer"') < page.index('aria-label="agent"')  # the customer first
     rects = re.findall(r"<rect [^>]*data-start=[^>]*>.*?</rect>", page, re.S)  # not the legend's swatches
     assert len(rects) == 3 and all('tabindex="0"' in r for r in rects)
@@ -65,6 +65,10 @@ def test_the_timeline_has_a_lane_per_speaker_and_outlines_what_a_rule_used(site)
     assert '<audio id="recording"' in page and f'src="/calls/{call_id}/audio"' in page
     assert '<script src="/static/call.js" defer></script>' in page
     assert "&lt;b&gt;angry&lt;/b&gt;" in page and 'data-start="3.0">00:03–00:06</button>' in page
+    # In Chinese the same boxes: the roles and emotions by their Chinese names (FunASR's), the codes kept.
+    zh = in_language(admin, "zh-CN").get(f"/calls/{call_id}").text
+    assert zh.index('aria-label="客户"') < zh.index('aria-label="坐席"')
+    assert "生气 0.81, 中立 0.10, 难过 0.05" in zh and "规则命中" in zh and 'fill="#c62828"' in zh
 
 
 def test_the_recording_is_served_with_range_requests_from_the_kept_copy(site, tmp_path):
@@ -82,12 +86,12 @@ def test_the_recording_is_served_with_range_requests_from_the_kept_copy(site, tm
 
     # A supervisor's phone, by the alert's signed link: the page and its recording, no login.
     link = urlsplit(svc.links.call(call_id))
-    phone = admin.application.test_client()
+    phone = in_language(admin.application.test_client(), "en")
     page = phone.get(f"{link.path}?{link.query}").text
     assert f"/calls/{call_id}/audio?{link.query}" in page
     assert phone.get(f"/calls/{call_id}/audio?{link.query}").status_code == 200
     assert phone.get(f"/calls/{call_id}/audio").status_code in (302, 401)  # no key, no login: no recording
-    assert "确认 Correct</button>" not in page  # a link is read-only
+    assert ">Correct</button>" not in page and 'name="verdict"' not in page  # a link is read-only
 
 
 def test_without_a_kept_copy_the_recording_is_fetched_from_the_source(site, tmp_path, recordings):
@@ -106,32 +110,32 @@ def test_without_a_kept_copy_the_recording_is_fetched_from_the_source(site, tmp_
 def test_supervisors_give_verdicts_on_the_page_and_rerun_failed_calls(site):
     svc, admin = site
     call_id, alert_id = stored_call(svc)
-    supervisor = authed(admin.application, "supervisor")
+    supervisor = in_language(authed(admin.application, "supervisor"), "en")
     page = supervisor.get(f"/calls/{call_id}").text
-    assert "确认 Correct</button>" in page and "误报 False alarm</button>" in page
+    assert ">Correct</button>" in page and ">False alarm</button>" in page
     r = supervisor.post(f"/calls/{call_id}/alerts/{alert_id}/feedback", data={"verdict": "false_alarm",
                                                                              "note": "客户在开玩笑"})
     assert r.status_code == 302 and r.location.endswith(f"/calls/{call_id}#alert-{alert_id}")
     with svc.sessions() as s:
         fb = s.execute(select(Feedback).where(Feedback.alert_id == alert_id)).scalar_one()
         assert (fb.verdict, fb.note) == ("false_alarm", "客户在开玩笑") and fb.by.startswith("test-supervisor")
-    assert "误报 False alarm</b> by test-supervisor" in supervisor.get(f"/calls/{call_id}").text
+    assert "False alarm</b> by test-supervisor" in supervisor.get(f"/calls/{call_id}").text
     assert supervisor.post(f"/calls/{call_id}/alerts/{alert_id}/feedback", data={"verdict": "maybe"}).status_code == 400
     other, _ = stored_call(svc, "http://127.0.0.1:9/other.wav")
     assert supervisor.post(f"/calls/{other}/alerts/{alert_id}/feedback",
                            data={"verdict": "correct"}).status_code == 404
-    viewer = authed(admin.application, "viewer")
-    assert "确认 Correct</button>" not in viewer.get(f"/calls/{call_id}").text
+    viewer = in_language(authed(admin.application, "viewer"), "en")
+    assert ">Correct</button>" not in viewer.get(f"/calls/{call_id}").text
     assert viewer.post(f"/calls/{call_id}/alerts/{alert_id}/feedback", data={"verdict": "correct"}).status_code == 403
 
     failed, _ = stored_call(svc, "http://127.0.0.1:9/failed.wav", status="failed")
     with svc.sessions.begin() as s:
         s.add(Job(call_id=failed, status="failed", attempts=5, last_error="HTTP 404", created_at=NOW, run_after=NOW,
                   finished_at=NOW))
-    assert "重新分析 Re-run this call" in supervisor.get(f"/calls/{failed}").text
-    assert "重新分析 Re-run this call" not in supervisor.get(f"/calls/{call_id}").text
+    assert "Re-run this call" in supervisor.get(f"/calls/{failed}").text
+    assert "Re-run this call" not in supervisor.get(f"/calls/{call_id}").text
     r = supervisor.post(f"/calls/{failed}/rerun")
-    assert r.status_code == 302 and "queued" in supervisor.get(r.location).text
+    assert r.status_code == 302 and f"Call {failed} queued for analysis again" in supervisor.get(r.location).text
 
 
 def test_preparing_a_recording_is_bounded_remembered_and_never_for_a_purged_call(site, recordings):

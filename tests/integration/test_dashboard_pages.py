@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from plugin.core.clock import ManualClock
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job
-from tests.conftest import authed, make_config
+from tests.conftest import authed, in_language, make_config
 
 NOW = datetime(2026, 11, 24, 4, 0)
 _ids = itertools.count(1)
@@ -55,11 +55,11 @@ def test_a_false_alarm_is_shown_as_one_and_no_longer_critical(site):
     add_call(svc, "cust-fa", alerts=[("critical", "general", "false_alarm")])
     add_call(svc, "cust-mixed", alerts=[("critical", "general", "false_alarm"), ("warning", "general", None)])
     add_call(svc, "cust-real", alerts=[("critical", "general", "correct")])
-    page = admin.get("/dashboard").text
+    page = in_language(admin, "en").get("/dashboard").text
     row = lambda c: page.split(f">{c}</a></td>", 1)[1].split("</tr>", 1)[0]  # noqa: E731
-    assert "误报 false alarm" in row("cust-fa") and "critical" not in row("cust-fa")
-    assert 'class="warning"' in row("cust-mixed") and "1 误报 false alarm(s)" in row("cust-mixed")
-    assert 'class="critical"' in row("cust-real") and "1 确认 confirmed" in row("cust-real")
+    assert 'class="false_alarm">false alarm' in row("cust-fa") and "critical" not in row("cust-fa")
+    assert 'class="warning"' in row("cust-mixed") and "1 false alarm(s)" in row("cust-mixed")
+    assert 'class="critical"' in row("cust-real") and "1 confirmed" in row("cust-real")
     api = {c["customer_id"]: c["severity"] for c in admin.get("/api/flagged").json["customers"]}
     assert api == {"cust-fa": "false_alarm", "cust-mixed": "warning", "cust-real": "critical"}
 
@@ -71,10 +71,10 @@ def test_the_list_filters_pages_and_exports_what_it_shows(site):
     add_call(svc, "客户-甲", at=NOW - timedelta(days=3), alerts=[("critical", "finance_complaint", None)])
     add_call(svc, HOSTILE, at=NOW - timedelta(days=9), alerts=[("info", "general", None)])
 
-    first = admin.get("/dashboard").text
-    assert first.count("<tr>") == 51 and "cust-00" in first and "下一页 Next" in first  # 50 a page
+    first = in_language(admin, "en").get("/dashboard").text
+    assert first.count("<tr>") == 51 and "cust-00" in first and "Next →" in first  # 50 a page
     second = admin.get("/dashboard?page=2").text
-    assert "客户-甲" in second and "cust-00" not in second and "上一页 Previous" in second
+    assert "客户-甲" in second and "cust-00" not in second and "← Previous" in second
     assert "<script>alert(1)</script>" not in second and "&lt;script&gt;" in second  # data stays text
 
     only = admin.get("/dashboard?severity=critical").text
@@ -119,14 +119,18 @@ def test_the_banner_says_what_is_wrong_on_every_page(site):
         s.add(Delivery(sink="crm", payload={"x": 1}, status="dead", attempts=12, next_attempt_at=NOW,
                        created_at=NOW, last_error="HTTP 401"))
     for path in ("/dashboard", "/calls", "/reports/day/2026-11-23", "/admin/deliveries"):
-        page = admin.get(path).text
+        page = in_language(admin, "en").get(path).text
         assert "Model not loaded" in page, path  # this app has no model
-        assert '<a href="/calls?status=failed">1 通通话分析失败 call(s) failed in the last 24 h</a>' in page, path
-        assert "1 条推送失败 delivery(ies) died in the last 24 h" in page, path
-    stranger = admin.application.test_client()
+        assert '<a href="/calls?status=failed">1 call(s) failed in the last 24 h</a>' in page, path
+        assert "1 delivery(ies) died in the last 24 h" in page, path
+        page = in_language(admin, "zh-CN").get(path).text
+        assert "模型未加载" in page, path
+        assert '<a href="/calls?status=failed">最近 24 小时有 1 通通话分析失败</a>' in page, path
+        assert "最近 24 小时有 1 条推送发送失败" in page, path
+    stranger = in_language(admin.application.test_client(), "en")
     assert "failed in the last" not in stranger.get("/login").text  # nothing for strangers
     svc.clock.t += timedelta(hours=25)
-    assert "failed in the last" not in admin.get("/dashboard").text
+    assert "failed in the last" not in in_language(admin, "en").get("/dashboard").text
 
 
 def test_admins_requeue_dead_deliveries_from_the_page(site):
@@ -135,31 +139,33 @@ def test_admins_requeue_dead_deliveries_from_the_page(site):
         for i in range(2):
             s.add(Delivery(sink="crm", payload={"body": i}, status="dead", attempts=12, next_attempt_at=NOW,
                            created_at=NOW, last_error="HTTP 503 <b>down</b>"))
-    page = admin.get("/admin/deliveries?status=dead").text
-    assert page.count("重发 Requeue</button>") == 2 and "&lt;b&gt;down&lt;/b&gt;" in page
+    page = in_language(admin, "en").get("/admin/deliveries?status=dead").text
+    assert page.count(">Requeue</button>") == 2 and "&lt;b&gt;down&lt;/b&gt;" in page
     with svc.sessions() as s:
         first, second = s.execute(select(Delivery.id).order_by(Delivery.id)).scalars().all()
     r = admin.post(f"/admin/deliveries/{first}/retry?status=dead")
     assert r.status_code == 302
-    assert f"delivery {first}: requeued" in admin.get(r.location).text
+    assert f"Delivery {first} requeued." in admin.get(r.location).text
     r = admin.post("/admin/deliveries/retry-dead")
     assert r.status_code == 302
     with svc.sessions() as s:
         assert [d.status for d in s.execute(select(Delivery).order_by(Delivery.id)).scalars()] == ["pending"] * 2
-    viewer = authed(admin.application, "viewer")
+    viewer = in_language(authed(admin.application, "viewer"), "en")
     assert viewer.get("/admin/deliveries").status_code == 403
     assert viewer.post(f"/admin/deliveries/{second}/retry").status_code == 403
-    assert "推送 Deliveries" not in viewer.get("/dashboard").text and "推送 Deliveries" in admin.get("/dashboard").text
+    assert ">Deliveries</a>" not in viewer.get("/dashboard").text and ">Deliveries</a>" in admin.get("/dashboard").text
 
 
 def test_times_are_in_the_teams_zone_with_how_long_ago(tmp_path, db_url, app_factory):
     svc, admin = app_factory(make_config(tmp_path, None, db_url, reports={"timezone": "Asia/Shanghai"}),
                              clock=ManualClock(NOW))
     add_call(svc, "cust-t", at=NOW - timedelta(minutes=3), alerts=[("warning", "general", None)])
-    page = admin.get("/dashboard").text
-    # 04:00 UTC less 3 minutes is 11:57 in Shanghai.
+    page = in_language(admin, "zh-CN").get("/dashboard").text
+    # 04:00 UTC less 3 minutes is 11:57 in Shanghai; how long ago in the page's language.
     assert ('<time datetime="2026-11-24T03:57:00Z" title="2026-11-24 03:57:00 UTC">2026-11-24 11:57 '
-            '<small>(3 分钟前 3 min ago)</small></time>') in page
+            '<small>(3 分钟前)</small></time>') in page
+    assert ('<time datetime="2026-11-24T03:57:00Z" title="2026-11-24 03:57:00 UTC">2026-11-24 11:57 '
+            '<small>(3 min ago)</small></time>') in in_language(admin, "en").get("/dashboard").text
     assert "2026-11-24 11:57" in admin.get("/calls").text
 
 
@@ -180,9 +186,10 @@ def test_a_customers_page_has_every_call_and_the_negative_share_over_time(site):
     add_call(svc, "someone-else", alerts=[("critical", "general", None)])
     flagged = admin.get("/dashboard").text
     assert 'href="/customers?id=%E5%AE%A2%E6%88%B7/%E7%94%B2+?%26"' in flagged  # the id is a query value
-    page = admin.get("/customers", query_string={"id": "客户/甲 ?&"}).text
+    page = in_language(admin, "en").get("/customers", query_string={"id": "客户/甲 ?&"}).text
     assert page.count("<circle ") == 2 and "25%</td>" not in page
-    assert "25% <small>of 4</small>" in page and "75% <small>of 4</small>" in page  # the customer's windows only
+    # The customer's windows only.
+    assert "25% <small>of 4 windows</small>" in page and "75% <small>of 4 windows</small>" in page
     assert all(f'href="/calls/{i}"' in page for i in ids) and "someone-else" not in page
     first, second = (float(c.split('cy="')[1].split('"')[0]) for c in page.split("<circle ")[1:])
     assert first > second  # angrier later: higher on the chart (smaller y)

@@ -68,7 +68,7 @@ def test_upload_size_limit(tmp_path, model_dir, sqlite_url, app_factory):
 
 
 def test_dashboard_and_metrics(client):
-    assert "Red-flagged customers" in client.get("/dashboard").text
-    assert client.get("/api/flagged").json == {"customers": []}
+    assert "Red-flagged customers" in client.get("/dashboard?lang=en").text
+    assert client.get("/api/flagged").json == {"customers": [], "total": 0, "page": 1}
     assert client.get("/api/calls/999").status_code == 404
     assert "callmood_webhooks_total" in client.get("/metrics").text

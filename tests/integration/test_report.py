@@ -27,7 +27,7 @@ from plugin.flow.report.send import deliver, scheduled_report
 from plugin.store import engine as db
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job
 from plugin.web.app import create_app
-from tests.conftest import HERE, T0, authed, make_config
+from tests.conftest import HERE, T0, authed, in_language, make_config
 from tests.helpers import Recorded, Reply, run_cli
 
 TZ = "Asia/Shanghai"
@@ -185,17 +185,19 @@ def test_the_page_needs_a_login_and_escapes_what_came_from_outside(tmp_path, db_
         r = anon.get(path)
         assert r.status_code == 302 and r.location.startswith("/login?next="), path
 
-    viewer = authed(anon.application, "viewer")
+    viewer = in_language(authed(anon.application, "viewer"), "en")
     r = viewer.get(page)
     assert r.status_code == 200 and r.mimetype == "text/html"
     html = r.text
     assert "37.5%" in html and "+25.0 pp" in html and "+27.5 pp" in html and "2026-11-24 (Tue)" in html
     assert HOSTILE_QUEUE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "(none) 未指定" in html and "cust-1" in html and "cust-2" not in html
+    assert "<i>(none)</i>" in html and "cust-1" in html and "cust-2" not in html
     assert PHONE not in html and "+86138****5678" in html  # a viewer: phone numbers masked
     assert f'src="/reports/day/{DAY}/chart.png"' in html and f'href="/reports/day/{DAY}.csv"' in html
     assert 'href="/reports/day/2026-11-23"' in html and 'href="/reports/day/2026-11-25"' not in html  # the future
-    assert trial.LABEL not in html
+    assert "Trial model" not in html
+    zh = viewer.get(page, headers={"Accept-Language": "zh-CN"}).text
+    assert "<i>（未指定）</i>" in zh and "负面占比" in zh and "试用模型" not in zh and "+86138****5678" in zh
     assert authed(anon.application, "supervisor").get(page).text.count(PHONE) >= 1
 
     assert viewer.get("/reports").location == "/reports/day/2026-11-23"  # yesterday in Shanghai (10:02 on the 24th)
@@ -222,9 +224,10 @@ def test_the_page_needs_a_login_and_escapes_what_came_from_outside(tmp_path, db_
 def test_a_trial_model_is_said_first_on_the_page(tmp_path, db_url, app_factory):
     svc, client = app_factory(report_cfg(tmp_path, db_url), clock=ManualClock(T0), role="viewer")
     seed(svc.sessions, is_trial=True)
-    html = client.get(f"/reports/day/{DAY}").text
-    body = html[html.index("<body>"):]
-    assert trial.LABEL in body and body.index(trial.LABEL) < body.index("<h1>")
+    for lang, label in (("en", "Trial model, random weights"), ("zh-CN", "试用模型（随机权重）")):
+        html = client.get(f"/reports/day/{DAY}", headers={"Accept-Language": lang}).text
+        body = html[html.index("<body>"):]
+        assert label in body and body.index(label) < body.index("<h1>")
 
 
 # --- the stand-in WeCom robot ------------------------------------------------------------------
@@ -356,7 +359,7 @@ def test_the_scheduled_run_stores_the_day_before_once_and_the_outbox_sends_it(tm
     assert [(x.part, x.new, x.status) for x in again] == [
         ("markdown", False, "delivered"), ("image", False, "delivered")]
     # The page shows where its deliveries stand.
-    html = authed(create_app(services=svc), "viewer").get(f"/reports/day/{DAY}").text
+    html = in_language(authed(create_app(services=svc), "viewer"), "en").get(f"/reports/day/{DAY}").text
     assert "wecom markdown: <span class=\"delivered\">delivered</span>" in html
 
 

@@ -22,7 +22,7 @@ from plugin.flow.report.measures import AlertGroup, FlaggedCustomer, Review, Sha
 from plugin.flow.report.period import Period, period_of, zone
 from plugin.flow.report.send import ReportError, catch_up, deliver, report_trigger, scheduled_report
 from plugin.store.tables import Call, Delivery
-from tests.conftest import T0
+from tests.conftest import T0, in_language
 from tests.helpers import Reply, run_cli, wait_until
 from tests.integration.test_report import DAY, TZ, Robot, report_cfg, seed, seeded, write_config
 
@@ -45,8 +45,10 @@ def test_a_period_not_over_is_never_stored_for_sending(tmp_path, sqlite_url, fak
                                           r"\(2026-11-25 00:00 Asia/Shanghai\)"):
         deliver(svc.config, svc.outputs, period_of("daily", DAY, zone(TZ)))
     assert keys(svc) == []
+    client = in_language(client, "en")
     assert "This period is not over" in client.get(f"/reports/day/{DAY}").text
     assert "This period is not over" not in client.get("/reports/day/2026-11-23").text
+    assert "本期尚未结束" in client.get(f"/reports/day/{DAY}", headers={"Accept-Language": "zh-CN"}).text
 
 
 def test_the_command_refuses_to_send_a_day_to_come(tmp_path, sqlite_url, fake):

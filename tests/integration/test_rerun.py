@@ -16,6 +16,8 @@ from plugin.store.tables import AlertRow, Call, Delivery, Job, Notification, Seg
 from tests.conftest import event, make_config, signed
 from tests.helpers import ROUTING, Reply, at_once, make_audio, run_cli
 
+EN = {"Accept-Language": "en"}  # the pages' words asserted on below are the English ones
+
 PHONE = "+8613812345678"
 
 
@@ -199,8 +201,9 @@ def test_rerun_of_an_analysed_call_sends_no_second_alert(tmp_path, model_dir, db
 
     r = sup.post("/api/calls/rerun", json={"ids": [call_id]})
     assert r.json["results"][0]["outcome"] == "queued" and r.json["results"][0]["was"] == "analyzed"
-    page = sup.get(f"/calls/{call_id}").text
+    page = sup.get(f"/calls/{call_id}", headers=EN).text
     assert "re-run queued" in page  # the results shown stay until the new ones replace them
+    assert "重新分析排队中" in sup.get(f"/calls/{call_id}", headers={"Accept-Language": "zh-CN"}).text
     assert sup.get(f"/api/calls/{call_id}").json["status"] == "analyzed"
     work(svc)
     deliver(svc)
@@ -229,7 +232,7 @@ def test_a_retrying_call_shows_its_last_error_and_next_attempt(tmp_path, model_d
         due = s.execute(select(Job.run_after).where(Job.call_id == call_id)).scalar()
     assert retry["next_attempt_at"] == due.isoformat(timespec="milliseconds") + "Z"
     assert (due - svc.clock.now()).total_seconds() == 90
-    page = sup.get(f"/calls/{call_id}").text
+    page = sup.get(f"/calls/{call_id}", headers=EN).text
     # The next attempt's time in a <time> element (the team's zone shown, UTC in datetime=).
     assert "retrying" in page and "HTTP 503" in page
     assert f'datetime="{retry["next_attempt_at"].replace(".000Z", "Z")}"' in page
@@ -239,7 +242,7 @@ def test_a_retrying_call_shows_its_last_error_and_next_attempt(tmp_path, model_d
     assert svc.jobs.claim("worker") is not None
     running = sup.get(f"/api/calls/{call_id}").json["retry"]
     assert running["running"] is True and running["next_attempt_at"] is None
-    assert "trying again now" in sup.get(f"/calls/{call_id}").text
+    assert "trying again now" in sup.get(f"/calls/{call_id}", headers=EN).text
 
 
 def test_viewers_see_a_retrying_calls_error_with_the_phone_masked(tmp_path, db_url, app_factory, clock):
@@ -316,6 +319,6 @@ def test_a_retrying_calls_error_is_text_on_the_call_page(tmp_path, db_url, app_f
     hostile = 'alibaba: CCC said <script>alert(1)</script><img src=x onerror="x()">'
     with svc.sessions.begin() as s:
         assert svc.jobs.fail(s, job_id, "worker", hostile, retry_in_s=60) == "queued"
-    page = sup.get(f"/calls/{call_id}").text
+    page = sup.get(f"/calls/{call_id}", headers=EN).text
     assert "retrying" in page and "<script>alert(1)" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

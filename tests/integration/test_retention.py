@@ -140,8 +140,10 @@ def test_purge_removes_each_kind_after_its_days_and_keeps_what_pages_need(tmp_pa
     assert got["status"] == "analyzed" and got["emotion"] == "angry" and len(got["alerts"]) == 1
     assert got["segments"] == [] and got["customer_phone"] is None and "s3cret" not in str(got)
     assert got["summary"]["purged"] == {"event": stamp, "segments": stamp}
-    page = client.get(f"/calls/{old}").text
+    page = client.get(f"/calls/{old}", headers={"Accept-Language": "en"}).text
     assert "Removed by the retention policy" in page and f"per-segment results ({stamp})" in page
+    page = client.get(f"/calls/{old}", headers={"Accept-Language": "zh-CN"}).text
+    assert "已按数据保留策略删除" in page and f"逐片段结果（{stamp}）" in page
 
     # Nothing left to do: a second purge removes nothing.
     assert {k: v[0] for k, v in by_kind(svc.purge()).items()} == dict.fromkeys(dry, 0)

@@ -128,6 +128,6 @@ def test_the_call_page_of_a_partial_call_of_several_files_is_shown(tmp_path, sql
         s.add(call)
         s.flush()
         call_id = call.id
-    r = admin.get(f"/calls/{call_id}")
+    r = admin.get(f"/calls/{call_id}", headers={"Accept-Language": "en"})
     assert r.status_code == 200, r.text[:300]
     assert "partial" in r.text and "3.0 s of 60.0 s declared" in r.text

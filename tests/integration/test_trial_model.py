@@ -139,9 +139,15 @@ def test_a_call_a_trial_model_analysed_says_so_everywhere(tmp_path, sqlite_url, 
         answer = who.get("/health")
         assert answer.status_code == 200 and answer.json["trial"] is True
         assert answer.json["message"] == "Model is ready for inference (trial model, random weights)"
+    # A page says it in its own language: trial.LABEL's Chinese half, or its English.
+    zh, en = {"Accept-Language": "zh-CN"}, {"Accept-Language": "en"}
+    assert trial.LABEL == "试用模型（随机权重）" + trial.TEXT
     for page in ("/dashboard", f"/calls/{call_id}"):
-        assert trial.LABEL in client.get(page).text
-    assert trial.LABEL in client.application.test_client().get("/login").text  # no login needed
+        assert "试用模型（随机权重）" in client.get(page, headers=zh).text
+        assert "Trial model, random weights" in client.get(page, headers=en).text
+    anyone = client.application.test_client()  # no login needed
+    assert "试用模型（随机权重）" in anyone.get("/login", headers=zh).text
+    assert "Trial model, random weights" in anyone.get("/login", headers=en).text
 
 
 def test_a_real_model_says_nothing_of_the_kind(tmp_path, sqlite_url, app_factory, clock, emotion_model,
@@ -162,7 +168,8 @@ def test_a_real_model_says_nothing_of_the_kind(tmp_path, sqlite_url, app_factory
     assert client.application.test_client().get("/health").json == {
         "status": "success", "message": "Model is ready for inference"}
     for page in ("/dashboard", f"/calls/{call_id}"):
-        assert "random weights" not in client.get(page).text
+        assert "random weights" not in client.get(page, headers={"Accept-Language": "en"}).text
+        assert "随机权重" not in client.get(page, headers={"Accept-Language": "zh-CN"}).text
 
 
 def test_a_message_follows_the_model_that_analysed_its_call(tmp_path, sqlite_url, app_factory, clock,

@@ -11,6 +11,7 @@ import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, session
+from flask_babel import gettext as _
 from joserfc.errors import JoseError
 
 from plugin.config import OidcConfig
@@ -59,7 +60,7 @@ def start():
         return _client().authorize_redirect(_redirect_uri())
     except FAILURES as exc:
         log.warning("single sign-on: cannot reach the identity provider: %s", scrub.text(exc))
-        return _refused("Single sign-on is not available now (the identity provider does not answer).", 502)
+        return _refused(_("Single sign-on is not available now (the identity provider does not answer)."), 502)
 
 
 @bp.get("/login/oidc/callback")
@@ -71,14 +72,14 @@ def callback():
         token = _client().authorize_access_token()
     except FAILURES as exc:
         log.warning("single sign-on refused: %s: %s", exc.__class__.__name__, scrub.text(exc))
-        return _refused("Single sign-on failed. Try again.", 401)
+        return _refused(_("Single sign-on failed. Try again."), 401)
     claims = token.get("userinfo") or {}
     role = roles.from_groups(claims.get(cfg.role_claim) if cfg.role_claim else None, cfg.roles, cfg.default_role)
     try:
         user = sso.sign_in(svc.accounts, claims.get(cfg.name_claim), role, "oidc")
     except sso.Refused as exc:
         log.warning("single sign-on refused: %s", exc)
-        return _refused(f"Signed in, but no entry: {exc}.", 403)
+        return _refused(_("Signed in, but no entry: %(reason)s.", reason=exc), 403)
     target = session.get(NEXT, "/dashboard")
     start_session(user, "oidc")
     svc.accounts.logged_in(user.id)

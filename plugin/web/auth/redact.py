@@ -8,6 +8,8 @@ answers it and the pages render it).
 
 from __future__ import annotations
 
+import re
+
 from plugin.core import scrub
 
 def mask_text(value: object) -> object:
@@ -74,5 +76,31 @@ def notification(n: dict, phones: bool, payloads: bool) -> dict:
     return n
 
 
+# Seven digits with at most four of " ()-" between each two: what every phone number
+# scrub.phones masks has (it masks from 7 digits on); text without it is left as it is
+# without running the finder (the CSV of the red-flag list masks thousands of summaries).
+_SEVEN_DIGITS = re.compile(r"\d(?:[ ()\-]{0,4}\d){6}")  # \d as scrub._PHONE: any script's digits
+
+
+def _mask_some(value: object) -> object:
+    if isinstance(value, str) and not _SEVEN_DIGITS.search(value):
+        return value
+    return mask_text(value)
+
+
 def flagged(row: dict, phones: bool) -> dict:
-    return row if phones else {**row, "last_summary": mask_text(row.get("last_summary"))}
+    """A row of the red-flag list: its phone, the summary and the handling note masked."""
+    if phones:
+        return row
+    h = row.get("handling")
+    return {**row, "last_summary": _mask_some(row.get("last_summary")), "phone": scrub.phone(row.get("phone")),
+            "handling": {**h, "note": _mask_some(h.get("note"))} if h else h}
+
+
+def handling(d: dict, phones: bool) -> dict:
+    """A customer's handling and its history (the notes people typed may quote a phone)."""
+    if phones:
+        return d
+    h = d.get("handling")
+    return {**d, "handling": {**h, "note": mask_text(h.get("note"))} if h else h,
+            "history": [{**e, "note": mask_text(e.get("note"))} for e in d.get("history") or []]}

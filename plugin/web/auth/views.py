@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
@@ -18,7 +20,7 @@ from plugin.web.services import get_services
 
 bp = Blueprint("auth", __name__)
 
-WRONG = "Wrong name or password."
+WRONG = _l("Wrong name or password.")  # the page's language when it renders
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -38,7 +40,7 @@ def login():
         accounts.forget_attempt(attempt)
         minutes = -(-wait // 60)
         return (render_template("login.html", next=target, name=name,
-                                error=f"Too many failed logins. Try again in {minutes} minute(s)."),
+                                error=_("Too many failed logins. Try again in %(n)d minute(s).", n=minutes)),
                 429, {"Retry-After": str(wait)})
     user = accounts.user(name) if NAME.fullmatch(name or "-") else None
     live = user is not None and user.disabled_at is None
