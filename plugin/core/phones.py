@@ -31,3 +31,17 @@ def e164(value: str | None, region: str = "CN") -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def written_forms(value: str, region: str = "CN") -> set[str]:
+    """The ways a stored number may be written when a source kept it as it came: the
+    text itself, its digits, E.164 (with and without "+"), the national number and, with
+    the trunk prefix, "0" + it. For searching stored numbers by any one of them."""
+    forms = {value.strip(), "".join(c for c in value if c.isdigit())}
+    normal = e164(value, region)
+    if normal:
+        forms |= {normal, normal[1:]}
+        number = phonenumbers.parse(normal)
+        national = str(number.national_number)
+        forms |= {national, "0" + national}
+    return {f for f in forms if f}

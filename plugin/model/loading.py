@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -58,6 +59,37 @@ def check_model_dir(path: str) -> None:
         raise ModelUnavailable(f"model.path {path!r} lacks {', '.join(missing)}")
 
 
+class _ThreadStdout:
+    """sys.stdout while a model loads: the loading thread's writes go to ``sink``, every
+    other thread's where they went before. (contextlib.redirect_stdout swaps the process's
+    stdout: a model loading in the background would swallow, or on leaving put back over,
+    what another thread meanwhile pointed stdout at, as click's test runner does.)"""
+
+    def __init__(self, real, sink: io.StringIO):
+        self.real, self.sink, self.thread = real, sink, threading.get_ident()
+
+    def write(self, text: str) -> int:
+        return (self.sink if threading.get_ident() == self.thread else self.real).write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+@contextlib.contextmanager
+def _quiet_stdout(sink: io.StringIO):
+    quiet = _ThreadStdout(sys.stdout, sink)
+    sys.stdout = quiet
+    try:
+        yield
+    finally:
+        quiet.thread = None  # from now on it only forwards (thread ids are reused)
+        if sys.stdout is quiet:  # else someone pointed it elsewhere meanwhile: theirs stays
+            sys.stdout = quiet.real
+
+
 class EmotionModel:
     """A loaded emotion2vec model. Thread-safe: calls are serialized."""
 
@@ -104,7 +136,7 @@ class EmotionModel:
         # FunASR prints notices (and hub download failures) to stdout at import and load
         # time; keep stdout for our own output (e.g. `callmood analyze --csv`).
         chatter = io.StringIO()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+        with warnings.catch_warnings(), _quiet_stdout(chatter):
             warnings.simplefilter("ignore")  # pydub/funasr import-time noise about ffmpeg
             try:
                 return self._build()

@@ -57,7 +57,11 @@ def _password(password: object, again: object, name: str) -> str:
     if password != again:
         raise AdminActionRefused(_("The two passwords differ."))
     problem = passwords.weakness(password, name)
-    if problem:
+    if problem:  # the CLI's English, said in the page's language
+        if len(password) < passwords.MIN_LENGTH:
+            raise AdminActionRefused(_("The password is too short: at least %(n)d characters.", n=passwords.MIN_LENGTH))
+        if "user name" in problem:
+            raise AdminActionRefused(_("The password must not be the user name."))
         raise AdminActionRefused(_("Refused: %(why)s", why=problem))
     return passwords.hash_password(password)
 

@@ -9,6 +9,7 @@ scrub.url (no credentials, no query string) and every other value through scrub.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from plugin.core import scrub
 from rules.routing import ReceiverSpec, Routing, RouteSpec
@@ -60,10 +61,23 @@ def receiver(r: ReceiverSpec, described: dict[str, dict]) -> dict[str, Any]:
             "template": r.template}
 
 
+def _origin(url: str) -> str:
+    """scheme://host[:port]/… only: webhook URLs carry their key in the query (WeCom's
+    ?key=) or in the path (Slack, Feishu and Teams hooks), and a template may hold either."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # a templated port, say
+        return "…"
+    if not parts.scheme or not host:
+        return "…"
+    return f"{parts.scheme}://{host}/…" if parts.path.strip("/") or parts.query else f"{parts.scheme}://{host}"
+
+
 def sink(name: str, cfg: Any, built: Any) -> dict[str, Any]:
-    """A sink's name and type, where it sends (URLs without credentials or query), and
-    whom it messages; nothing else of its config."""
-    urls = [(k, scrub.url(scrub.text(getattr(cfg, k)))) for k in URL_KEYS if getattr(cfg, k, None)]
+    """A sink's name and type, where it sends (scheme and host only), and whom it
+    messages; nothing else of its config."""
+    urls = [(k, _origin(scrub.text(getattr(cfg, k)))) for k in URL_KEYS if getattr(cfg, k, None)]
     shown = []
     for k in SHOWN:
         value = getattr(cfg, k, None)

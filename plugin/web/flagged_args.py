@@ -19,7 +19,7 @@ from flask import request
 from flask_babel import gettext as _
 
 from plugin.core import ids
-from plugin.core.phones import e164
+from plugin.core.phones import written_forms
 from plugin.flow.report.period import zone
 from plugin.store.flagged import FEEDBACK_STATES, HANDLED_STATES, SEVERITIES, SORTS, FlaggedQuery
 from plugin.web.auth.identity import current, may
@@ -114,7 +114,7 @@ def parse() -> FlaggedArgs:
     phones: tuple[str, ...] = ()
     if search and ids.phone_problem(search) is None and sum(c.isdigit() for c in search) >= 7:
         if may("supervisor"):
-            phones = tuple(sorted({search, e164(search, svc.config.identity.default_region) or search}))
+            phones = tuple(sorted(written_forms(search, svc.config.identity.default_region)))
             out.phone_search = "matched"
         else:
             out.phone_search = "refused"

@@ -51,6 +51,8 @@ def page():
     offset = (parsed.page - 1) * flagged_args.PAGE
     customers, total = rows(parsed, flagged_args.PAGE, offset)
     pages = max(1, -(-total // flagged_args.PAGE))
+    if parsed.page > pages:  # a stale link, or the last row of the last page was just handled
+        return redirect(url_for("dashboard.flagged", **flagged_args.link_args(parsed.shown, page=pages)))
     svc = get_services()
     supervisor = may("supervisor")
     return render_template(
@@ -189,8 +191,9 @@ def handle_form():
         abort(400, exc.message)
     try:
         apply(customer_id, body)
-    except handling.HandlingRefused as exc:
-        abort(exc.status, exc.message)
+    except handling.HandlingRefused as exc:  # the store's English is the API's; the page says it in its language
+        abort(exc.status, _("No user %(name)s who may log in.", name=body["assignee"] or "") if exc.field == "assignee"
+              else _("Customer %(customer)s has no alerts.", customer=customer_id))
     flash(_said(body["action"], customer_id, body["assignee"]))
     return redirect(back)
 

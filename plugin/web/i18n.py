@@ -10,10 +10,12 @@ while a message has no Chinese or the compiled catalogue is older than its sourc
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_babel import Babel, get_locale
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 LANGUAGES = {"zh_CN": "中文", "en": "English"}  # locale -> its own name, for the switch
 # Our codes (the URL, the cookie, the switch) -> Babel's locales: Babel turns "zh_CN" into
@@ -54,16 +56,33 @@ def html_lang() -> str:
 
 
 def lang_url(code: str) -> str:
-    """This page again, its query kept, in the language ``code``."""
+    """This page again, its query kept, in the language ``code``. A page that answered a
+    form (POST /admin/users/add) links to the nearest page above it that a GET opens."""
     args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
-    return request.path + "?" + urlencode([*args, ("lang", code)])
+    return _gettable(request.path) + "?" + urlencode([*args, ("lang", code)])
+
+
+def _gettable(path: str) -> str:
+    if request.method in ("GET", "HEAD"):
+        return path
+    adapter = current_app.url_map.bind("localhost")
+    while path not in ("", "/"):
+        path = path.rsplit("/", 1)[0]
+        try:
+            adapter.match(path or "/", method="GET")
+            return path or "/"
+        except RequestRedirect as moved:  # /admin -> /admin/
+            return urlsplit(moved.new_url).path
+        except HTTPException:
+            continue
+    return "/"
 
 
 def _remember(response: Response) -> Response:
     chosen = _known(request.args.get("lang"))
     if chosen and request.cookies.get(COOKIE) != chosen:
         response.set_cookie(COOKIE, chosen, max_age=365 * 86400, httponly=True, samesite="Lax",
-                            secure=request.is_secure)
+                            secure=current_app.config.get("SESSION_COOKIE_SECURE") or request.is_secure)
     return response
 
 

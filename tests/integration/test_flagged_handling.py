@@ -285,6 +285,17 @@ def test_viewers_see_phone_numbers_masked_everywhere_on_the_list(site):
     assert "customers who called from this number" in sup.get("/dashboard?q=13812345678").text
 
 
+def test_a_number_stored_as_the_source_wrote_it_is_found_however_it_is_typed(site):
+    svc, admin = site  # the generic source keeps numbers as they came: digits, national, with the trunk 0
+    add_call(svc, "cust-m", phone="13812345678")
+    add_call(svc, "cust-l", phone="01012345678")
+    sup = as_role(admin, "supervisor")
+    for q in ("+86 138 1234 5678", "+8613812345678", "13812345678", "008613812345678"):
+        assert listed(sup, "?q=" + quote(q)) == ["cust-m"], q
+    for q in ("+86 10 1234 5678", "010-1234-5678"):
+        assert listed(sup, "?q=" + quote(q)) == ["cust-l"], q
+
+
 # --- filters, sort, pages ------------------------------------------------------------------------
 
 def five_customers(svc) -> None:
@@ -392,7 +403,8 @@ def test_pages_keep_every_filter_and_the_sort(site):
     # The handle forms post back to the same view and page.
     [action] = set(re.findall(r'<form method="post" action="([^"]+)">', second))
     assert parse_qs(urlsplit(action.replace("&amp;", "&")).query)["page"] == ["2"]
-    assert "No customers match these filters." in sup.get("/dashboard" + query + "&page=9").text
+    past = sup.get("/dashboard" + query + "&page=9")  # past the last page: to the last, filters kept
+    assert past.status_code == 302 and parse_qs(urlsplit(past.headers["Location"]).query)["page"] == ["2"]
     assert sup.get("/api/flagged" + query + "&limit=50&page=2").json["total"] == 60
 
 
@@ -433,3 +445,11 @@ def test_a_late_page_and_the_count_come_from_the_database(site):
     assert listed(sup, "?severity=false_alarm") == [f"c-{i:03d}" for i in range(0, 130, 10)]
     page3 = sup.get("/dashboard?severity=critical&page=3").text
     assert "Customers: 117 · page 3 of 3" in page3 and page3.count("<tr>") == 1 + 17
+
+
+def test_a_page_past_the_last_goes_to_the_last(site):
+    svc, admin = site
+    add_call(svc, "cust-only")
+    sup = as_role(admin, "supervisor")
+    r = sup.get("/dashboard?page=7&severity=critical")
+    assert r.status_code == 302 and r.headers["Location"] == "/dashboard?severity=critical"

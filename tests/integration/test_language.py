@@ -183,3 +183,16 @@ def test_how_long_ago_is_said_in_one_language(site):
     en = client.get("/calls", headers=EN).text
     assert "<small>(3 小时前)</small>" in zh and "ago" not in zh
     assert "<small>(3 h ago)</small>" in en and "小时" not in en
+
+
+def test_a_page_that_answered_a_form_switches_to_a_page_a_get_opens(tmp_path, db_url, app_factory):
+    from tests.integration.test_admin_pages import add_user, logged_in, post
+
+    svc, app_client = app_factory(make_config(tmp_path, None, db_url), role=None)
+    add_user(svc, "root", "admin")
+    admin = logged_in(app_client.application, "root")
+    refused = post(admin, "/admin/users/add?lang=en", name="x", role="viewer", password="short", password_again="short")
+    assert refused.status_code == 400
+    href = switch_links(refused.text)["zh-CN"]
+    assert urlsplit(href).path == "/admin/users"
+    assert admin.get(href).status_code == 200

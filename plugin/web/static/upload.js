@@ -61,7 +61,8 @@ document.addEventListener("DOMContentLoaded", function () {
       item.li.appendChild(item.body);
       list.appendChild(item.li);
       items.push(item);
-      if (file.size > setup.max_bytes) fail(item, M.too_big + " (" + setup.max_size + ")");
+      // The limit is on the whole request: leave room for the form around the file.
+      if (file.size + 16384 > setup.max_bytes) fail(item, M.too_big + " (" + setup.max_size + ")");
       else setState(item, "queued", M.queued);
     });
     run();
