@@ -104,6 +104,8 @@ def add_user(accounts: Accounts, actor: Identity, name: object, role: object, pa
 
 def set_role(accounts: Accounts, actor: Identity, name: object, role: object) -> User:
     user, role = _user(accounts, name), _role(role)
+    if role == user.role:  # nothing to change: their sessions stay
+        return user
     if role != "admin":
         _not_self(actor, user)
         _keeps_an_admin(accounts, user)

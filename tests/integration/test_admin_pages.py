@@ -256,6 +256,10 @@ def test_set_role_disable_enable_and_reset_password(site):
     assert svc.accounts.user("bob").role == "supervisor"
     assert bob.get("/api/me").status_code == 401  # the new role ended bob's session
     bob = logged_in(app, "bob")
+    assert post(admin, "/admin/users/role", name="bob", role="supervisor").status_code == 303
+    assert bob.get("/api/me").status_code == 200  # the same role again changes nothing: the session stays
+    assert post(admin, "/admin/users/role", name="root", role="admin").status_code == 303
+    assert admin.get("/api/me").status_code == 200
 
     assert post(admin, "/admin/users/disable", name="bob").status_code == 303
     assert svc.accounts.user("bob").disabled_at is not None and bob.get("/api/me").status_code == 401
