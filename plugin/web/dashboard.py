@@ -61,11 +61,11 @@ def customer():
     (``?id=``: a customer id may hold any character, so it is a query value, not a path)."""
     customer_id = (request.args.get("id") or "").strip()
     if not customer_id or len(customer_id) > 255:
-        abort(400, "?id= must name a customer (at most 255 characters)")
+        abort(400, _("?id= must name a customer (at most 255 characters)."))
     svc = get_services()
     rows = queries.customer_calls(svc.sessions, customer_id, svc.config.reports.negative_emotions)
     if not rows:
-        abort(404, f"no calls of customer {customer_id[:80]!r}")
+        abort(404, _("No calls of customer %(customer)s.", customer=customer_id[:80]))
     return render_template("customer.html", customer_id=customer_id, calls=rows, chart=timeline.trend(rows),
                            negative=svc.config.reports.negative_emotions)
 

@@ -3,7 +3,7 @@ for programs."""
 
 from __future__ import annotations
 
-PAGE_PREFIXES = ("/admin", "/calls", "/dashboard", "/login", "/logout", "/reports", "/upload")
+PAGE_PREFIXES = ("/admin", "/calls", "/customers", "/dashboard", "/login", "/logout", "/reports", "/upload")
 
 
 def is_page(path: str) -> bool:

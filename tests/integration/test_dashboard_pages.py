@@ -195,6 +195,9 @@ def test_a_customers_page_has_every_call_and_the_negative_share_over_time(site):
     assert first > second  # angrier later: higher on the chart (smaller y)
     assert admin.get("/customers", query_string={"id": "nobody"}).status_code == 404
     assert admin.get("/customers").status_code == 400
+    assert "<html" in admin.get("/customers").text  # a page's error is a page, not JSON
+    anonymous = admin.application.test_client().get("/customers?id=cust-1")
+    assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/login")
 
 
 def test_a_hostile_customer_id_is_text_on_the_customers_page(site):
