@@ -10,6 +10,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from playwright.sync_api import expect
 
 from plugin.core import passwords
 from plugin.core.clock import utcnow
@@ -73,7 +74,7 @@ def test_a_supervisor_filters_acknowledges_assigns_and_exports(browser, site, sh
     row.locator("summary").click()
     row.get_by_label("Note").fill("calling back today")
     row.get_by_role("button", name="Acknowledge").click()
-    page.wait_for_load_state()
+    expect(page.locator("p.flash")).to_contain_text("Customer cust-红 acknowledged.")  # the click does not wait
     assert "Customer cust-红 acknowledged." in page.locator("p.flash").inner_text()
     assert page.locator("select[name=severity]").input_value() == "critical"  # the filters kept
     handling = page.locator("table.flagged tr", has_text="cust-红").locator("td.handling")
@@ -84,7 +85,7 @@ def test_a_supervisor_filters_acknowledges_assigns_and_exports(browser, site, sh
     row.locator("summary").click()
     row.get_by_label("Assign to").select_option("ann")
     row.get_by_role("button", name="Assign", exact=False).first.click()
-    page.wait_for_load_state()
+    expect(page.locator("p.flash")).to_contain_text("assigned to ann")
     handling = page.locator("table.flagged tr", has_text="cust-红").locator("td.handling")
     assert "Assigned to ann by sup" in handling.inner_text()
     shoot(page, "flagged-handled-desktop")

@@ -40,7 +40,7 @@ def test_the_switch_changes_the_language_and_it_stays_changed(browser, site, sho
 
     # The switch: English, on this page, then on the call page and the next ones.
     page.locator("nav").get_by_role("link", name="English").click()
-    page.wait_for_load_state()
+    page.wait_for_url("**lang=en*")  # a click does not wait for the page it loads
     assert lang(page) == "en" and nav_link(page, "Flagged").is_visible() and nav_link(page, "情绪预警").count() == 0
     assert page.locator("nav strong", has_text="English").count() == 1  # where we are: no link
     shoot(page, "lang-flagged-en-desktop")
@@ -59,7 +59,7 @@ def test_the_switch_changes_the_language_and_it_stays_changed(browser, site, sho
     # And back: Chinese from the switch on, the call page too.
     page.goto(f"{service.url}/calls/{call_id}")
     page.locator("nav").get_by_role("link", name="中文").click()
-    page.wait_for_load_state()
+    page.wait_for_url("**lang=zh_CN*")
     assert lang(page) == "zh-CN" and page.get_by_role("heading", name="录音与情绪时间线").is_visible()
     assert page.get_by_role("button", name="误报").is_visible() and "严重" in page.locator("section.alert").inner_text()
     assert "生气" in page.locator("table").last.inner_text()  # the segments' emotions by their Chinese names

@@ -11,6 +11,7 @@ import shutil
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from plugin.core import files, passwords
 from plugin.core.clock import utcnow
@@ -71,10 +72,12 @@ def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
     shoot(page, "flagged-desktop")
 
     page.locator('select[name="severity"]').select_option("warning")
-    page.get_by_role("button", name="Filter", exact=True).click()
-    assert "No customers match these filters." in page.content()
+    page.get_by_role("button", name="Filter", exact=True).click()  # a click does not wait for the page it loads
+    page.wait_for_url("**severity=warning**")
+    expect(page.locator("body")).to_contain_text("No customers match these filters.")
     page.locator('select[name="severity"]').select_option("critical")
     page.get_by_role("button", name="Filter", exact=True).click()
+    page.wait_for_url("**severity=critical**")
     with page.expect_download() as download:
         page.get_by_role("link", name="Export CSV").click()
     saved = tmp_path / "flagged.csv"
@@ -93,10 +96,11 @@ def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
 
     page.get_by_label("Note").fill("客户在开玩笑")
     page.get_by_role("button", name="False alarm").click()
-    page.wait_for_load_state()
+    expect(page.locator("body")).to_contain_text("False alarm by sup")
     assert "False alarm</b> by sup" in page.content()
     page.get_by_role("link", name="Flagged", exact=True).click()
-    assert "false alarm" in page.locator("table").inner_text()
+    page.wait_for_url(f"{service.url}/dashboard")
+    expect(page.locator("table")).to_contain_text("false alarm")
 
     page.get_by_role("link", name="cust-红").click()  # the customer's page: every call, negative share over time
     page.wait_for_url(f"{service.url}/customers?id=*")
@@ -104,6 +108,7 @@ def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
     shoot(page, "customer-desktop")
 
     page.get_by_role("link", name="Calls", exact=True).click()
+    page.wait_for_url(f"{service.url}/calls")
     shoot(page, "calls-desktop")
     context.close()
 
