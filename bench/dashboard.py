@@ -32,11 +32,9 @@ appends them with the command, machine, versions and date. Exit status 1 if one 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -48,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._dashboard_seed import seed  # noqa: E402
+from bench._databases import database, postgres_problem  # noqa: E402
+from bench._report import command_line, table_text  # noqa: E402
 
 PG_DEFAULT = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
@@ -76,40 +76,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def database(name: str, admin_url: str, tmp: Path):
-    """An SQLite file in ``tmp``, or a fresh PostgreSQL database dropped afterwards."""
-    if name == "sqlite":
-        yield f"sqlite:///{tmp / 'var' / 'callmood.db'}"
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    db = f"callmood_bench_dashboard_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {db}"))
-    try:
-        yield make_url(admin_url).set(database=db).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        admin.dispose()
-
-
-def postgres_reachable(url: str) -> str | None:
-    from sqlalchemy import create_engine, text
-
-    try:
-        eng = create_engine(url)
-        with eng.connect() as c:
-            c.execute(text("select 1"))
-        eng.dispose()
-        return None
-    except Exception as exc:
-        return str(exc).splitlines()[0]
-
-
 def run_one(name: str, args: argparse.Namespace, tmp: Path) -> dict:
     """Seed one database and time the requests; the result for the report."""
     from sqlalchemy import text
@@ -119,7 +85,7 @@ def run_one(name: str, args: argparse.Namespace, tmp: Path) -> dict:
     from plugin.services import build
     from plugin.web.app import create_app
 
-    with database(name, args.postgres, tmp) as url:
+    with database(args.postgres if name == "postgres" else None, tmp, prefix="callmood_bench_dashboard") as url:
         (tmp / "var").mkdir(mode=0o700, exist_ok=True)
         (tmp / "config.yaml").write_text("", encoding="utf-8")
         cfg = config_mod.load(tmp / "config.yaml", overrides={
@@ -204,20 +170,6 @@ def report(args: argparse.Namespace, results: list[dict]) -> tuple[str, bool]:
     return "\n".join(lines), ok
 
 
-def table_text(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table, padded so it also reads as plain text."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(fmt(r) for r in rows)]
-
-
-def command_line() -> str:
-    exe = Path(sys.executable)
-    exe_s = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else exe.name
-    argv = [os.path.relpath(Path(sys.argv[0]).resolve(), ROOT), *sys.argv[1:]]
-    return shlex.join([exe_s, *argv])
-
-
 def write_markdown(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -237,7 +189,7 @@ def main() -> None:
     os.environ["CALLMOOD_CONFIG"] = os.devnull  # no ./config.yaml of the checkout's
     names = [d.strip() for d in args.db.split(",") if d.strip()]
     if "postgres" in names:
-        problem = postgres_reachable(args.postgres)
+        problem = postgres_problem(args.postgres)
         if problem:
             progress(f"PostgreSQL skipped: unreachable: {problem}")
             names.remove("postgres")

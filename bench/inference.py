@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from plugin.core.data import EMOTIONS, normalize_label  # noqa: E402  (numpy only: the parent stays torch-free)
+from bench._report import table_text  # noqa: E402
 
 RATE = 16000
 WINDOW_S = 3
@@ -460,13 +461,6 @@ def targets(geometry: str, cuda: bool, results: dict, scores: dict) -> list[str]
                        f"rounds): {v} {mid:.2f}x ({low:.2f}–{high:.2f}), {100 * agree:.1f}% -> "
                        f"{'met' if ok else 'NOT met'}")
     return out
-
-
-def table_text(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table, padded so it also reads as plain text."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(fmt(r) for r in rows)]
 
 
 def write_markdown(path: Path, env: dict, sections: list[dict]) -> None:

@@ -62,7 +62,6 @@ import os
 import platform
 import queue
 import re
-import shlex
 import signal
 import socket
 import statistics
@@ -79,6 +78,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._calls import CallFile, make_calls  # noqa: E402
+from bench._databases import database, postgres_problem  # noqa: E402
+from bench._report import command_line, table_text  # noqa: E402
 
 CACHE = Path(tempfile.gettempdir()) / "callmood-bench"  # recordings and model dirs, reused across runs
 SECRET = "bench-secret"
@@ -225,16 +226,11 @@ def databases(args: argparse.Namespace) -> list[tuple[str, str | None]]:
         if name == "sqlite":
             out.append(("sqlite", None))
             continue
-        from sqlalchemy import create_engine, text
-
-        try:
-            eng = create_engine(args.postgres)
-            with eng.connect() as c:
-                c.execute(text("select 1"))
-            eng.dispose()
+        problem = postgres_problem(args.postgres)
+        if problem is None:
             out.append(("postgres", args.postgres))
-        except Exception as exc:
-            progress(f"PostgreSQL skipped: unreachable at {scrub_url(args.postgres)}: {str(exc).splitlines()[0]}")
+        else:
+            progress(f"PostgreSQL skipped: unreachable at {scrub_url(args.postgres)}: {problem}")
     if not out:
         sys.exit("no database to run on")
     return out
@@ -380,30 +376,6 @@ def run_service(args, env, model_dir, calls, standin: StandIn, db_name: str, adm
                 p.stop()
         r["ffmpeg_peak_mb"] = sampler.peak_kb / 1024
         return r
-
-
-@contextlib.contextmanager
-def database(admin_url: str | None, tmp: str):
-    """An SQLite file in the run's folder, or a fresh PostgreSQL database dropped afterwards."""
-    if admin_url is None:
-        yield f"sqlite:///{Path(tmp) / 'var' / 'callmood.db'}"
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"callmood_bench_{os.getpid()}_{next(_DB_COUNTER)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-
-_DB_COUNTER = iter(range(1, 1 << 30))
 
 
 def free_port() -> int:
@@ -877,20 +849,6 @@ def report(args, env: dict, calls: list[CallFile], dbs, results: list[dict], sto
     lines.append(f"- command: `{command_line()}`; torch {env['torch']}, funasr {env['funasr']}, "
                  f"Python {env['python']}")
     return "\n".join(lines) + "\n"
-
-
-def table_text(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table, padded so it also reads as plain text."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(fmt(r) for r in rows)]
-
-
-def command_line() -> str:
-    exe = Path(sys.executable)
-    exe_s = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else exe.name
-    argv = [os.path.relpath(Path(sys.argv[0]).resolve(), ROOT), *sys.argv[1:]]
-    return shlex.join([exe_s, *argv])
 
 
 def write_markdown(path: Path, env: dict, text: str) -> None:
