@@ -3,12 +3,10 @@ serializers (plugin/web/serializers.py) read, in short sessions."""
 
 from __future__ import annotations
 
-from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from plugin.store import flagged
 from plugin.store.tables import AlertRow, Call, Delivery, Job, Notification, Segment
 
 Sessions = sessionmaker[Session]
@@ -44,16 +42,6 @@ def calls(sessions: Sessions, status: str | None = None, limit: int = 50,
 def alert(sessions: Sessions, alert_id: int) -> AlertRow | None:
     with sessions() as s:
         return s.execute(select(AlertRow).where(AlertRow.id == alert_id).options(*_ALERT_LOADS)).scalar()
-
-
-def flagged_customers(sessions: Sessions, limit: int = 100, *, search: str | None = None,
-                      scenario: str | None = None, since: datetime | None = None,
-                      severity: str | None = None, offset: int = 0) -> list[dict]:
-    """Customers with alerts, most recent first: the red-flag list support teams watch
-    (plugin/store/flagged.py has it all: more filters, sorts, the count, handling)."""
-    rows, _total = flagged.page(sessions, flagged.FlaggedQuery(search=search, scenario=scenario, since=since,
-                                                               severity=severity), limit, offset)
-    return rows
 
 
 def notifications(sessions: Sessions, status: str | None = None, receiver: str | None = None,

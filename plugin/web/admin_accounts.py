@@ -74,13 +74,9 @@ def _user(accounts: Accounts, name: object) -> User:
     return user
 
 
-def _keeps_an_admin(accounts: Accounts, user: User) -> None:
-    """Refuse when ``user`` is the last enabled admin (they are about to stop being one)."""
-    if user.role != "admin" or user.disabled_at is not None:
-        return
-    if not any(u.role == "admin" and u.disabled_at is None and u.id != user.id for u in accounts.users()):
-        raise AdminActionRefused(_("%(name)s is the last enabled admin: make another admin first.",
-                                   name=user.name), 409)
+def _last_admin(user: User) -> AdminActionRefused:
+    """The change would leave no enabled admin (the store checks it with the admins locked)."""
+    return AdminActionRefused(_("%(name)s is the last enabled admin: make another admin first.", name=user.name), 409)
 
 
 def _not_self(actor: Identity, user: User) -> None:
@@ -108,12 +104,10 @@ def set_role(accounts: Accounts, actor: Identity, name: object, role: object) ->
         return user
     if role != "admin":
         _not_self(actor, user)
-        _keeps_an_admin(accounts, user)
     try:
         user = accounts.set_role(user.name, role, keep_an_admin=True)
-    except LastAdminError:  # another admin was demoted or disabled meanwhile
-        raise AdminActionRefused(_("%(name)s is the last enabled admin: make another admin first.",
-                                   name=user.name), 409) from None
+    except LastAdminError:
+        raise _last_admin(user) from None
     log.info("user %s is now %s (set by %s)", user.name, user.role, who(actor))
     return user
 
@@ -121,12 +115,10 @@ def set_role(accounts: Accounts, actor: Identity, name: object, role: object) ->
 def disable(accounts: Accounts, actor: Identity, name: object) -> User:
     user = _user(accounts, name)
     _not_self(actor, user)
-    _keeps_an_admin(accounts, user)
     try:
         user = accounts.disable(user.name, keep_an_admin=True)
     except LastAdminError:
-        raise AdminActionRefused(_("%(name)s is the last enabled admin: make another admin first.",
-                                   name=user.name), 409) from None
+        raise _last_admin(user) from None
     log.info("user %s disabled by %s", user.name, who(actor))
     return user
 

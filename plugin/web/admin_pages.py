@@ -57,6 +57,12 @@ def users():
     return _users_page()
 
 
+@bp.errorhandler(AdminActionRefused)
+def _refused(exc: AdminActionRefused):
+    """Every form's refusal: the users page again, saying why, with the status it gives."""
+    return _users_page(exc.status, exc.message)
+
+
 def _done(message: str):
     flash(message)
     return redirect(url_for("admin_pages.users"), 303)
@@ -69,52 +75,37 @@ def _form(key: str) -> str:
 @bp.post("/users/add")
 @requires("admin")
 def add_user():
-    try:
-        user = admin_accounts.add_user(get_services().accounts, current(), _form("name"), _form("role"),
-                                       _form("password"), _form("password_again"))
-    except AdminActionRefused as exc:
-        return _users_page(exc.status, exc.message)
+    user = admin_accounts.add_user(get_services().accounts, current(), _form("name"), _form("role"),
+                                   _form("password"), _form("password_again"))
     return _done(_("User %(name)s added (%(role)s).", name=user.name, role=user.role))
 
 
 @bp.post("/users/role")
 @requires("admin")
 def set_role():
-    try:
-        user = admin_accounts.set_role(get_services().accounts, current(), _form("name"), _form("role"))
-    except AdminActionRefused as exc:
-        return _users_page(exc.status, exc.message)
+    user = admin_accounts.set_role(get_services().accounts, current(), _form("name"), _form("role"))
     return _done(_("%(name)s is now %(role)s; their sessions have ended.", name=user.name, role=user.role))
 
 
 @bp.post("/users/disable")
 @requires("admin")
 def disable_user():
-    try:
-        user = admin_accounts.disable(get_services().accounts, current(), _form("name"))
-    except AdminActionRefused as exc:
-        return _users_page(exc.status, exc.message)
+    user = admin_accounts.disable(get_services().accounts, current(), _form("name"))
     return _done(_("%(name)s is disabled: they can no longer log in.", name=user.name))
 
 
 @bp.post("/users/enable")
 @requires("admin")
 def enable_user():
-    try:
-        user = admin_accounts.enable(get_services().accounts, current(), _form("name"))
-    except AdminActionRefused as exc:
-        return _users_page(exc.status, exc.message)
+    user = admin_accounts.enable(get_services().accounts, current(), _form("name"))
     return _done(_("%(name)s is enabled again.", name=user.name))
 
 
 @bp.post("/users/password")
 @requires("admin")
 def reset_password():
-    try:
-        user = admin_accounts.reset_password(get_services().accounts, current(), _form("name"),
-                                             _form("password"), _form("password_again"))
-    except AdminActionRefused as exc:
-        return _users_page(exc.status, exc.message)
+    user = admin_accounts.reset_password(get_services().accounts, current(), _form("name"),
+                                         _form("password"), _form("password_again"))
     return _done(_("Password of %(name)s changed; their sessions have ended.", name=user.name))
 
 
@@ -123,11 +114,8 @@ def reset_password():
 def create_token():
     """The answer itself shows the token, once: it is not redirected (a flashed message
     would carry it in the session cookie) and never stored or logged here."""
-    try:
-        row, plaintext = admin_accounts.create_token(get_services().accounts, current(), _form("name"),
-                                                     _form("role"), _form("expires_days"))
-    except AdminActionRefused as exc:
-        return _users_page(exc.status, exc.message)
+    row, plaintext = admin_accounts.create_token(get_services().accounts, current(), _form("name"),
+                                                 _form("role"), _form("expires_days"))
     return _users_page(201, new_token={"id": row.id, "name": row.name, "role": row.role,
                                        "expires_at": row.expires_at, "plaintext": plaintext})
 
@@ -135,8 +123,5 @@ def create_token():
 @bp.post("/tokens/<id:token_id>/revoke")
 @requires("admin")
 def revoke_token(token_id: int):
-    try:
-        row = admin_accounts.revoke_token(get_services().accounts, current(), token_id)
-    except AdminActionRefused as exc:
-        return _users_page(exc.status, exc.message)
+    row = admin_accounts.revoke_token(get_services().accounts, current(), token_id)
     return _done(_("Token %(id)d (%(name)s) revoked.", id=row.id, name=row.name))

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from plugin.core.validation import StrictModel
 from plugin.flow.report.period import zone
+from plugin.flow.report.render import csv_cell
 from plugin.store import flagged as store
 from plugin.store import handling
 from plugin.web import flagged_args
@@ -36,7 +37,6 @@ CSV_COLUMNS = ["customer_id", "severity", "alerts", "false_alarms", "confirmed",
                "last_call_id", "last_summary", "last_alert_local", "phone", "queue", "agent_id", "rule",
                "acknowledged_by", "acknowledged_at", "assigned_to", "assigned_by", "assigned_at", "handling_note"]
 CUSTOMER_MAX = 255
-FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs (as the reports' csv_cell)
 
 
 def rows(parsed: flagged_args.FlaggedArgs, limit: int, offset: int, emotions: bool = True) -> tuple[list[dict], int]:
@@ -92,21 +92,14 @@ def csv_export() -> Response:
     for r in found:
         h = r.get("handling") or {}
         local = datetime.fromisoformat(r["last_alert_at"].replace("Z", "+00:00")).astimezone(tz)
-        w.writerow([_text(r["customer_id"]), r["severity"], r["alerts"], r["false_alarms"], r["confirmed"],
-                    r["last_alert_at"], _text(r["scenario"]), r["last_call_id"], _text(r["last_summary"]),
-                    local.isoformat(" ", "minutes")[:16], _text(r["phone"]), _text(r["queue"]),
-                    _text(r["agent_id"]), _text(r["rule"]), _text(h.get("acknowledged_by")),
-                    h.get("acknowledged_at"), _text(h.get("assigned_to")), _text(h.get("assigned_by")),
-                    h.get("assigned_at"), _text(h.get("note"))])
+        w.writerow([csv_cell(r["customer_id"]), r["severity"], r["alerts"], r["false_alarms"], r["confirmed"],
+                    r["last_alert_at"], csv_cell(r["scenario"]), r["last_call_id"], csv_cell(r["last_summary"]),
+                    local.isoformat(" ", "minutes")[:16], csv_cell(r["phone"]), csv_cell(r["queue"]),
+                    csv_cell(r["agent_id"]), csv_cell(r["rule"]), csv_cell(h.get("acknowledged_by")),
+                    h.get("acknowledged_at"), csv_cell(h.get("assigned_to")), csv_cell(h.get("assigned_by")),
+                    h.get("assigned_at"), csv_cell(h.get("note"))])
     return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="callmood-flagged.csv"'})
-
-
-def _text(value: str | None) -> str:
-    """A text cell (csv_cell's rule, for text only: thousands of rows go through here)."""
-    if value is None:
-        return ""
-    return "'" + value if value[:1] in FORMULA else value
 
 
 # --- who is handling a customer ---------------------------------------------------------
