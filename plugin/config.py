@@ -107,6 +107,36 @@ class ModelConfig(Section):
         return self
 
 
+NUMBER_KINDS = ("phone", "id_card", "bank_card")
+
+
+class AsrConfig(Section):
+    """What was said: SenseVoiceSmall through FunASR transcribes the windows emotion2vec
+    scores (the same windows, batched alongside them)."""
+
+    # auto: on when the model loads, and analysis goes on without words while it does not;
+    # true: the same, but /health calls a missing recognizer a problem; false: never loaded.
+    enabled: Literal["auto", True, False] = "auto"
+    name: str = "iic/SenseVoiceSmall"
+    path: str | None = None  # a local model directory; wins over name
+    hub: Literal["ms", "hf"] = "ms"
+    revision: str | None = None  # the hub revision of `name`; unset: the hub's newest
+    # A hint for SenseVoice's language query: auto, zh, en, yue, ja, ko.
+    language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
+    use_itn: bool = True  # punctuation and numbers as digits ("12315", not "幺二三幺五")
+    batch_size: int = Field(0, ge=0, le=1024)  # windows per forward; 0 = 16 on CPU, 64 on CUDA
+    # all: every window; emotion: only windows whose emotion label a rule's emotion clause
+    # names (saves compute on large fleets; keyword-only rules then hear less).
+    windows: Literal["all", "emotion"] = "all"
+    # Digit runs that look like these are masked before a transcript is stored or sent.
+    mask_numbers: list[Literal["phone", "id_card", "bank_card"]] = Field(default_factory=lambda: list(NUMBER_KINDS))
+    retry_interval_s: float = 60.0
+
+    @property
+    def wanted(self) -> bool:
+        return self.enabled is not False
+
+
 # Revisions checked for the default model: the ModelScope tag, and the Hugging Face commit
 # (the mirror's head since June 2024, with the nine-label tokens.txt).
 MODEL_PINS = {
@@ -483,6 +513,7 @@ class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    asr: AsrConfig = Field(default_factory=AsrConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)

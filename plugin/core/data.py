@@ -99,9 +99,14 @@ class Download:
     path: str | None = None
 
 
+# SenseVoice's audio events (its tags <|Laughter|>, <|Cry|>...), as stored and as rules name them.
+EVENTS = ("speech", "bgm", "applause", "laughter", "cry", "sneeze", "breath", "cough")
+
+
 @dataclass(frozen=True)
 class SegmentResult:
-    """emotion2vec's verdict on one window of one channel."""
+    """emotion2vec's verdict on one window of one channel, and what was said in it
+    (the transcript fields stay None where no speech recognizer ran)."""
 
     start: float  # seconds from the start of the call
     end: float
@@ -110,6 +115,13 @@ class SegmentResult:
     label: str
     confidence: float
     scores: dict[str, float]
+    # The words, digit runs that look like phone, ID-card or bank-card numbers masked
+    # (plugin/core/transcript.py); "" when the recognizer heard no words.
+    text: str | None = None
+    language: str | None = None  # SenseVoice's language id: "zh", "en", "yue", "ja", "ko", "nospeech"
+    tag_emotion: str | None = None  # SenseVoice's own emotion tag, in EMOTIONS' names
+    events: tuple[str, ...] = ()  # SenseVoice's audio events (EVENTS) but "speech"
+    normalized: str | None = None  # ``text`` in the form keyword rules match (transcript.normalize)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,6 +183,13 @@ class Alert:
     labels: dict[str, str] = field(default_factory=dict)  # the rule's labels (routing matches on them)
     # The measures behind the verdict, e.g. {"share": 0.4, "longest_run_s": 12.0, "rise": 0.5}
     details: dict[str, Any] = field(default_factory=dict)
+    # What was said in the segments that fired, in call order (at most MAX_QUOTES):
+    # [{"start": 133.2, "end": 136.2, "role": "customer", "text": "我要退款"}]; empty without transcripts.
+    quotes: list[dict[str, Any]] = field(default_factory=list)
+
+
+# Quotes an alert carries at most: a message quotes what fired, not the whole call.
+MAX_QUOTES = 5
 
 
 def summarize(segments: list[SegmentResult], duration: float) -> CallAnalysis:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.core.clock import Clock
 from plugin.core.data import CallAnalysis, SegmentResult, summarize
 from plugin.flow.context import call_context
-from plugin.store.tables import AlertRow, Call, Feedback, Segment
+from plugin.store.tables import SEGMENT_COLUMNS, AlertRow, Call, Feedback, Segment, segment_result
 from rules.engine import RuleSet, evaluate, load_rules
 from rules.yamlfile import parse_duration
 
@@ -271,13 +271,10 @@ def read_calls(sessions: sessionmaker[Session], cutoff: datetime, chunk: int | N
             last_id = ids[-1]
             segments: dict[int, list[SegmentResult]] = {i: [] for i in ids}
             for row in s.execute(
-                    select(Segment.call_id, Segment.start, Segment.end, Segment.channel, Segment.role,
-                           Segment.label, Segment.confidence, Segment.scores)
+                    select(Segment.call_id, *SEGMENT_COLUMNS)
                     .where(Segment.call_id.in_(ids))
                     .order_by(Segment.call_id, Segment.channel, Segment.start)):
-                segments[row.call_id].append(SegmentResult(
-                    start=row.start, end=row.end, channel=row.channel, role=row.role, label=row.label,
-                    confidence=row.confidence, scores=dict(row.scores or {})))
+                segments[row.call_id].append(segment_result(row))
             stored: dict[int, set[str]] = {i: set() for i in ids}
             feedback: dict[int, dict[str, str]] = {i: {} for i in ids}
             for row in s.execute(

@@ -41,7 +41,9 @@ def store_results(s: Session, call: Call, ctx: dict[str, Any], analysis: CallAna
     ``now``: the clock's time for this transaction (the database's on PostgreSQL)."""
     s.execute(delete(Segment).where(Segment.call_id == call.id))
     s.add_all(Segment(call_id=call.id, channel=r.channel, role=r.role, start=r.start, end=r.end,
-                      label=r.label, confidence=r.confidence, scores=r.scores)
+                      label=r.label, confidence=r.confidence, scores=r.scores, text=r.text,
+                      language=r.language, tag_emotion=r.tag_emotion,
+                      events=list(r.events) if r.text is not None else None, normalized=r.normalized)
               for r in analysis.segments)
     call.status, call.error = "analyzed", None
     call.analyzed_at = now

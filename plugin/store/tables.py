@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from plugin.core.data import SegmentResult
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict: JSON, list: JSON}
@@ -106,8 +108,29 @@ class Segment(Base):
     label: Mapped[str] = mapped_column(String(32))
     confidence: Mapped[float] = mapped_column(Float)
     scores: Mapped[dict] = mapped_column(JSON)
+    # What was said (SenseVoice), numbers masked; NULL where no recognizer ran. Personal
+    # data: retention's segments_days and `callmood forget` remove it with the row.
+    text: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    tag_emotion: Mapped[str | None] = mapped_column(String(32))
+    events: Mapped[list | None] = mapped_column(JSON)
+    normalized: Mapped[str | None] = mapped_column(Text)
 
     call: Mapped[Call] = relationship(back_populates="segments")
+
+
+# What a stored segment gives back as a SegmentResult (the backtest and `callmood evaluate`
+# replay rules on them): select these, with Segment.call_id, and hand each row to segment_result.
+SEGMENT_COLUMNS = (Segment.start, Segment.end, Segment.channel, Segment.role, Segment.label, Segment.confidence,
+                   Segment.scores, Segment.text, Segment.language, Segment.tag_emotion, Segment.events,
+                   Segment.normalized)
+
+
+def segment_result(row) -> SegmentResult:
+    return SegmentResult(start=row.start, end=row.end, channel=row.channel, role=row.role, label=row.label,
+                         confidence=row.confidence, scores=dict(row.scores or {}), text=row.text,
+                         language=row.language, tag_emotion=row.tag_emotion, events=tuple(row.events or ()),
+                         normalized=row.normalized)
 
 
 class AlertRow(Base):

@@ -36,7 +36,7 @@ from plugin.flow.context import call_context
 from plugin.flow.evaluate.labels import Label
 from plugin.flow.evaluate.metrics import NONE
 from plugin.model.loading import EmotionModel
-from plugin.store.tables import Call, Segment
+from plugin.store.tables import SEGMENT_COLUMNS, Call, Segment, segment_result
 from rules.conditions import role_segments
 
 STORED, MODEL = "stored", "model"
@@ -260,13 +260,10 @@ def _segments(s: Session, ids: list[int]) -> dict[int, list[SegmentResult]]:
     """The segments of the calls ``ids`` (one chunk of stored_units)."""
     out: dict[int, list[SegmentResult]] = {i: [] for i in ids}
     for chunk in _chunks(ids):
-        for row in s.execute(select(Segment.call_id, Segment.start, Segment.end, Segment.channel, Segment.role,
-                                    Segment.label, Segment.confidence, Segment.scores)
+        for row in s.execute(select(Segment.call_id, *SEGMENT_COLUMNS)
                              .where(Segment.call_id.in_(chunk))
                              .order_by(Segment.call_id, Segment.channel, Segment.start)):
-            out[row.call_id].append(SegmentResult(start=row.start, end=row.end, channel=row.channel, role=row.role,
-                                                  label=row.label, confidence=row.confidence,
-                                                  scores=dict(row.scores or {})))
+            out[row.call_id].append(segment_result(row))
     return out
 
 
