@@ -177,11 +177,13 @@ class Child:
     peak RSS (and GPU memory) is its own, and no variant inherits another's threads, caches
     or allocator state. Its chatter (FunASR, werkzeug) goes to a log shown only on failure."""
 
+    script = Path(__file__).resolve()  # the benchmark whose --child it runs (bench/asr.py has its own)
+
     def __init__(self, role: str, args: argparse.Namespace, spec: dict):
         self.role = role
         self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         spec = {**spec, "device": spec.get("device", args.device)}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", role, "--spec", json.dumps(spec)]
+        cmd = [sys.executable, str(self.script), "--child", role, "--spec", json.dumps(spec)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.log, text=True, bufsize=1)
 

@@ -138,7 +138,9 @@ def analyze(config_path, files, as_csv, roles, queue):
     from tqdm import tqdm
 
     from plugin.audio.decode import DecodeError, audio_line, decode
-    from plugin.flow.analysis import analyze_audio
+    from plugin.flow.analysis import analyze_audio, listening
+    from plugin.flow.segment_rows import TRANSCRIPT_COLUMNS, csv_row, said_line, transcript_cells
+    from plugin.model.asr import SpeechService
     from plugin.model.loading import EmotionModel, ModelUnavailable
     from rules.engine import RulesError, evaluate, load_rules
 
@@ -147,8 +149,13 @@ def analyze(config_path, files, as_csv, roles, queue):
     try:
         rules = load_rules(cfg.rules_path)
         model = EmotionModel(cfg.model)
+        speech = SpeechService(cfg.asr)
+        speech.try_load(model.device, model.threads)
+        listen = listening(speech.get(), cfg.asr, rules)
     except (RulesError, ModelUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
+    if listen is None and cfg.asr.wanted:  # auto: the emotions without the words, said once
+        click.echo(f"no transcripts: {speech.reason}", err=True)
     # Random weights (make-random-model): said on stderr, in each file's heading and CSV row.
     made_by = "trial model, random weights" if model.trial else model.source
     if model.trial:
@@ -157,7 +164,7 @@ def analyze(config_path, files, as_csv, roles, queue):
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["file", "start", "end", "channel", "role", "emotion", "confidence",
-                         "call_emotion", "call_confidence", "alerts", "model"])
+                         "call_emotion", "call_confidence", "alerts", "model", *TRANSCRIPT_COLUMNS])
     failed = 0
     bar = tqdm(files, unit="file", disable=len(files) < 2 or not sys.stderr.isatty(), file=sys.stderr)
     for f in bar:
@@ -169,21 +176,22 @@ def analyze(config_path, files, as_csv, roles, queue):
                 failed += 1
                 click.echo(f"{f}: {exc}", err=True)
                 continue
-            analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles)
+            analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles, listening=listen)
         picked, alerts = evaluate(rules, analysis, _cli_call(f, queue, analysis.duration))
         fired = ";".join(a.rule for a in alerts)
         if writer:
-            for s in analysis.segments:
-                writer.writerow([f, s.start, s.end, s.channel, s.role, s.label,
-                                 f"{s.confidence:.4f}", analysis.emotion,
-                                 f"{analysis.confidence:.4f}", fired, made_by])
+            for s in analysis.segments:  # every cell as the exports write it: no formula runs
+                writer.writerow(csv_row([f, s.start, s.end, s.channel, s.role, s.label,
+                                         f"{s.confidence:.4f}", analysis.emotion,
+                                         f"{analysis.confidence:.4f}", fired, made_by, *transcript_cells(s)]))
             continue
         tqdm.write(f"== {f} ({analysis.duration:.1f}s, {len(analysis.segments)} segments, "
                    f"{notes['skipped_s']:.1f}s of {notes['audio_s']:.1f}s track audio skipped as non-speech, vad={notes['vad']})"
                    + (" [trial model, random weights]" if model.trial else ""))
         tqdm.write(f"  audio: {audio_line(notes)}")  # rate, codec, resampler; NARROWBAND, PARTIAL
         for s in analysis.segments:
-            tqdm.write(f"  {s.start:8.2f}-{s.end:8.2f}  {s.role:<8} {s.label:<10} {s.confidence:.3f}")
+            tqdm.write(f"  {s.start:8.2f}-{s.end:8.2f}  {s.role:<8} {s.label:<10} {s.confidence:.3f}"
+                       + (f"  {said_line(s)}" if s.text is not None else ""))
         verdict = f"{analysis.emotion} ({analysis.confidence:.3f})" if analysis.emotion else "no speech"
         scen = picked.scenario if picked else "-"
         tqdm.write(f"  verdict: {verdict}; scenario {scen}; alerts: {fired or 'none'}")

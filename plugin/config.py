@@ -125,6 +125,8 @@ class AsrConfig(Section):
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
     use_itn: bool = True  # punctuation and numbers as digits ("12315", not "幺二三幺五")
     batch_size: int = Field(0, ge=0, le=1024)  # windows per forward; 0 = 16 on CPU, 64 on CUDA
+    # auto: int8 on a CPU with AVX2 (as model.precision), else fp32; int8 runs on the CPU only.
+    precision: Literal["auto", "fp32", "int8"] = "auto"
     # all: every window; emotion: only windows whose emotion label a rule's emotion clause
     # names (saves compute on large fleets; keyword-only rules then hear less).
     windows: Literal["all", "emotion"] = "all"

@@ -148,5 +148,5 @@ def build(config: Config, migrate: bool = True) -> Services:
     for name in sorted(rules.current.sinks() - set(sinks)):
         log.warning("rules use sink %r but config has no sinks.%s: those actions are skipped",
                     name, name)
-    return Services(config, engine, db.make_sessionmaker(engine), DatabaseClock(), ModelService(config.model),
-                    rules, sinks, secret_key=secret)
+    return Services(config, engine, db.make_sessionmaker(engine), DatabaseClock(),
+                    ModelService(config.model, config.asr), rules, sinks, secret_key=secret)

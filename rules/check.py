@@ -19,6 +19,10 @@ def check_rules(path: str | Path, known_sinks: set[str] | None) -> tuple[list[st
 
 def describe(rs: RuleSet, known_sinks: set[str] | None = None) -> str:
     parts = [f"{rs.path}: OK", f"{len(rs.scenarios)} scenario(s)", f"{rs.rule_count()} rule(s)"]
+    words = sum(any(c.needs_transcript for c in r.when.clauses()) for s in rs.scenarios for r in s.rules)
+    if words:
+        parts.append(f"{words} of them listen to the words (says:, tag_emotions:, events:) and fire only "
+                     f"on transcribed calls (asr:)")
     if rs.routing is not None:
         parts.append(f"routing: {len(rs.routing.receivers)} receiver(s), {len(rs.routing.routes)} route(s)")
     else:

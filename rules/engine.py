@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from plugin.core.data import SEVERITIES, Action, Alert, CallAnalysis, Severity, severity_rank
-from rules.conditions import Condition, judge
+from plugin.core.data import MAX_QUOTES, SEVERITIES, Action, Alert, CallAnalysis, SegmentResult, Severity, severity_rank
+from rules.conditions import ClauseResult, Condition, judge
 from rules.routing import Routing, parse_routing
 from rules.schema import Strict, Strings, matches_any
 from rules.templates import render, trial_error
@@ -46,8 +46,11 @@ class ActionSpec(Strict):
     sink: str
 
 
-DEFAULT_SUMMARY = ("{{ call.customer_id or 'unknown customer' }}: {{ alert.emotions | join('/') }} "
-                   "in {{ (alert.share * 100) | round | int }}% of {{ alert.role }} speech")
+DEFAULT_SUMMARY = ("{{ call.customer_id or 'unknown customer' }}: "
+                   "{% if alert.details.keywords is defined and alert.details.keywords %}"
+                   "{{ alert.role }} said {{ alert.details.keywords | join('/') }}{% else %}"
+                   "{{ alert.emotions | join('/') }} "
+                   "in {{ (alert.share * 100) | round | int }}% of {{ alert.role }} speech{% endif %}")
 
 
 class Rule(Strict):
@@ -205,8 +208,9 @@ def _scenario(src: YamlFile, known_sinks: set[str] | None) -> tuple[Scenario | N
             names.setdefault(name, i)
         labels = rule.get("labels") if isinstance(rule.get("labels"), dict) else {}
         labels = {str(k): str(v) for k, v in labels.items()}
+        listens = _listens(rule.get("when"))
         if isinstance(rule.get("summary"), str):
-            problem = trial_error(rule["summary"], labels)
+            problem = trial_error(rule["summary"], labels, listens=listens)
             if problem:
                 problems.append(src.problem(where + ("summary",), problem))
         actions = rule.get("actions") if isinstance(rule.get("actions"), list) else []
@@ -221,11 +225,19 @@ def _scenario(src: YamlFile, known_sinks: set[str] | None) -> tuple[Scenario | N
             params = {k: v for k, v in action.items() if k != "sink"}
             for key, value in params.items():
                 if isinstance(value, str):
-                    problem = trial_error(value, labels, params)
+                    problem = trial_error(value, labels, params, listens=listens)
                     if problem:
                         problems.append(src.problem(where + ("actions", j, key), problem))
     problems.sort(key=line_of)
     return (scenario if not problems else None), problems
+
+
+def _listens(when: Any) -> bool:
+    """Whether a condition as written has a clause that listens to the words, at any depth:
+    only then do its alerts' details have mentions and keywords for templates."""
+    if isinstance(when, dict):
+        return "says" in when or "says_regex" in when or any(_listens(v) for v in when.values())
+    return isinstance(when, list) and any(_listens(v) for v in when)
 
 
 def _params(action: ActionSpec) -> dict[str, Any]:
@@ -257,6 +269,11 @@ def fire(rule: Rule, scenario: Scenario, analysis: CallAnalysis, call: dict) -> 
     primary = ev[0] if ev else None
     details: dict[str, Any] = dict(primary.measures) if primary else {}
     details["conditions"] = [{"role": e.role, **e.measures} for e in ev]
+    if any(c.listens for c in rule.when.clauses()):
+        # The words heard by every clause that listened, so a template always finds them.
+        heard = [e for e in ev if "mentions" in e.measures]
+        details["mentions"] = sum(e.measures["mentions"] for e in heard)
+        details["keywords"] = list(dict.fromkeys(k for e in heard for k in e.measures["keywords"]))
     alert = Alert(
         rule=rule.name, scenario=scenario.scenario, severity=rule.severity,
         role=primary.role if primary else rule.when.clauses()[0].role,
@@ -264,7 +281,7 @@ def fire(rule: Rule, scenario: Scenario, analysis: CallAnalysis, call: dict) -> 
         share=primary.measures["share"] if primary else 0.0,
         confidence=round(sum(s.confidence for s in segs) / len(segs), 4) if segs else 0.0,
         matched=[(round(s.start, 2), round(s.end, 2)) for s in segs], summary="",
-        labels=dict(rule.labels), details=details,
+        labels=dict(rule.labels), details=details, quotes=quotes(ev),
     )
     ctx = alert_context(alert)
     summary = render(rule.summary, call=call, alert=ctx)
@@ -274,6 +291,23 @@ def fire(rule: Rule, scenario: Scenario, analysis: CallAnalysis, call: dict) -> 
                                for k, v in _params(a).items()})
                for a in rule.actions]
     return Alert(**{**alert.__dict__, "summary": summary, "actions": actions})
+
+
+def quotes(evidence: list[ClauseResult]) -> list[dict[str, Any]]:
+    """What was said in the segments that fired, in call order, at most MAX_QUOTES.
+
+    When there are more, the windows where a listening clause heard its words go first:
+    a supervisor wants the "我要投诉", not the angry windows before it."""
+    heard = {(s.channel, s.start): s for e in evidence if "mentions" in e.measures for s in e.hits if s.text}
+    rest = {(s.channel, s.start): s for e in evidence for s in e.hits if s.text}
+    chosen = _in_order(heard.values())[:MAX_QUOTES]
+    chosen += _in_order(s for k, s in rest.items() if k not in heard)[:MAX_QUOTES - len(chosen)]
+    return [{"start": round(s.start, 2), "end": round(s.end, 2), "role": s.role, "text": s.text}
+            for s in _in_order(chosen)]
+
+
+def _in_order(segs: Any) -> list[SegmentResult]:
+    return sorted(segs, key=lambda s: (s.start, s.channel))
 
 
 def alert_context(alert: Alert) -> dict[str, Any]:

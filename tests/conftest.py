@@ -25,10 +25,11 @@ from werkzeug.serving import make_server
 
 from connectors.sources.generic import sign
 from plugin import config as config_mod
-from plugin.config import ModelConfig
+from plugin.config import AsrConfig, ModelConfig
 from plugin.core.clock import ManualClock
 from plugin.model.loading import EmotionModel
 from plugin.model.modeldir import build_random_model_dir
+from plugin.model.sensevoice_dir import build_sensevoice_dir
 from plugin.services import Services, build
 from plugin.store.engine import make_engine, upgrade
 from plugin.web.app import create_app
@@ -56,6 +57,34 @@ def emotion_model(model_dir) -> EmotionModel:
     """That model loaded once through funasr.AutoModel (batched engine, CPU), shared by
     the tests that do not test loading itself."""
     return EmotionModel(ModelConfig(path=str(model_dir), device="cpu"))
+
+
+# What the stand-in speech model hears (tests/asr_standin.py): each fits one 3 s window.
+STANDIN_SENTENCES = ["我要退款，不然我打12315。", "您好，请问有什么可以帮您？", "我要投诉", "我的手机是13812345678",
+                     "我要投", "诉，找律师曝光给媒体", "好的，我帮您查一下。"]
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    """A tiny SenseVoiceSmall directory built by FunASR's own class with random weights."""
+    return build_sensevoice_dir(tmp_path_factory.mktemp("sensevoice-tiny"), "tiny")
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory):
+    """A SenseVoiceSmall whose hand-set weights hear STANDIN_SENTENCES in StandIn.audio(s),
+    tagged zh, ANGRY, Speech."""
+    from tests.asr_standin import build_standin
+
+    return build_standin(tmp_path_factory.mktemp("sensevoice-standin"), STANDIN_SENTENCES, emotion="ANGRY")
+
+
+@pytest.fixture(scope="session")
+def speech_model(standin):
+    """The stand-in loaded once through funasr.AutoModel, shared."""
+    from plugin.model.asr import SpeechModel
+
+    return SpeechModel(AsrConfig(path=str(standin.path)), "cpu")
 
 
 def _postgres_available() -> str | None:
@@ -191,6 +220,8 @@ def make_config(tmp_path: Path, model_dir: Path | str | None, db_url: str, crm=N
         "data_dir": str(tmp_path / "var"),
         "database": {"url": db_url},
         "model": {"path": str(model_dir) if model_dir else None, "retry_interval_s": 0.2},
+        # No speech model unless a test gives one (tests/asr_standin.py, plugin/model/sensevoice_dir.py).
+        "asr": {"enabled": False},
         "rules": {"path": str(HERE / "rules")},
         # Most tests use tones, which silero rightly calls non-speech; tests of the VAD
         # use synthesized speech (tests/speech.py) and set vad: silero.

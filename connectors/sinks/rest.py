@@ -24,6 +24,12 @@ alert of the notification: ``{"alert", "call", "link", "time"}`` each), ``count`
 ``digest`` (true for a quiet-hours digest); ``alert`` and ``call`` are its worst alert's,
 e.g. ``note: "{{ count }} alert(s): {% for i in alerts %}{{ i.alert.summary }}; {% endfor %}"``.
 
+What was said in the segments that fired is ``alert.quotes`` in the templates (a list of
+``{"start", "end", "role", "text"}``, empty without transcripts), e.g.
+``note: "{% for q in alert.quotes %}{{ q.role }}: {{ q.text }}\n{% endfor %}"``. The default
+body carries them twice: as lines under the note ("02:13 customer: ..."), and as ``quotes``,
+a list of ``{"start", "end", "time", "role", "text"}``, each quote on one line.
+
 About calls a trial model analysed (``trial`` in the templates: random weights) every
 request says so whatever the templates: the header ``X-CallMood-Model: trial model, random
 weights``, and a JSON object body gets ``"trial": true`` and its ``note`` starts with
@@ -40,6 +46,7 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sinks.base import SendResult, Sink, SinkConfig, header_problem, post_json, retry_after_s
+from connectors.sinks.quotes import ROLES_EN, quote_lines, quotes_json
 from plugin.core import trial
 from plugin.core.sandbox import render, render_escaped
 
@@ -67,6 +74,16 @@ def trial_marked(payload: dict[str, Any]) -> dict[str, Any]:
         if isinstance(body.get("note"), str):
             body["note"] = f"{trial.LABEL}: {body['note']}"
     return {**payload, "headers": headers, "body": body}
+
+
+def with_quotes(body: dict[str, Any], alert: dict[str, Any]) -> dict[str, Any]:
+    """The default body with what was said: one line a quote under the note, and the quotes
+    as data (``quotes``, [] without transcripts)."""
+    lines = quote_lines(alert, ROLES_EN, 200)
+    note = body.get("note") or ""
+    if lines:
+        note = "\n".join([note, *lines]) if note else "\n".join(lines)
+    return {**body, "note": note, "quotes": quotes_json(alert)}
 
 
 def render_tree(value: Any, ctx: dict[str, Any]) -> Any:
@@ -177,9 +194,11 @@ class RestSink(Sink):
     cfg: RestConfig
 
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
-        body = self.cfg.body if self.cfg.body is not None else DEFAULT_BODY
+        body = render_tree(self.cfg.body if self.cfg.body is not None else DEFAULT_BODY, ctx)
+        if self.cfg.body is None:
+            body = with_quotes(body, ctx["alert"])
         payload = {"method": self.cfg.method, "url": render_url(self.cfg.url, ctx),
-                   "headers": render_headers(self.cfg.headers, ctx), "body": render_tree(body, ctx)}
+                   "headers": render_headers(self.cfg.headers, ctx), "body": body}
         return trial_marked(payload) if ctx.get("trial") else payload
 
     def headers(self, idempotency_key: str) -> dict[str, str]:

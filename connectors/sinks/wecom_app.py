@@ -18,10 +18,12 @@ https://developer.work.weixin.qq.com/document/path/90376 (事件格式: 模板�
 One alert, ``cards: true``: a ``button_interaction`` template card: source "CallMood",
 main title (severity and customer), sub title (the rule's summary), up to six key/value
 rows (scenario, rule, agent, emotion and confidence, times in the call, ticket), a tap on
-the card opens the call, and two buttons whose keys say the verdict and the notification
-("cm:correct:42", "cm:false_alarm:42"; ``parse_button_key``). WeCom calls the app's callback
-URL with the key and a response_code (connectors/wecom_crypto.py decrypts it); the handler
-then greys the button out with ``update_card_payload`` sent through this sink.
+the card opens the call, what was said in the segments that fired (``quote_area``: "原话
+What was said", up to CARD_QUOTES lines "02:13 客户: 我要退款…"), and two buttons whose keys
+say the verdict and the notification ("cm:correct:42", "cm:false_alarm:42";
+``parse_button_key``). WeCom calls the app's callback URL with the key and a response_code
+(connectors/wecom_crypto.py decrypts it); the handler then greys the button out with
+``update_card_payload`` sent through this sink.
 
 Several alerts of one group, a quiet-hours digest, a receiver's ``template`` or ``cards:
 false``: a markdown message, rendered with the group robot's template and helpers
@@ -57,9 +59,11 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sinks.base import Limit, SendResult, Sink, SinkConfig, whole_payloads
+from connectors.sinks.quotes import quote_lines, quotes_of
 from connectors.sinks.wecom_api import CREDENTIAL_ERRCODES, DEFAULT_BASE, TOKEN_ERRCODES, WeComApi, WeComError
 from connectors.sinks.wecom_robot import (
     DIGEST_HEADER,
+    OTHERS_RESERVE,
     SEVERITY_COLOR,
     TEMPLATE,
     _clip,
@@ -68,6 +72,7 @@ from connectors.sinks.wecom_robot import (
     _render,
     fmt_time,
     md,
+    quotes_block,
     truncate_utf8,
 )
 from connectors.wecom_crypto import aes_key_problem
@@ -94,6 +99,11 @@ BUTTON_KEY = re.compile(r"cm:(correct|false_alarm):([0-9]{1,18})")
 VERDICTS = {"correct": ("确认 Correct", "已确认 Correct", 1),
             "false_alarm": ("误报 False alarm", "已标为误报 False alarm", 2)}
 REPLACE_NAME_CHARS = 40
+# The card's quote_area: its quote_text has no documented length, and a card is read on a
+# phone: a few short lines, the call page has the rest.
+CARD_QUOTES, CARD_QUOTE_CHARS = 3, 60
+QUOTE_TITLE = "原话 What was said"
+SUMMARY_RESERVE = 300  # bytes of markdown the summary keeps when quotes are long
 RESPONSE_CODE = re.compile(r"[\x21-\x7e]{1,1024}")  # printable ASCII, no spaces
 
 # Errcodes the same request can never get past: a malformed body (40008 bad message type,
@@ -188,6 +198,16 @@ def update_card_payload(agentid: int, response_code: str, userids: list[str], ve
     if atall:
         body["atall"] = 1
     return {"op": "update_card", "body": body}
+
+
+def card_quotes(alert: dict[str, Any]) -> str:
+    """The card's quote_text: the first CARD_QUOTES quotes, one plain line each (a card field
+    is plain text, nothing to escape but line breaks), and how many more there are."""
+    lines = [plain(line) for line in quote_lines(alert, chars=CARD_QUOTE_CHARS)[:CARD_QUOTES]]
+    more = len(quotes_of(alert)) - len(lines)
+    if lines and more > 0:
+        lines.append(f"… 另有 {more} 句 / {more} more")
+    return "\n".join(lines)
 
 
 def _http_url(value: object) -> str | None:
@@ -393,6 +413,9 @@ class WeComAppSink(Sink):
         link = _http_url(ctx.get("link"))
         if link:
             card["card_action"] = {"type": 1, "url": link}
+        said = card_quotes(a)
+        if said:
+            card["quote_area"] = {"type": 0, "title": QUOTE_TITLE, "quote_text": said}
         if not card["sub_title_text"]:
             del card["sub_title_text"]
         return card
@@ -407,19 +430,23 @@ class WeComAppSink(Sink):
         times = ", ".join(spans[:TIMES_SHOWN]) + (f" (+{len(spans) - TIMES_SHOWN})" if len(spans) > TIMES_SHOWN else "")
         # App markdown has no "<@userid>" mentions: the recipients are the people messaged.
         extras = {"color": Raw(SEVERITY_COLOR.get(alert.get("severity"), "comment")), "times": Raw(times or "-"),
-                  "mentions": Raw("")}
+                  "mentions": Raw(""), "quotes": Raw("")}
         link = Raw(_http_url(ctx.get("link")) or "")
         ctx = {**ctx, "link": link}
         if action.get("template"):
+            extras["quotes"] = Raw(quotes_block(alert, limit // 2))
             content = _render(action["template"], more="", **extras, **ctx)
         elif ctx.get("digest"):
             content = self._digest(ctx, limit)
         else:
             others = [i for i in ctx.get("alerts") or [] if not i.get("primary")]
-            # The summary gets what the template leaves (and room for the others' list), so the
-            # link at the end is never cut off.
+            # The quotes, then the summary, get what the template leaves (and room for the
+            # others' list), so the link at the end is never cut off.
             bare = _render(TEMPLATE, more="", **extras, **{**ctx, "alert": {**alert, "summary": Raw("")}})
-            room = limit - _size(bare) - (min(800, limit // 3) if others else 0)
+            left = limit - _size(bare) - (min(OTHERS_RESERVE, limit // 3) if others else 0)
+            summary_bytes = min(_size(md(alert.get("summary") or "")), SUMMARY_RESERVE)
+            extras["quotes"] = Raw(quotes_block(alert, left - summary_bytes))
+            room = left - _size(extras["quotes"])
             summary = Raw(_cut_bytes(md(alert.get("summary") or ""), max(room, 0)))
             ctx = {**ctx, "alert": {**alert, "summary": summary}}
             content = _render(TEMPLATE, more="", **extras, **ctx)

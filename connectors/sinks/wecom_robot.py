@@ -13,7 +13,12 @@ under it) or be a quiet-hours digest (``digest``: every alert, one line each). L
 before the byte cap, so the link and the mentions always make it. ``action.mentions``
 (a routing receiver's list) replaces the sink's ``mentioned_list``.
 
-Every value put into a message (call fields, the rule's summary, labels...) is data, never
+What was said in the segments that fired (``alert.quotes``, with transcripts on) is quoted
+under the summary, one line each: "> 02:13 客户: 我要退款…" (``quotes_block``: each cut to 80
+characters, as many as fit before the others' list). An operator's template gets that
+block as ``{{ quotes }}``, or ``alert.quotes`` itself, escaped like any value.
+
+Every value put into a message (call fields, the rule's summary, labels, quotes...) is data, never
 markdown: WeCom markdown has no escape character, so the characters that start a heading,
 a link, a tag or a mention (``# [ ] < > * ` &``) become their full-width look-alikes and
 line breaks become spaces (``md``). The operator's own template text keeps its markdown.
@@ -36,6 +41,7 @@ import requests
 from pydantic import Field, field_validator
 
 from connectors.sinks.base import Limit, SendResult, Sink, SinkConfig, post_json, whole_payloads
+from connectors.sinks.quotes import quote_lines
 from plugin.core import trial
 from plugin.core.ids import user_id_problem
 from plugin.core.lookalikes import markdown_safe
@@ -63,7 +69,7 @@ TEMPLATE = """\
 > 情绪 Emotion: **{{ alert.emotions | join('/') }}** · 置信度 Confidence: {{ '%.2f' | format(alert.confidence) }} · 占比 Share: {{ (alert.share * 100) | round | int }}% ({{ alert.role }})
 > 时间点 In call: {{ times }}
 
-{{ alert.summary }}{{ more }}
+{{ alert.summary }}{{ quotes }}{{ more }}
 
 [查看通话 / Open the call]({{ link }}){{ mentions }}"""
 
@@ -73,6 +79,10 @@ DIGEST_HEADER = """\
 """
 
 SUMMARY_CHARS = 100  # of each alert's summary in a list
+
+QUOTES_HEADER = "\n\n**原话 / What was said:**"
+# What the group's other alerts may need of a message when quotes come first.
+OTHERS_RESERVE = 800
 
 MERGED_HEADER = ("### 告警合并 / Alerts merged\n> 机器人每分钟最多 {per} 条，以下 {n} 条告警合并发送 / "
                  "the robot takes {per} messages a minute: {n} alert(s) in one message\n")
@@ -153,6 +163,19 @@ def _more(ctx: dict[str, Any], others: list[dict[str, Any]], budget: int) -> str
     return head + "\n" + "\n".join(_fit(lines, room))
 
 
+def quotes_block(alert: dict[str, Any], budget: int) -> str:
+    """The alert's quotes as markdown to put under its summary: a heading, then one quoted
+    line each ("> 02:13 客户: 我要退款…"), every quote escaped by ``md``; as many as fit in
+    ``budget`` bytes of UTF-8, "" when none does (or the alert has none)."""
+    out = QUOTES_HEADER
+    for line in quote_lines(alert):
+        candidate = f"{out}\n> {md(line)}"
+        if len(candidate.encode("utf-8")) > budget:
+            break
+        out = candidate
+    return "" if out == QUOTES_HEADER else out
+
+
 def report_messages(content: str, png: bytes | None) -> list[dict[str, Any]]:
     """The review report (plugin/flow/report/) as the robot's messages, each a payload for
     ``send``: the markdown (cut to MAX_BYTES; its maker escaped the data in it with ``md``),
@@ -204,17 +227,21 @@ class WeComRobotSink(Sink):
         mentions = Raw(mention_line(list(users)))
         # What the code built (and escaped where it holds data) goes in as it is.
         extras = {"color": Raw(SEVERITY_COLOR.get(alert["severity"], "comment")), "times": Raw(times or "-"),
-                  "mentions": mentions}
+                  "mentions": mentions, "quotes": Raw("")}
         ctx = {**ctx, "link": Raw(ctx.get("link") or "")}
         others = [i for i in ctx.get("alerts") or [] if not i.get("primary")]
         # Random weights: said first, and the rest fits in what the line leaves.
         head = f"{trial.LABEL}\n" if ctx.get("trial") else ""
         limit = MAX_BYTES - len(head.encode("utf-8"))
         if action.get("template"):
+            extras["quotes"] = Raw(quotes_block(alert, limit // 2))
             content = _render(action["template"], more="", **extras, **ctx)
         elif ctx.get("digest"):
             content = self._digest(ctx, mentions, limit)
         else:
+            content = _render(TEMPLATE, more="", **extras, **ctx)
+            room = limit - len(content.encode("utf-8")) - (OTHERS_RESERVE if others else 0)
+            extras["quotes"] = Raw(quotes_block(alert, room))
             content = _render(TEMPLATE, more="", **extras, **ctx)
             if others:
                 more = _more(ctx, others, limit - len(content.encode("utf-8")))

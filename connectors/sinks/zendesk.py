@@ -51,6 +51,7 @@ import requests
 from pydantic import Field, field_validator, model_validator
 
 from connectors.sinks.base import SendResult, Sink, SinkConfig, post_json, retry_after_s
+from connectors.sinks.quotes import ROLES_EN, clip, one_line, quote_lines
 from connectors.sinks.rest import url_value
 from connectors.sources.zendesk import zendesk_subdomain
 from plugin.core import scrub, trial
@@ -62,6 +63,7 @@ MAX_COMMENT_PAGES = 5  # newest first: our note, when there, is on the first pag
 MAX_FOLLOWUPS_CHECKED = 3
 MAX_SEGMENTS = 20
 SUMMARY_CHARS = 2000
+QUOTE_CHARS = 200  # of one quote's words in a note
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -116,16 +118,6 @@ def api_base(value: str) -> str:
 
 # --- render -----------------------------------------------------------------------------
 
-def one_line(value: object) -> str:
-    """``value`` as text on one line: line breaks and other controls become spaces, so no
-    value can add a line of its own to a note (our marker line included)."""
-    return " ".join("".join(c if c.isprintable() else " " for c in str(value)).split())
-
-
-def clip(text: str, chars: int) -> str:
-    return text if len(text) <= chars else text[: chars - 1] + "…"
-
-
 def fmt_time(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 60:02d}:{s % 60:02d}"
@@ -133,7 +125,7 @@ def fmt_time(seconds: float) -> str:
 
 def note_lines(ctx: dict[str, Any]) -> list[str]:
     """The note about one alert, one fact a line, each value on its line: what was heard,
-    which rule said so, where in the call, and the link to the call's page. About a call a
+    which rule said so, where in the call, what was said there, and the link to the call's page. About a call a
     trial model analysed the first line says so."""
     alert = ctx["alert"]
     lines = [trial.LABEL] if ctx.get("trial") else []
@@ -152,9 +144,18 @@ def note_lines(ctx: dict[str, Any]) -> list[str]:
     if spans:
         more = f" (+{len(spans) - MAX_SEGMENTS} more)" if len(spans) > MAX_SEGMENTS else ""
         lines.append(f"Moments ({role}): " + ", ".join(spans[:MAX_SEGMENTS]) + more)
+    said = note_quotes(alert)
+    if said:
+        lines += ["What was said:"] + said
     if ctx.get("link"):
         lines.append("Call: " + one_line(ctx["link"]))
     return lines
+
+
+def note_quotes(alert: dict[str, Any]) -> list[str]:
+    """What was said in the segments that fired, one plain line each ("02:13 customer: ..."),
+    each on its own line whatever the words hold (no caller's words end a note with our marker)."""
+    return [f"- {line}" for line in quote_lines(alert, ROLES_EN, QUOTE_CHARS)]
 
 
 def zendesk_tag(value: object) -> str:

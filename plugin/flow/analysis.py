@@ -6,24 +6,56 @@ three cut, skip and summarize the same way.
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 from plugin.audio import segment as seg
 from plugin.audio import vad
 from plugin.audio.decode import DecodedAudio
-from plugin.config import AudioConfig
+from plugin.config import AsrConfig, AudioConfig
 from plugin.core.data import CallAnalysis, SegmentResult, summarize
+from plugin.core.transcript import mask_numbers, normalize
 from plugin.model.loading import EmotionModel
+
+if TYPE_CHECKING:  # the speech model imports FunASR: only where one loads
+    from plugin.model.asr import SpeechModel
 
 # Windows a call hands to the model at a time: bounds memory on long calls (the model
 # batches them, together with other calls' windows, by its own batch size).
 WINDOWS_PER_REQUEST = 128
 
 
+@dataclass(frozen=True)
+class Listening:
+    """What to do about the words: the speech model, which windows it hears (None: all;
+    else those whose emotion2vec label is one of these, asr.windows "emotion"), and which
+    numbers are masked before anything is kept (asr.mask_numbers)."""
+
+    model: SpeechModel
+    labels: frozenset[str] | None = None
+    mask: tuple[str, ...] = ()
+
+
+def listening(speech: SpeechModel | None, cfg: AsrConfig, rules=None) -> Listening | None:
+    """How a call is listened to under ``cfg`` (asr:), or None without a speech model.
+    asr.windows "emotion": only windows whose label an emotion clause of ``rules`` (a
+    RuleSet) names; with no such clause, every window."""
+    if speech is None:
+        return None
+    labels = None
+    if cfg.windows == "emotion" and rules is not None:
+        named = {e for sc in rules.scenarios for rule in sc.rules for c in rule.when.clauses()
+                 for e in c.emotions or ()}
+        labels = frozenset(named) or None
+    return Listening(speech, labels, tuple(cfg.mask_numbers))
+
+
 def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
                   channel_roles: dict[int, str] | None = None,
-                  on_progress: Callable[[int, int], None] | None = None) -> tuple[CallAnalysis, dict]:
-    """Classify the speech (or every audible window) of every track; returns the analysis and notes."""
+                  on_progress: Callable[[int, int], None] | None = None,
+                  listening: Listening | None = None) -> tuple[CallAnalysis, dict]:
+    """Classify the speech (or every audible window) of every track, and with ``listening``
+    transcribe the same windows; returns the analysis and notes."""
     tracks, note = seg.tracks_for(audio, channel_roles)
     wins: list[seg.Window] = []
     speech_frames = 0
@@ -53,12 +85,14 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
                 quiet_frames += w.end - w.start
                 continue
             batch.append((w, x))
-        for (w, _), scores in zip(batch, model.classify([x for _, x in batch])):
-            label = max(scores, key=scores.get)
+        scored = model.classify([x for _, x in batch])
+        labels = [max(scores, key=scores.get) for scores in scored]
+        words = _transcribe(listening, [x for _, x in batch], labels) if listening else [None] * len(batch)
+        for (w, _), scores, label, heard in zip(batch, scored, labels, words):
             results.append(SegmentResult(
                 start=round(w.start / audio.sample_rate, 3), end=round(w.end / audio.sample_rate, 3),
                 channel=w.channel, role=w.role, label=label, confidence=round(scores[label], 6),
-                scores={k: round(v, 6) for k, v in scores.items()}))
+                scores={k: round(v, 6) for k, v in scores.items()}, **(heard or {})))
         if on_progress:
             on_progress(min(i + WINDOWS_PER_REQUEST, len(wins)), len(wins))
 
@@ -78,8 +112,22 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
         notes["skipped_silence_s"] = round(quiet_frames / rate, 3)
     if note:
         notes["layout_note"] = note
+    if listening:
+        notes["transcribed"] = sum(r.text is not None for r in results)
     # How the audio came and was decoded (source rate, codec, resampler, narrowband, partial):
     # the call's summary and /predict say it, so a score is never read without it.
     notes.update(audio.describe())
     return summarize(results, audio.duration), notes
 
+
+
+def _transcribe(listening: Listening, xs: list, labels: list[str]) -> list[dict | None]:
+    """The transcript fields of each window (None for a window not heard): words masked
+    before they are kept anywhere, and their matching form made from the masked words."""
+    wanted = [i for i, label in enumerate(labels) if listening.labels is None or label in listening.labels]
+    out: list[dict | None] = [None] * len(xs)
+    for i, parsed in zip(wanted, listening.model.transcribe([xs[i] for i in wanted])):
+        text = mask_numbers(parsed.text, listening.mask) if listening.mask else parsed.text
+        out[i] = {"text": text, "language": parsed.language, "tag_emotion": parsed.tag_emotion,
+                  "events": parsed.events, "normalized": normalize(text)}
+    return out

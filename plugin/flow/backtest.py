@@ -1,7 +1,8 @@
 """`callmood rules backtest`: replay stored segment results through candidate rules.
 
 No model run: every analysed call keeps its segment results (label, confidence, scores
-per window), so judging them again with other rules is cheap. The report says, per rule,
+per window, and what was said where it was transcribed: rules with says: replay too), so
+judging them again with other rules is cheap. The report says, per rule,
 on how many calls it fires with the rules in force and with the candidate, which calls
 change, and, where supervisors marked alerts as correct or false alarm
 (``POST /api/alerts/<id>/feedback``), the precision of each.

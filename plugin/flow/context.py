@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plugin.core.data import Alert
 from plugin.core.signing import CallLinkSigner
 from plugin.store.tables import AlertRow, Call
 
@@ -49,8 +50,30 @@ def call_context(call: Call) -> dict[str, Any]:
 
 def stored_alert_context(row: AlertRow) -> dict[str, Any]:
     """A stored alert as templates see it (the keys of rules.engine.alert_context, plus ids)."""
+    details, quotes = split_quotes(row.details)
     return {"rule": row.rule, "scenario": row.scenario, "severity": row.severity, "role": row.role,
             "emotions": list(row.emotions or []), "share": row.share, "confidence": row.confidence,
             "matched": [tuple(m) for m in row.matched or []], "summary": row.summary,
-            "labels": dict(row.labels or {}), "details": dict(row.details or {}),
+            "labels": dict(row.labels or {}), "details": details, "quotes": quotes,
             "id": row.id, "call_id": row.call_id}
+
+
+# An alert's quotes (Alert.quotes: what was said in the segments that fired) are kept in its
+# row's details under this key: no column of their own, read back by split_quotes.
+QUOTES_KEY = "quotes"
+
+
+def stored_details(alert: Alert) -> dict[str, Any]:
+    """What an alert's row keeps as ``details``: its measures, and its quotes when it has any."""
+    details = {k: v for k, v in alert.details.items() if k != QUOTES_KEY}
+    if alert.quotes:
+        details[QUOTES_KEY] = [dict(q) for q in alert.quotes]
+    return details
+
+
+def split_quotes(details: object) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A row's stored details as (the measures, the quotes): the quotes a list of dicts,
+    empty when the alert has none (no transcripts, or stored before them)."""
+    details = dict(details) if isinstance(details, dict) else {}
+    quotes = details.pop(QUOTES_KEY, None)
+    return details, [dict(q) for q in quotes if isinstance(q, dict)] if isinstance(quotes, list) else []

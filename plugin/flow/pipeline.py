@@ -26,6 +26,7 @@ from plugin.config import Config
 from plugin.core import files, metrics, scrub
 from plugin.core.clock import Clock
 from plugin.core.data import CallEvent, Download, Recording
+from plugin.flow.analysis import listening
 from plugin.flow.context import call_context
 from plugin.flow.leases import HandedBack, JobLease, LeaseLost, NoLease, RunningJobs
 from plugin.flow.outputs import Outputs
@@ -98,14 +99,18 @@ class Pipeline:
                     stored = stored_event(call)
                 downloads = self._downloads(stored, http)
             lease.check()
-            heard = analyze_recording(call_id, downloads, stored.channel_roles, model, self.config, lease.check)
+            rules = self.rules()  # one version for listening, judging and routing, whatever a reload does
+            listen = listening(self.model.speech.get(), self.config.asr, rules)
+            heard = analyze_recording(call_id, downloads, stored.channel_roles, model, self.config, lease.check,
+                                      listen)
             analysis, timings = heard.analysis, heard.timings
             # Stored in the call's summary: its messages say "trial" by the model that made its labels.
             heard.notes["model"] = model.provenance()
+            if listen is None and self.config.asr.wanted:
+                heard.notes["transcript"] = f"none: {self.model.speech.reason}"
 
             t = time.perf_counter()
             ctx["duration_s"] = analysis.duration
-            rules = self.rules()  # one version for judging and routing, whatever a reload does meanwhile
             scenario, alerts = evaluate(rules, analysis, ctx)
             timings["judge"] = time.perf_counter() - t
 

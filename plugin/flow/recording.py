@@ -17,7 +17,7 @@ from plugin.config import Config
 from plugin.core import files
 from plugin.core.data import MAX_PARTS, CallAnalysis, Download
 from plugin.core.files import data_subdir, private_file
-from plugin.flow.analysis import analyze_audio
+from plugin.flow.analysis import Listening, analyze_audio
 from plugin.model.loading import EmotionModel
 
 
@@ -29,7 +29,8 @@ class RecordingAnalysis:
 
 
 def analyze_recording(call_id: int, downloads: list[Download], channel_roles: dict[int, str] | None,
-                      model: EmotionModel, cfg: Config, checkpoint: Callable[[], None]) -> RecordingAnalysis:
+                      model: EmotionModel, cfg: Config, checkpoint: Callable[[], None],
+                      listening: Listening | None = None) -> RecordingAnalysis:
     """Fetch, decode and analyse one call's recording: one file holding the whole call (its
     channels named by ``channel_roles``), or one file per participant (each download's
     ``role``), which are put side by side as the channels of one.
@@ -37,7 +38,8 @@ def analyze_recording(call_id: int, downloads: list[Download], channel_roles: di
     ``checkpoint()`` is called between stages, every few seconds while ffmpeg runs and as
     windows are classified: it raises (LeaseLost) once the job is no longer ours, and the
     work stops there (ffmpeg is killed). The lease itself is renewed meanwhile by its own
-    thread (plugin/flow/leases.py). Raises FetchError and DecodeError with the reason."""
+    thread (plugin/flow/leases.py). With ``listening``, the windows are transcribed too.
+    Raises FetchError and DecodeError with the reason."""
     whole_call = len(downloads) == 1 and downloads[0].role is None
     timings: dict[str, float] = {"fetch": 0.0, "decode": 0.0}
     workdir = Path(tempfile.mkdtemp(prefix=f"call{call_id}-", dir=_tmp_dir(cfg.data_dir)))
@@ -48,7 +50,7 @@ def analyze_recording(call_id: int, downloads: list[Download], channel_roles: di
 
         t = time.perf_counter()
         analysis, notes = analyze_audio(audio, model, cfg.audio, channel_roles,
-                                        on_progress=lambda done, total: checkpoint())
+                                        on_progress=lambda done, total: checkpoint(), listening=listening)
         timings["segment_and_infer"] = time.perf_counter() - t
         if not whole_call:
             notes["files"] = len(downloads)

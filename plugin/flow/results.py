@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from plugin.core import trial
 from plugin.core.data import Alert, CallAnalysis
 from plugin.flow import notify
+from plugin.flow.context import stored_details
 from plugin.flow.outputs import Outputs, customer_order_key
 from plugin.store.tables import AlertRow, Call, Delivery, Segment
 from rules.engine import RuleSet, Scenario, alert_context
@@ -69,7 +70,7 @@ def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, output
                        share=alert.share, confidence=alert.confidence,
                        matched=[list(m) for m in alert.matched], summary=alert.summary,
                        customer_id=call.customer_id, labels=dict(alert.labels),
-                       details=dict(alert.details), routing=[], created_at=now)
+                       details=stored_details(alert), routing=[], created_at=now)
         s.add(row)
         s.flush()
     have = {d.sink for d in s.execute(select(Delivery).where(Delivery.alert_id == row.id)).scalars()}

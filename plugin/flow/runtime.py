@@ -151,9 +151,12 @@ class Runtime:
                 self.scheduler.shutdown(wait=False)
 
     def _load_model(self) -> None:
-        """Until the model is loaded: try, then wait ``model.retry_interval_s``."""
+        """Until the model is loaded: try, then wait ``model.retry_interval_s``. Then the
+        same for the speech model (``asr.retry_interval_s``), if asr is on."""
         while not self._stop.is_set() and not self.model.try_load():
             self._stop.wait(self.config.model.retry_interval_s)
+        while not self._stop.is_set() and not self.model.try_load_speech():
+            self._stop.wait(self.config.asr.retry_interval_s)
 
     def _reload_rules(self) -> None:
         try:
@@ -184,8 +187,9 @@ class Runtime:
     def _work(self) -> None:
         cfg = self.config.worker
         while not self._stop.is_set():
-            if not self.model.ready:
-                # Jobs wait in the database until the model loads; nothing is lost.
+            if not self.model.settled:
+                # Jobs wait in the database until the model loads (and the speech model
+                # is loaded or was tried once); nothing is lost.
                 self._stop.wait(cfg.poll_interval_s)
                 continue
             try:

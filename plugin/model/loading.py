@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
-import sys
 import threading
 import time
 import warnings
@@ -14,17 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from plugin.config import ModelConfig
+from plugin.config import AsrConfig, ModelConfig
 from plugin.core import trial
 from plugin.core.data import EMOTIONS, normalize_label
+from plugin.model.asr import SpeechService
 from plugin.model.batcher import Batcher
+from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout  # noqa: F401 (ModelUnavailable: re-exported)
 from plugin.model.modeldir import MARKER, is_trial_model_dir
 
 log = logging.getLogger(__name__)
-
-
-class ModelUnavailable(Exception):
-    """The model is not loaded (yet); the message says why."""
 
 
 def resolve_device(device: str) -> str:
@@ -57,37 +53,6 @@ def check_model_dir(path: str) -> None:
     missing = [f for f in ("config.yaml", "model.pt") if not (p / f).is_file()]
     if missing:
         raise ModelUnavailable(f"model.path {path!r} lacks {', '.join(missing)}")
-
-
-class _ThreadStdout:
-    """sys.stdout while a model loads: the loading thread's writes go to ``sink``, every
-    other thread's where they went before. (contextlib.redirect_stdout swaps the process's
-    stdout: a model loading in the background would swallow, or on leaving put back over,
-    what another thread meanwhile pointed stdout at, as click's test runner does.)"""
-
-    def __init__(self, real, sink: io.StringIO):
-        self.real, self.sink, self.thread = real, sink, threading.get_ident()
-
-    def write(self, text: str) -> int:
-        return (self.sink if threading.get_ident() == self.thread else self.real).write(text)
-
-    def flush(self) -> None:
-        self.real.flush()
-
-    def __getattr__(self, name: str):
-        return getattr(self.real, name)
-
-
-@contextlib.contextmanager
-def _quiet_stdout(sink: io.StringIO):
-    quiet = _ThreadStdout(sys.stdout, sink)
-    sys.stdout = quiet
-    try:
-        yield
-    finally:
-        quiet.thread = None  # from now on it only forwards (thread ids are reused)
-        if sys.stdout is quiet:  # else someone pointed it elsewhere meanwhile: theirs stays
-            sys.stdout = quiet.real
 
 
 class EmotionModel:
@@ -220,20 +185,17 @@ def hub_source(cfg: ModelConfig) -> tuple[str, dict[str, str]]:
     return snapshot_download(repo_id=name_maps_hf.get(cfg.name, cfg.name), revision=cfg.revision), {}
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else exc.__class__.__name__
-
-
 class ModelService:
     """Loads the model in the background and says why it is not ready until it is.
 
     The service accepts webhooks while the model is missing; workers wait for it.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, asr: AsrConfig | None = None):
         self.cfg = cfg
         self.model: EmotionModel | None = None
+        # SenseVoice, loaded on the emotion model's device once that one is loaded (plugin/model/asr.py).
+        self.speech = SpeechService(asr or AsrConfig(enabled=False))
         self.state = "not loaded"
         self.reason = "model loading has not started"
         self.last_attempt: float | None = None
@@ -278,6 +240,20 @@ class ModelService:
             raise ModelUnavailable(self.reason)
         return self.model
 
+    def try_load_speech(self) -> bool:
+        """One attempt at the speech model (after the emotion model); True when there is
+        nothing more to load (loaded, or asr off)."""
+        model = self.model
+        if model is None:
+            return False
+        return self.speech.try_load(model.device, model.threads)
+
+    @property
+    def settled(self) -> bool:
+        """Workers may take calls: the emotion model is loaded and the speech model is
+        loaded, off, or (asr.enabled auto) was tried once."""
+        return self.ready and self.speech.settled
+
     @property
     def trial(self) -> bool:
         """A trial model (random weights) is loaded: /health and every page say so."""
@@ -289,4 +265,3 @@ class ModelService:
         if not self.trial:
             return answer
         return {**answer, "message": f"{answer.get('message', '')} ({trial.TEXT})".lstrip(), "trial": True}
-

@@ -140,12 +140,13 @@ def _listed(q: FlaggedQuery, g) -> list:
 
 
 def page(sessions: Sessions, q: FlaggedQuery, limit: int, offset: int = 0,
-         emotions: bool = True) -> tuple[list[dict], int]:
+         emotions: bool = True, quotes: bool = False) -> tuple[list[dict], int]:
     """The rows ``offset`` to ``offset + limit`` of the list, and how many rows it has.
 
     One statement: the page is cut from the grouped rows first, and only its latest alerts
     and their calls are joined (by primary key) after. ``emotions=False``: the latest
-    alert's emotions are not read (None; the CSV has no column for them)."""
+    alert's emotions are not read (None; the CSV has no column for them). ``quotes=True``:
+    the latest alert's details are read for its first quote (``last_quote``, the CSV's)."""
     g = _customers(q)
     h = CustomerHandling
     where = _listed(q, g)
@@ -156,7 +157,8 @@ def page(sessions: Sessions, q: FlaggedQuery, limit: int, offset: int = 0,
            .subquery("p"))
     stmt = (select(*cut.c, AlertRow.call_id, AlertRow.summary,
                    AlertRow.emotions if emotions else literal(None).label("emotions"), AlertRow.scenario, AlertRow.rule,
-                   Call.customer_phone, Call.agent_id, Call.queue)
+                   Call.customer_phone, Call.agent_id, Call.queue,
+                   AlertRow.details if quotes else literal(None).label("details"))
             .select_from(cut.outerjoin(AlertRow, AlertRow.id == cut.c.last_alert_id)
                          .outerjoin(Call, Call.id == AlertRow.call_id))
             .order_by(*_order(cut.c, q.sort)))
@@ -185,7 +187,7 @@ def _row(r: tuple) -> dict:
     page makes thousands of these."""
     (customer_id, alerts, last_alert_at, worst, other, false_alarms, confirmed, last_alert_id, ack_by, ack_at,
      assigned_to, assigned_by, assigned_at, note, _total, call_id, summary, emotions, scenario, rule, phone,
-     agent_id, queue) = r
+     agent_id, queue, details) = r
     handling = None
     if ack_at is not None or assigned_to is not None:
         handling = {"acknowledged_by": ack_by, "acknowledged_at": ack_at, "assigned_to": assigned_to,
@@ -194,7 +196,14 @@ def _row(r: tuple) -> dict:
             "severity": severity_of(worst, other), "last_alert_id": last_alert_id, "last_call_id": call_id,
             "last_summary": summary, "emotions": emotions, "scenario": scenario, "rule": rule, "phone": phone,
             "agent_id": agent_id, "queue": queue, "false_alarms": false_alarms or 0, "confirmed": confirmed or 0,
-            "handling": handling}
+            "handling": handling, "last_quote": _first_quote(details)}
+
+
+def _first_quote(details: object) -> dict | None:
+    """The first thing said in the segments that fired (an alert's details keep its quotes)."""
+    quotes = details.get("quotes") if isinstance(details, dict) else None
+    first = quotes[0] if isinstance(quotes, list) and quotes else None
+    return first if isinstance(first, dict) and isinstance(first.get("text"), str) else None
 
 
 def choices(sessions: Sessions, limit: int = 200) -> dict[str, list[str]]:

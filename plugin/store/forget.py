@@ -1,18 +1,20 @@
 """`callmood forget --customer ID`: remove every trace of one customer.
 
 The customer's calls (``Call.customer_id``) go, with everything hanging off them: jobs,
-segments, alerts (also any alert stored under the id), feedback, deliveries, the links
-of their alerts to notifications, the recording copies ``worker.keep_recordings``
-made and the copies of their imported recordings (`callmood import`), and who handled
-them on the red-flag list (customer_handling, its events and notes). A notification that
-holds only their alerts goes with its delivery.
+segments (with their transcripts), alerts (also any alert stored under the id; with them
+the quotes of what was said), feedback, deliveries, the links of their alerts to
+notifications, the recording copies ``worker.keep_recordings`` made and the copies of
+their imported recordings (`callmood import`), and who handled them on the red-flag list
+(customer_handling, its events and notes). A notification that holds only their alerts
+goes with its delivery.
 
 A notification shared with other customers' alerts (a quiet-hours digest, or routing
 grouped by something other than the customer) stays for the others: it loses the links
 to the customer's alerts, and its group key and its delivery's body are redacted: every
-occurrence of the customer id, their phone numbers and their calls' external and ticket
-ids becomes ``[removed]`` (also where a sink escaped or percent-encoded them). A body
-that is still to be sent goes out redacted. The review report's stored WeCom messages
+occurrence of the customer id, their phone numbers, their calls' external and ticket ids
+and the words their alerts quote (of 4 characters or more) becomes ``[removed]`` (also
+where a sink escaped or percent-encoded them; a quote a message cut short is not found).
+A body that is still to be sent goes out redacted. The review report's stored WeCom messages
 (plugin/flow/report/, deliveries keyed "report:...") name top customers: they are
 redacted the same way.
 
@@ -35,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.core import files
 from plugin.core.lookalikes import markdown_safe
 from plugin.store import handling, phone_lookups
+from plugin.store.retention import QUOTES
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job, Notification, NotificationAlert, Segment
 
 REDACTED = "[removed]"
@@ -77,9 +80,11 @@ def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
     out: Counter = Counter()
     calls = s.execute(select(Call).where(Call.customer_id == customer_id)).scalars().all()
     call_ids = [c.id for c in calls]
-    alert_ids = s.execute(select(AlertRow.id).where(or_(AlertRow.call_id.in_(call_ids),
-                                                        AlertRow.customer_id == customer_id))).scalars().all()
-    redact = Redactor([customer_id, *(v for c in calls for v in (c.customer_phone, c.external_id, c.ticket_id))])
+    alerts = s.execute(select(AlertRow.id, AlertRow.details).where(
+        or_(AlertRow.call_id.in_(call_ids), AlertRow.customer_id == customer_id))).all()
+    alert_ids = [a.id for a in alerts]
+    redact = Redactor([customer_id, *(v for c in calls for v in (c.customer_phone, c.external_id, c.ticket_id)),
+                       *quoted_words([a.details for a in alerts])])
 
     linked = s.execute(select(NotificationAlert.notification_id)
                        .where(NotificationAlert.alert_id.in_(alert_ids)).distinct()).scalars().all()
@@ -121,6 +126,27 @@ def _forget(s: Session, customer_id: str) -> tuple[Counter, list[int]]:
         out["handling"] += handled
     out["calls"] += s.execute(delete(Call).where(Call.id.in_(call_ids))).rowcount
     return out, call_ids
+
+
+# A quote shorter than this ("好的", "ok") names nobody, and removing it from a shared digest
+# would cut the same words out of the other customers' quotes.
+QUOTE_MIN_CHARS = 4
+
+
+def quoted_words(details: list[object]) -> list[str]:
+    """What the customer said, as their alerts quote it (``details["quotes"]``): the words
+    to remove from messages shared with other customers (a digest quotes every alert)."""
+    out = []
+    for d in details:
+        quotes = d.get(QUOTES) if isinstance(d, dict) else None
+        for q in quotes if isinstance(quotes, list) else []:
+            text = q.get("text") if isinstance(q, dict) else None
+            if isinstance(text, str):
+                # Also on one line, as messages carry it (connectors/sinks/quotes.py).
+                for words in {text.strip(), " ".join(text.split())}:
+                    if len(words) >= QUOTE_MIN_CHARS:
+                        out.append(words)
+    return out
 
 
 class Redactor:

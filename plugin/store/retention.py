@@ -10,7 +10,9 @@ What goes, and what stays so that the dashboard, the flagged list and backtests 
   feedback stay. The call's ``summary["purged"]["event"]`` says when, for the call page.
   Only calls that are settled (analyzed or failed): a call still being worked on keeps
   the URL it is fetched from.
-- segments: the per-window results of calls analysed before the cutoff are deleted; the
+- segments: the per-window results of calls analysed before the cutoff are deleted, with
+  their transcripts; in the same transaction the quotes their alerts keep (what was said
+  when a rule fired, ``AlertRow.details["quotes"]``) go too, the alert rows staying. The
   call keeps its verdict, and ``summary["purged"]["segments"]`` says when. Backtests skip
   such calls (and count them as skipped).
 - recordings: the copies ``worker.keep_recordings`` made (``<data_dir>/recordings/call-<id>``)
@@ -48,7 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.core import files, scrub
 from plugin.core.clock import Clock
 from plugin.store import phone_lookups
-from plugin.store.tables import Call, Delivery, LoginFailure, Segment, SinkSend, WebhookPush, WeComCallback
+from plugin.store.tables import AlertRow, Call, Delivery, LoginFailure, Segment, SinkSend, WebhookPush, WeComCallback
 
 CHUNK = 500
 LEFTOVER_AGE_S = 24 * 3600  # work folders in <data_dir>/tmp older than this are a killed worker's
@@ -56,6 +58,9 @@ SETTLED_CALL = ("analyzed", "failed")
 SETTLED_DELIVERY = ("delivered", "dead")
 EMPTY = "{}"  # an emptied JSON column, as both databases store it
 PUSH_IDS_DAYS = 7  # TCCC pushes a failed push again at most 3 times, within minutes
+# Where an alert's row keeps its quotes: transcript words, personal data like the segments'
+# (the pipeline writes them: plugin/flow/context.py QUOTES_KEY).
+QUOTES = "quotes"
 
 Sessions = sessionmaker[Session]
 
@@ -227,8 +232,21 @@ def _segments(s: Session, cutoff: datetime, now: datetime, dry_run: bool) -> tup
     n = s.execute(delete(Segment).where(Segment.call_id.in_(ids))).rowcount
     for c in s.execute(select(Call).where(Call.id.in_(ids))).scalars():
         mark_purged(c, "segments", now)
+    drop_quotes(s, ids)
     # n >= len(ids): a full chunk of calls always asks for another round.
     return n, len(ids)
+
+
+def drop_quotes(s: Session, call_ids: list[int]) -> int:
+    """The quotes of these calls' alerts removed from their details (the words go with the
+    segments they were cut from; the alert and its measures stay); how many alerts had some."""
+    n = 0
+    for alert in s.execute(select(AlertRow).where(AlertRow.call_id.in_(call_ids))).scalars():
+        if isinstance(alert.details, dict) and QUOTES in alert.details:
+            # A new dict: the JSON column does not see changes made inside the old one.
+            alert.details = {k: v for k, v in alert.details.items() if k != QUOTES}
+            n += 1
+    return n
 
 
 def _delivery_bodies(s: Session, cutoff: datetime, now: datetime, dry_run: bool) -> tuple[int, int]:

@@ -99,7 +99,9 @@ def rule(r: Rule) -> dict[str, Any]:
 
 def condition(c: Condition) -> dict[str, Any]:
     """A condition as a tree: {"combinator": "all"|"any"|"none", "parts": [...]} or one
-    clause with its role, emotions, window and the thresholds given."""
+    clause with its role, emotions, what it listens for (keywords and patterns as written in
+    the rule: text for the template to escape), SenseVoice's tags, window and the thresholds
+    given."""
     if c.combinator:
         return {"combinator": c.combinator,
                 "parts": [condition(p) for p in (c.all_ or c.any_ or c.none_ or [])]}
@@ -111,4 +113,10 @@ def condition(c: Condition) -> dict[str, Any]:
                   else {"kind": "range", "from": w.from_s or 0.0, "to": w.to_s})
     return {"combinator": None, "role": c.role, "emotions": list(c.emotions or []),
             "min_confidence": c.min_confidence, "window": window,
+            "says": list(c.says or []), "says_regex": list(c.says_regex or []),
+            "tag_emotions": list(c.tag_emotions or []), "events": list(c.events or []),
+            "needs_transcript": c.needs_transcript,
+            # emotions, the words (says: or says_regex:, any term), tag_emotions, events:
+            # each given must hold for the same segment
+            "criteria": sum(map(bool, (c.emotions, c.listens, c.tag_emotions, c.events))),
             "thresholds": [(k, getattr(c, k)) for k in THRESHOLDS if getattr(c, k) is not None]}

@@ -33,6 +33,14 @@ def problems() -> list[Problem]:
         return out
     if not svc.model.ready:  # (a trial model has its own banner in base.html, for anyone)
         out.append(Problem(_("Model not loaded: %(reason)s", reason=svc.model.reason), level="error"))
+    speech = svc.model.speech
+    if svc.model.ready and svc.config.asr.wanted and not speech.ready and speech.attempts:
+        if svc.config.asr.enabled is True:
+            out.append(Problem(_("Speech model not loaded, calls wait for it (asr.enabled: true): %(reason)s",
+                                 reason=speech.reason), level="error"))
+        else:
+            out.append(Problem(_("Speech model not loaded, calls are analysed without their words: %(reason)s",
+                                 reason=speech.reason)))
     rules = svc.rules_holder.status()
     if rules.get("status") == "refused":
         first = (rules.get("refused") or {}).get("problems") or ["?"]

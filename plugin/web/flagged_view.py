@@ -19,6 +19,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_babel import gettext as _
 from pydantic import Field, field_validator, model_validator
 
+from connectors.sinks.quotes import quote_line
 from plugin.core.validation import StrictModel
 from plugin.flow.report.period import zone
 from plugin.flow.report.render import csv_cell
@@ -35,13 +36,16 @@ log = logging.getLogger(__name__)
 CSV_MAX = 100_000  # rows in one export: every flagged customer of a large contact center
 CSV_COLUMNS = ["customer_id", "severity", "alerts", "false_alarms", "confirmed", "last_alert_at", "scenario",
                "last_call_id", "last_summary", "last_alert_local", "phone", "queue", "agent_id", "rule",
-               "acknowledged_by", "acknowledged_at", "assigned_to", "assigned_by", "assigned_at", "handling_note"]
+               "acknowledged_by", "acknowledged_at", "assigned_to", "assigned_by", "assigned_at", "handling_note",
+               "last_quote"]
 CUSTOMER_MAX = 255
+QUOTE_CHARS = 500  # of the latest alert's first quote in the CSV
 
 
-def rows(parsed: flagged_args.FlaggedArgs, limit: int, offset: int, emotions: bool = True) -> tuple[list[dict], int]:
+def rows(parsed: flagged_args.FlaggedArgs, limit: int, offset: int, emotions: bool = True,
+         quotes: bool = False) -> tuple[list[dict], int]:
     """The list's rows as the asker's role may see them, and how many there are in all."""
-    found, total = store.page(get_services().sessions, parsed.query, limit, offset, emotions)
+    found, total = store.page(get_services().sessions, parsed.query, limit, offset, emotions, quotes)
     phones = may("supervisor")
     return [redact.flagged(flagged_json(r), phones) for r in found], total
 
@@ -84,7 +88,7 @@ def csv_export() -> Response:
     parsed = flagged_args.parse()
     if parsed.problems:
         abort(400, "; ".join(p for _k, p in parsed.problems))
-    found, _total = rows(parsed, CSV_MAX, 0, emotions=False)
+    found, _total = rows(parsed, CSV_MAX, 0, emotions=False, quotes=True)
     tz = zone(get_services().config.reports.timezone)
     out = io.StringIO()
     w = csv.writer(out)
@@ -97,9 +101,14 @@ def csv_export() -> Response:
                     local.isoformat(" ", "minutes")[:16], csv_cell(r["phone"]), csv_cell(r["queue"]),
                     csv_cell(r["agent_id"]), csv_cell(r["rule"]), csv_cell(h.get("acknowledged_by")),
                     h.get("acknowledged_at"), csv_cell(h.get("assigned_to")), csv_cell(h.get("assigned_by")),
-                    h.get("assigned_at"), csv_cell(h.get("note"))])
+                    h.get("assigned_at"), csv_cell(h.get("note")), csv_cell(_quote(r.get("last_quote")))])
     return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="callmood-flagged.csv"'})
+
+
+def _quote(q: dict | None) -> str | None:
+    """The latest alert's first quote as one line, "02:13 customer: 我要退款" (role as its code)."""
+    return quote_line(q, {}, QUOTE_CHARS) if q else None
 
 
 # --- who is handling a customer ---------------------------------------------------------

@@ -53,6 +53,14 @@ def _health() -> tuple[dict, int]:
     if model is not None:  # which precision runs, and why (model.precision: auto picks by the hardware)
         detail["model"].update({k: getattr(model, k, None) for k in ("device", "precision", "precision_reason",
                                                                       "batch_size")})
+    speech = svc.model.speech
+    detail["asr"] = {"state": speech.state, "source": svc.config.asr.path or svc.config.asr.name,
+                     "enabled": svc.config.asr.enabled}
+    if speech.state != "ready" and svc.config.asr.wanted:
+        detail["asr"]["reason"] = speech.reason
+    if speech.model is not None:
+        detail["asr"].update(device=speech.model.device, precision=speech.model.precision,
+                             batch_size=speech.model.batch_size)
     window_s = svc.config.server.health_window_s
     try:
         detail["queue"] = queries.work_counts(svc.sessions)
@@ -64,6 +72,9 @@ def _health() -> tuple[dict, int]:
     if not svc.model.ready:
         return dict(status="error", message=f"Model not ready: {svc.model.reason}", detail=detail), 503
     problems = degraded_because(recent, detail["rules"])
+    if svc.config.asr.wanted and not speech.ready and speech.attempts:
+        # Calls are analysed without their words (auto), or wait for them (true).
+        problems.append(f"speech model not loaded: {speech.reason}")
     if problems:
         return dict(status="degraded", message="Model is ready for inference; degraded: " + "; ".join(problems),
                     detail=detail), 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from plugin.flow.context import split_quotes
 from plugin.store.deliveries import idempotency_key
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Notification
 
@@ -33,11 +34,14 @@ def feedback_json(f: Feedback | None) -> dict | None:
 
 def alert_json(a: AlertRow) -> dict:
     # a.deliveries and a.feedback must be loaded with the alert (plugin/store/queries.py does).
+    details, quotes = split_quotes(a.details)
     return {"id": a.id, "call_id": a.call_id, "rule": a.rule, "scenario": a.scenario,
             "severity": a.severity,
             "role": a.role, "emotions": a.emotions, "share": a.share, "confidence": a.confidence,
             "matched": a.matched, "summary": a.summary, "created_at": iso(a.created_at),
-            "labels": a.labels or {}, "details": a.details or {},
+            "labels": a.labels or {}, "details": details,
+            # What was said in the segments that fired: [{start, end, role, text}], [] without transcripts.
+            "quotes": quotes,
             "deliveries": [delivery_json(d) for d in a.deliveries],
             "feedback": feedback_json(a.feedback),
             # What routing.yaml did with it: [{receiver, outcome, reason, notification_id, ...}]
@@ -67,8 +71,13 @@ def call_json(c: Call, segments: bool = True) -> dict:
         "alerts": [alert_json(a) for a in c.alerts],
     }
     if segments:
+        # text: the words (numbers masked), "" where none were heard, None without transcripts;
+        # tag_emotion and events: SenseVoice's own emotion tag and audio events. Not the
+        # form keyword rules match (``normalized``): it says nothing ``text`` does not.
         out["segments"] = [{"start": s.start, "end": s.end, "channel": s.channel, "role": s.role,
-                            "label": s.label, "confidence": s.confidence, "scores": s.scores}
+                            "label": s.label, "confidence": s.confidence, "scores": s.scores,
+                            "text": s.text, "language": s.language, "tag_emotion": s.tag_emotion,
+                            "events": list(s.events or [])}
                            for s in c.segments]
     return out
 

@@ -1,6 +1,7 @@
 """The pages' words for the codes the data holds: emotions, severities, statuses, speaker
-roles, verdicts. The code stays what it is in the database, the API, CSV, logs and WeCom;
-a page shows its name in the page's language (the message catalogue, plugin/web/i18n.py).
+roles, verdicts, SenseVoice's audio events and languages. The code stays what it is in the
+database, the API, CSV, logs and WeCom; a page shows its name in the page's language (the
+message catalogue, plugin/web/i18n.py).
 
 The emotions' Chinese in the catalogue is FunASR's own (plugin/model/modeldir.LABEL_TOKENS:
 生气, 开心 ...), the names the model's labels carry (tests/unit/test_page_terms.py holds them
@@ -33,6 +34,12 @@ VERDICTS = {"correct": _l("Correct"), "false_alarm": _l("False alarm")}
 OUTCOMES = {"skipped": _l("skipped"), "grouped": _l("grouped"), "suppressed": _l("suppressed"),
             "digest": _l("digest"), "notified": _l("notified")}
 KINDS = {"daily": _l("Daily"), "weekly": _l("Weekly")}  # report periods
+# SenseVoice's audio events and languages (plugin/core/data.EVENTS, plugin/core/transcript.LANGUAGES).
+EVENTS = {"speech": _l("speech"), "bgm": _l("background music"), "applause": _l("applause"),
+          "laughter": _l("laughter"), "cry": _l("crying"), "sneeze": _l("sneeze"), "breath": _l("breathing"),
+          "cough": _l("cough")}
+LANGUAGES = {"zh": _l("Mandarin"), "en": _l("English"), "yue": _l("Cantonese"), "ja": _l("Japanese"),
+             "ko": _l("Korean"), "nospeech": _l("no speech")}
 
 
 def name(names: dict, code: object) -> str:
@@ -54,6 +61,8 @@ FILTERS = {
     "verdict_name": lambda code: name(VERDICTS, code),
     "outcome_name": lambda code: name(OUTCOMES, code),
     "kind_name": lambda code: name(KINDS, code),
+    "event_name": lambda code: name(EVENTS, code),
+    "language_name": lambda code: name(LANGUAGES, code),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plugin.core.transcript import quote_time
 from plugin.web.terms import EMOTIONS, ROLES, name
 
 WIDTH = 1000  # the SVG's own units; it scales to the page
@@ -44,8 +45,8 @@ def lanes(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60:02d}:{s % 60:02d}"
+    """"02:13", "1:02:13" past an hour: as WeCom messages quote a moment."""
+    return quote_time(seconds)
 
 
 def trend(calls: list[dict[str, Any]], width: int = WIDTH, height: int = 200) -> dict[str, Any]:

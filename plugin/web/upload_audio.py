@@ -18,7 +18,7 @@ from plugin.audio.decode import DecodeError, decode
 from plugin.core import files
 from plugin.core.data import CallAnalysis
 from plugin.core.files import data_subdir
-from plugin.flow.analysis import analyze_audio
+from plugin.flow.analysis import analyze_audio, listening
 from plugin.model.loading import ModelUnavailable
 from plugin.web.services import get_services
 
@@ -39,8 +39,10 @@ class HeardUpload:
     model: dict  # the model's provenance ({"trial": ..., "precision": ...})
 
 
-def hear_upload(upload: FileStorage | None, channel_roles: dict[int, str] | None = None) -> HeardUpload:
-    """Decode and analyse the multipart ``file``; raises UploadRefused (400, 422, 503)."""
+def hear_upload(upload: FileStorage | None, channel_roles: dict[int, str] | None = None,
+                words: bool = False) -> HeardUpload:
+    """Decode and analyse the multipart ``file`` (with ``words``, transcribed too, where the
+    speech model is loaded); raises UploadRefused (400, 422, 503)."""
     svc = get_services()
     if upload is None or not upload.filename:
         raise UploadRefused("multipart field 'file' is required", 400)
@@ -59,7 +61,8 @@ def hear_upload(upload: FileStorage | None, channel_roles: dict[int, str] | None
                            timeout_s=svc.config.audio.decode_timeout_s)
         except DecodeError as exc:
             raise UploadRefused(str(exc), 400) from None
-        analysis, notes = analyze_audio(audio, model, svc.config.audio, channel_roles)
+        listen = listening(svc.model.speech.model, svc.config.asr, svc.rules) if words else None
+        analysis, notes = analyze_audio(audio, model, svc.config.audio, channel_roles, listening=listen)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not analysis.segments:

@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 from plugin.core.data import Alert, CallAnalysis
 from plugin.flow.context import call_context
 from plugin.flow.report.render import csv_cell
+from plugin.flow.segment_rows import TRANSCRIPT_COLUMNS, transcript_cells
 from plugin.store.tables import Call
 from plugin.web import terms, timeline
 from plugin.web.predict import POOL
@@ -45,7 +46,7 @@ LAYOUTS: dict[str, dict[int, str] | None] = {
 }
 # The page's CSV: one row per segment, the columns of `callmood analyze --csv` and the scenario.
 CSV_COLUMNS = ["file", "start", "end", "channel", "role", "emotion", "confidence", "call_emotion",
-               "call_confidence", "scenario", "alerts", "model"]
+               "call_confidence", "scenario", "alerts", "model", *TRANSCRIPT_COLUMNS]
 NAME_MAX = 255  # characters of a file name shown and written back
 MODEL_WAIT_S = 10  # Retry-After while the model loads: the page tries again by itself
 
@@ -81,7 +82,7 @@ def page():
         colors=timeline.COLORS,
         setup={"max_bytes": limit, "max_size": _size(limit), "csv_header": _csv_text([CSV_COLUMNS]),
                "emotions": _names(terms.EMOTIONS), "roles": _names(terms.ROLES),
-               "severities": _names(terms.SEVERITIES), "messages": _messages()})
+               "severities": _names(terms.SEVERITIES), "events": _names(terms.EVENTS), "messages": _messages()})
 
 
 @bp.post("/upload/analyze")
@@ -107,7 +108,7 @@ def _analyze():
                                  f"{', '.join(sorted(s.scenario for s in rules.scenarios))})"), 400
     upload = request.files.get("file")
     try:
-        heard = hear_upload(upload, LAYOUTS[layout])
+        heard = hear_upload(upload, LAYOUTS[layout], words=True)
     except UploadRefused as exc:
         headers = {"Retry-After": str(MODEL_WAIT_S)} if exc.status == 503 else {}
         return jsonify(error=str(exc)), exc.status, headers
@@ -132,13 +133,15 @@ def _result(name: str, layout: str, heard: HeardUpload, rules: RuleSet, scenario
         "tracks": notes["tracks"],
         "layout_note": notes.get("layout_note"),  # e.g. roles given for a mono file: analysed mixed
         "skipped_silence_s": notes["skipped_s"],
+        # What was said (text None: no speech recognizer ran); the page sets it as text only.
         "segments": [{"start": s.start, "end": s.end, "channel": s.channel, "role": s.role, "emotion": s.label,
-                      "confidence": round(s.confidence, 4)} for s in analysis.segments],
+                      "confidence": round(s.confidence, 4), "text": s.text, "language": s.language,
+                      "tag_emotion": s.tag_emotion, "events": list(s.events)} for s in analysis.segments],
         "scenario": None if scenario is None else {
             "name": scenario.scenario, "description": scenario.description,
             "alerts": [{"rule": a.rule, "severity": a.severity, "summary": a.summary, "role": a.role,
                         "emotions": a.emotions, "share": a.share, "confidence": a.confidence,
-                        "matched": a.matched} for a in alerts]},
+                        "matched": a.matched, "quotes": a.quotes} for a in alerts]},
         "timeline": {"duration": drawn["duration"], "width": drawn["width"], "lanes": drawn["lanes"]},
         "audio": heard.audio,
         "model": heard.model,
@@ -156,7 +159,7 @@ def _csv_rows(name: str, analysis: CallAnalysis, scenario: Scenario | None, aler
     fired = ";".join(a.rule for a in alerts)
     made_by = "trial model, random weights" if model.get("trial") else ""
     return [[name, s.start, s.end, s.channel, s.role, s.label, s.confidence, analysis.emotion, analysis.confidence,
-             scenario.scenario if scenario else "", fired, made_by] for s in analysis.segments]
+             scenario.scenario if scenario else "", fired, made_by, *transcript_cells(s)] for s in analysis.segments]
 
 
 def _csv_text(rows: list[list[Any]]) -> str:
@@ -196,4 +199,5 @@ def _messages() -> dict[str, str]:
         "narrowband": _("narrowband (telephone band: emotion2vec hears less of it)"),
         "partial": _("partial: the file holds less than its header declares"),
         "used": _("used by a rule"), "status_of": _("%(name)s: %(status)s"),
+        "words": _("Words"), "no_words": _("(no words)"),
     }

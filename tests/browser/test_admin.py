@@ -108,6 +108,40 @@ def _every_control_labelled(page, url: str) -> None:
         assert unlabelled == [] and nameless == 0, path
 
 
+HOSTILE_KEYWORD = "<script>alert('kw')</script>"
+WORDS = """\
+scenario: words
+match: {queue: [complaints]}
+rules:
+  - name: regulator_threat
+    severity: critical
+    when:
+      says: [投诉, 12315, "<script>alert('kw')</script>", 'he said "refund"']
+      says_regex: ['<img src=x onerror="alert(1)">']
+      min_mentions: 2
+      tag_emotions: [angry]
+"""
+
+
+def test_a_keyword_rule_shows_its_words_as_text(browser, site, rules_dir, shoot):
+    (rules_dir / "words.yaml").write_text(WORDS, encoding="utf-8")
+    assert site.svc.rules_holder.reload_if_changed() is True
+    for viewport in (DESKTOP, PHONE):
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        log_in(page, site.url, then="/admin/rules")
+        rule = page.locator("div.rule", has_text="regulator_threat")
+        assert rule.locator("q.said").all_inner_texts() == ["投诉", "12315", HOSTILE_KEYWORD, 'he said "refund"']
+        assert rule.locator("code.said").all_inner_texts() == ['<img src=x onerror="alert(1)">']
+        assert "mentions at least 2 min_mentions" in rule.inner_text()
+        assert rule.locator("img, script").count() == 0 and dialogs == []  # text, never markup
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"] + 1
+        shoot(page, "admin-rules-words-" + ("phone" if viewport is PHONE else "desktop"))
+        context.close()
+
+
 def test_the_admin_pages_at_phone_width(browser, site, shoot):
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()

@@ -21,6 +21,9 @@ from tests.conftest import make_config
 from tests.helpers import make_audio
 
 PASSWORD = "correct horse battery"
+# What was said in the four windows (a transcript): the customer's words hostile, one long.
+SAID = ["您好，这里是客服中心，请问有什么可以帮您？", "我要退款 <script>alert(1)</script>",
+        "好的，我帮您查一下订单。", "不然我打12315投诉你们！" + "真的很生气" * 30]
 EN = "en-US"  # the browser's language: the pages' words below are the English ones
 SCORES = {"angry": 0.81, "neutral": 0.1, "sad": 0.05, "happy": 0.01, "fearful": 0.01, "disgusted": 0.01,
           "surprised": 0.005, "other": 0.003, "unknown": 0.002}
@@ -43,11 +46,15 @@ def site(tmp_path, sqlite_url, service_factory):
         for i in range(4):
             role, ch = ("agent", 0) if i % 2 == 0 else ("customer", 1)
             s.add(Segment(call_id=call.id, channel=ch, role=role, start=3.0 * i, end=3.0 * i + 3,
-                          label="angry" if role == "customer" else "neutral", confidence=0.8, scores=SCORES))
+                          label="angry" if role == "customer" else "neutral", confidence=0.8, scores=SCORES,
+                          text=SAID[i], language="zh", tag_emotion="angry" if role == "customer" else "neutral",
+                          events=["laughter"] if i == 1 else []))
         s.add(AlertRow(call_id=call.id, rule="angry_customer", scenario="general", severity="critical",
                        role="customer", emotions=["angry"], share=1.0, confidence=0.8, matched=[[3.0, 6.0], [9.0, 12.0]],
                        summary="客户 cust-红 很生气", customer_id="cust-红", created_at=now, routing=[],
-                       details={"share": 1.0}))
+                       details={"share": 1.0, "quotes": [
+                           {"start": 3.0, "end": 6.0, "role": "customer", "text": SAID[1]},
+                           {"start": 9.0, "end": 12.0, "role": "customer", "text": SAID[3]}]}))
         call_id = call.id
     files.data_subdir(svc.config.data_dir, files.RECORDINGS)
     shutil.copyfile(make_audio(tmp_path / "rec", "wav_pcm", 16000, 2, 12.0),
@@ -93,6 +100,14 @@ def test_a_supervisor_works_through_the_pages(browser, site, shoot, tmp_path):
     page.locator('rect[data-start="3.0"]').focus()
     page.keyboard.press("Enter")
     page.wait_for_function("Math.abs(document.getElementById('recording').currentTime - 3.0) < 1.0")
+    # What was said, beside the timeline: a click on a line's words seeks there too.
+    said = page.locator("table.transcript")
+    expect(said).to_contain_text("我要退款 <script>alert(1)</script>")  # the words as text
+    expect(said).to_contain_text("SenseVoice: Mandarin · angry · laughter")
+    said.get_by_text("好的，我帮您查一下订单。").click()
+    page.wait_for_function("Math.abs(document.getElementById('recording').currentTime - 6.0) < 1.0")
+    page.locator("ul.quotes button.seek").last.click()
+    page.wait_for_function("document.getElementById('recording').currentTime >= 9.0")
 
     page.get_by_label("Note").fill("客户在开玩笑")
     page.get_by_role("button", name="False alarm").click()

@@ -146,3 +146,33 @@ def test_the_upload_page_at_phone_width(browser, site, shoot):
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1
     shoot(page, "upload-phone")
     context.close()
+
+
+def test_the_words_of_each_segment_are_shown_as_text(browser, site, monkeypatch):
+    """What a speech recognizer heard (built by hand: hostile words) in a Words column, set as
+    text, SenseVoice's tag and events in small type."""
+    from plugin.core.data import SegmentResult, summarize
+    from plugin.web import upload_page
+    from plugin.web.upload_audio import HeardUpload
+
+    segs = [SegmentResult(0.0, 3.0, -1, "mixed", "angry", 0.9, {"angry": 0.9},
+                          text="我要退款 <img src=x onerror=window.__xss=1>", language="zh", tag_emotion="angry",
+                          events=("laughter",)),
+            SegmentResult(3.0, 6.0, -1, "mixed", "neutral", 0.8, {"neutral": 0.8}, text="", language="nospeech")]
+    heard = HeardUpload(summarize(segs, 6.0), {"tracks": [{"channel": -1, "role": "mixed"}], "skipped_s": 0.0},
+                        {"source_codec": "pcm_s16le"}, {"trial": False})
+    monkeypatch.setattr(upload_page, "hear_upload", lambda upload, roles, **kw: heard)
+    service, recordings = site
+    page = browser.new_context(viewport=DESKTOP).new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    log_in(page, service.url)
+    page.get_by_label("Recordings").set_input_files(str(recordings[0]))
+    page.wait_for_function("() => document.querySelector('.upload-state.state-done')", timeout=DONE_S)
+    table = page.locator(".upload-segments table")
+    assert table.locator("th").last.inner_text() == "Words"
+    words = table.locator("td.upload-words")
+    assert words.nth(0).inner_text().splitlines() == ["我要退款 <img src=x onerror=window.__xss=1>",
+                                                      "SenseVoice: angry · laughter"]
+    assert words.nth(1).inner_text() == "(no words)"
+    assert page.evaluate("window.__xss") is None and table.locator("img").count() == 0 and errors == []

@@ -24,7 +24,8 @@ def cfg_file(tmp_path, model_dir, extra="", name="config.yaml", model=""):
     p = tmp_path / name
     if "audio:" not in extra:
         extra += "audio: {vad: energy}\n"  # tones are not speech to silero (see conftest.make_config)
-    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}{', ' + model if model else ''}}}\n{extra}")
+    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}{', ' + model if model else ''}}}\n"
+                 f"asr: {{enabled: false}}\n{extra}")
     return p
 
 

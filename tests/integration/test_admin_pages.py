@@ -141,6 +141,65 @@ def test_the_rules_page_shows_version_files_and_rules(site):
     assert "refused" not in page.lower()
 
 
+# Keywords and patterns are the rule file's text (anyone who may edit it, or paste into it):
+# shown as text, quotes and all.
+WORDS = """\
+scenario: words
+match: {queue: [complaints]}
+rules:
+  - name: regulator_threat
+    severity: critical
+    when:
+      says: [投诉, 12315, "<script>alert('kw')</script>", 'he said "refund" \\ now']
+      min_mentions: 2
+  - name: upset_and_crying
+    severity: warning
+    when:
+      role: any
+      says_regex: ['(?<!\\d)12315(?!\\d)', '<img src=x onerror="alert(1)">']
+      emotions: [sad]
+      min_confidence: 0.55
+      tag_emotions: [angry]
+      events: [cry]
+"""
+
+
+def rule_html(page: str, name: str) -> str:
+    """The page's <div class="rule"> of the rule ``name``."""
+    return next(part for part in page.split('<div class="rule">')[1:] if f"<h4>{name} " in part).split("</div>")[0]
+
+
+def test_the_rules_page_shows_what_a_rule_listens_for_as_text(site):
+    svc, app, rules_dir = site
+    (rules_dir / "words.yaml").write_text(WORDS, encoding="utf-8")
+    assert svc.rules_holder.reload_if_changed() is True
+    admin = authed(app, "admin")
+    page = admin.get("/admin/rules?lang=en").text
+    for raw in ("<script>alert('kw')", "<img src=x", 'onerror="alert', 'said "refund"'):
+        assert raw not in page, raw
+    threat = rule_html(page, "regulator_threat")
+    assert ('says any of these words: <q class="said">投诉</q>, <q class="said">12315</q>, '
+            '<q class="said">&lt;script&gt;alert(&#39;kw&#39;)&lt;/script&gt;</q>, '
+            '<q class="said">he said &#34;refund&#34; \\ now</q> <code>says</code>') in threat
+    assert "mentions at least <b>2</b> <code>min_mentions</code>" in threat  # labelled, as the others are
+    assert "only calls with a transcript (asr:) can match this<" in threat
+    # No emotions: no confidence said (its default 0.7 judges nothing), no empty list.
+    assert "confidence" not in threat and "customer</b>:\n" in threat
+
+    upset = rule_html(page, "upset_and_crying")
+    assert ('matching any of these regular expressions: <code class="said">(?&lt;!\\d)12315(?!\\d)</code>, '
+            '<code class="said">&lt;img src=x onerror=&#34;alert(1)&#34;&gt;</code> <code>says_regex</code>') in upset
+    assert "any speaker</b>: sad" in upset and "a segment counts at confidence 0.55 or more" in upset
+    assert "with one of these emotions: angry <code>tag_emotions</code>" in upset
+    assert "one of these sounds: crying <code>events</code>" in upset  # the page's name, not the code "cry"
+    assert "every part of it must hold in the same segment" in upset
+    assert "no threshold: one matching segment fires the rule" in upset
+
+    zh = rule_html(admin.get("/admin/rules?lang=zh").text, "upset_and_crying")
+    assert "难过" in zh and "生气 <code>tag_emotions</code>" in zh and "哭声 <code>events</code>" in zh
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in zh
+
+
 def test_a_refused_edit_shows_its_file_line_and_problem(site):
     svc, app, rules_dir = site
     good = svc.rules_holder.version

@@ -402,7 +402,7 @@ def test_health_says_only_ready_or_not_without_admin(client, client_as, anon):
     assert client_as("supervisor").get("/health").json == {"status": "error", "message": "not ready"}
     r = client.get("/health")
     assert r.status_code == 503 and r.json["message"].startswith("Model not ready")
-    assert set(r.json["detail"]) == {"model", "rules", "queue", "recent"}
+    assert set(r.json["detail"]) == {"model", "asr", "rules", "queue", "recent"}
 
 
 def test_metrics_and_predict_need_a_login_and_can_be_turned_off(tmp_path, db_url, app_factory):

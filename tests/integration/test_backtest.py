@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from plugin.cli import main
 from plugin.core.clock import ManualClock
 from plugin.core.data import SegmentResult
+from plugin.core.transcript import normalize
 from plugin.flow.backtest import ReplayedCall, compare, format_report, read_calls, run_backtest
 from plugin.services import build
 from plugin.store.tables import AlertRow, Call, Feedback, Segment
@@ -321,3 +322,49 @@ def test_feedback_api(app_factory, tmp_path, db_url, clock):
     # The backtest measures with it: c-4 is now a false alarm the candidate still fires on.
     out = backtest(svc, str(tmp_path / "rules-candidate"), "7d", 20)
     assert row(out, "general/angry_customer")[4:7] == ["50% (2/4)", "50% (1/2)", "4"]
+
+
+# A candidate that listens: the customer threatening to call the consumer hotline.
+LISTENING = CANDIDATE + """\
+  - name: hotline_threat
+    severity: critical
+    when: {role: customer, says: [12315, 律师], min_mentions: 1}
+"""
+
+
+def test_backtest_replays_rules_that_listen_on_stored_transcripts(tmp_path, db_url):
+    """Stored transcripts (and their matching form) come back from the segments table, so a
+    says: rule fires in the backtest as it would have when the calls were analysed; calls
+    stored without transcripts never fire it."""
+    current, candidate = write_rules(tmp_path)
+    (candidate / "general.yaml").write_text(LISTENING, encoding="utf-8")
+    svc = build(make_config(tmp_path, None, db_url, rules={"path": str(current)}))
+    svc.clock = ManualClock(T0)
+    said = {"t-1": ["您好", "我要打幺二三幺五投诉你们", "好的"],  # Chinese digits: normalized when stored
+            "t-2": ["我要找律", "师起诉你们", "嗯"],  # split between two windows
+            "t-3": ["您好", "谢谢", "再见"]}
+    try:
+        ids = seed(svc)  # the history above: stored without transcripts
+        with svc.sessions.begin() as s:
+            now = svc.clock.now(s)
+            for ext, texts in said.items():
+                call = Call(source="generic", external_id=ext, recording_url=f"http://x/{ext}.wav",
+                            customer_id=f"cust-{ext}", event={"call_id": ext}, status="analyzed",
+                            received_at=now - timedelta(days=1), analyzed_at=now - timedelta(days=1),
+                            duration_s=9.0, scenario="general", channel_roles={"0": "agent", "1": "customer"})
+                s.add(call)
+                s.flush()
+                ids[ext] = call.id
+                s.add_all(Segment(call_id=call.id, channel=1, role="customer", start=i * 3.0, end=i * 3.0 + 3,
+                                  label="neutral", confidence=0.9, scores={"neutral": 0.9}, text=text,
+                                  language="zh", tag_emotion="neutral", events=[], normalized=normalize(text))
+                          for i, text in enumerate(texts))
+        out = backtest(svc, str(candidate), "7d", 20)
+    finally:
+        svc.close()
+    assert "10 replayed, 1 skipped" in out, out
+    assert row(out, "general/hotline_threat") == ["0", "2", "+2", "-0", "—", "—", "0", "0", "0"]
+    changed = out.split("Changed calls (now → candidate; up to 20 per rule):")[1]
+    block = changed.split("general/hotline_threat  +2 -0\n")[1].split("\ngeneral/")[0].splitlines()
+    assert [ln.split()[:4] for ln in block] == [["+", "call", str(ids["t-1"]), "t-1"],
+                                                ["+", "call", str(ids["t-2"]), "t-2"]]  # not t-3

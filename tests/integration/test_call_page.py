@@ -162,3 +162,79 @@ def test_preparing_a_recording_is_bounded_remembered_and_never_for_a_purged_call
         s.get(Call, purged).summary = {"purged": {"event": "2026-11-20"}}
     r = admin.get(f"/calls/{purged}/audio")
     assert r.status_code == 404 and "retention removed" in r.text and len(recordings.requests) == 1
+
+
+# --- what was said (transcripts) ---------------------------------------------------------
+
+HOSTILE_WORDS = "<script>alert(1)</script> <b>退款</b> {{ 7*7 }} 打13812345678 \u202e"
+QUOTE = {"start": 3.0, "end": 6.0, "role": "customer", "text": "我要退款 <img src=x onerror=alert(1)> 13912345678"}
+
+
+def transcribed_call(svc) -> tuple[int, int]:
+    """stored_call's segments with what SenseVoice heard: words (hostile), none heard, and a
+    segment from before transcripts (None); its alert with a quote."""
+    call_id, alert_id = stored_call(svc, url="http://127.0.0.1:9/said.wav")
+    with svc.sessions.begin() as s:
+        segs = s.execute(select(Segment).where(Segment.call_id == call_id).order_by(Segment.start)).scalars().all()
+        segs[0].text, segs[0].language, segs[0].tag_emotion, segs[0].events = "您好，这里是客服", "zh", "neutral", []
+        segs[1].text, segs[1].language, segs[1].tag_emotion, segs[1].events = (HOSTILE_WORDS, "yue", "angry",
+                                                                               ["laughter", "cough"])
+        segs[1].normalized = "not shown"
+        segs[2].text, segs[2].language, segs[2].events = "", "nospeech", []
+        alert = s.get(AlertRow, alert_id)
+        alert.details = {**alert.details, "quotes": [QUOTE]}
+    return call_id, alert_id
+
+
+def test_the_page_shows_what_was_said_beside_the_timeline(site):
+    svc, admin = site
+    call_id, _ = transcribed_call(svc)
+    page = in_language(admin, "en").get(f"/calls/{call_id}").text
+    said = page.split('<h2 id="transcript">', 1)[1].split("<h2>", 1)[0]
+    assert page.index('class="timeline"') < page.index('id="transcript"') < page.index(">Alerts</h2>")
+    rows = re.findall(r'<tr class="said" data-start="([^"]+)">(.*?)</tr>', said, re.S)
+    assert [r[0] for r in rows] == ["0.0", "3.0", "6.0"]
+    assert 'data-start="3.0">00:03</button>' in rows[1][1] and "customer" in rows[1][1] and "angry" in rows[1][1]
+    # the words as text, never markup or a template
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;退款&lt;/b&gt;" in said
+    assert "{{ 7*7 }}" in said and "49" not in said and "打13812345678" in said  # a supervisor sees it whole
+    assert "SenseVoice: Cantonese · angry · laughter · cough" in said
+    assert "(no words)" in rows[2][1] and "not shown" not in page  # normalized is no page's business
+    quotes = page.split('<ul class="quotes"', 1)[1].split("</ul>", 1)[0]
+    assert 'data-start="3.0">00:03</button> customer: <q>我要退款 &lt;img src=x onerror=alert(1)&gt; 13912345678</q>' \
+        in quotes
+    assert "quotes" not in page.split('class="alert"', 1)[1].split("<small>", 2)[1].split("</small>")[0]  # not a detail
+    zh = in_language(admin, "zh-CN").get(f"/calls/{call_id}").text
+    assert "SenseVoice: 粤语 · 生气 · 笑声 · 咳嗽" in zh and "原话" in zh
+
+
+def test_a_call_without_transcripts_has_no_transcript(site):
+    svc, admin = site
+    call_id, _ = stored_call(svc)
+    page = in_language(admin, "en").get(f"/calls/{call_id}").text
+    assert 'id="transcript"' not in page and 'class="quotes"' not in page
+
+
+def test_the_api_gives_the_words_and_quotes_and_viewers_see_numbers_masked(site):
+    svc, admin = site
+    call_id, alert_id = transcribed_call(svc)
+    got = admin.get(f"/api/calls/{call_id}").json
+    seg = got["segments"][1]
+    assert (seg["text"], seg["language"], seg["tag_emotion"], seg["events"]) == (
+        HOSTILE_WORDS, "yue", "angry", ["laughter", "cough"])
+    assert "normalized" not in seg and got["segments"][0]["events"] == []
+    [alert] = got["alerts"]
+    assert alert["quotes"] == [QUOTE] and alert["details"] == {"share": 0.66, "segments": 1}
+    assert admin.get(f"/api/alerts/{alert_id}").json["quotes"] == [QUOTE]
+    viewer = in_language(authed(admin.application, "viewer"), "en")
+    seen = viewer.get(f"/api/calls/{call_id}").json
+    assert "13812345678" not in str(seen) and "13912345678" not in str(seen)
+    assert seen["segments"][1]["text"].startswith("<script>alert(1)</script> <b>退款</b>")  # the words stay
+    assert seen["alerts"][0]["quotes"][0]["text"].startswith("我要退款 <img")
+    assert "13912345678" not in viewer.get(f"/api/alerts/{alert_id}").text
+    page = viewer.get(f"/calls/{call_id}").text
+    assert "13812345678" not in page and "13912345678" not in page and "我要退款" in page
+    # Numbers beside Chinese characters, and read out in Chinese digits, are found too.
+    from plugin.web.auth.redact import mask_words
+    assert mask_words("打13812345678，身份证110101199003071234，卡号幺三八一二三四五六七八") == \
+        "打*******5678，身份证**************1234，卡号*******五六七八"

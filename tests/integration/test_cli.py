@@ -23,7 +23,7 @@ def cfg_file(tmp_path, model_dir, extra=""):
     p = tmp_path / "config.yaml"
     if "audio:" not in extra:
         extra += "audio: {vad: energy}\n"  # tones are not speech to silero (see conftest.make_config)
-    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}}}\n{extra}")
+    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model_dir}}}\nasr: {{enabled: false}}\n{extra}")
     return p
 
 
@@ -93,3 +93,39 @@ def test_serve_refuses_broken_rules_and_database_in_one_line(tmp_path, model_dir
                  "--port", free_port())
     assert r.returncode == 1 and len(said(r)) == 1
     assert "cannot open database 'nosuchdb://x'" in r.stderr
+
+
+HOSTILE_TEXT = '=HYPERLINK("http://evil.example","退款")'
+
+
+def test_analyze_csv_and_lines_carry_the_words_as_data(tmp_path, model_dir, monkeypatch):
+    """What was said in each segment, as the recognizer gave it (built by hand here): the CSV's
+    text, language, tag_emotion and events columns, formula-like words quoted; a terminal
+    line without control characters."""
+    from plugin.core.data import SegmentResult, summarize
+    from plugin.flow import analysis
+
+    def heard(audio, model, cfg, channel_roles=None, **kw):
+        segs = [SegmentResult(0.0, 3.0, 0, "customer", "angry", 0.9, {"angry": 0.9}, text=HOSTILE_TEXT,
+                              language="zh", tag_emotion="angry", events=("laughter", "cough")),
+                SegmentResult(3.0, 6.0, 0, "customer", "neutral", 0.8, {"neutral": 0.8},
+                              text="好的\n\x1b[2J@SUM(1)\r", language="zh", tag_emotion="neutral"),
+                SegmentResult(6.0, 7.0, 0, "customer", "neutral", 0.7, {"neutral": 0.7}, text="", language="nospeech"),
+                SegmentResult(7.0, 8.0, 0, "customer", "neutral", 0.7, {"neutral": 0.7})]  # no recognizer
+        return summarize(segs, 8.0), {"skipped_s": 0.0, "audio_s": 8.0, "vad": "energy", "tracks": 1}
+
+    monkeypatch.setattr(analysis, "analyze_audio", heard)
+    a = make_audio(tmp_path / "a", "wav_pcm", 16000, 1, 2.0)
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), "--csv", str(a))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert list(rows[0])[-4:] == ["text", "language", "tag_emotion", "events"]
+    assert rows[0]["text"] == "'" + HOSTILE_TEXT and rows[0]["events"] == "laughter;cough"
+    assert (rows[0]["language"], rows[0]["tag_emotion"]) == ("zh", "angry")
+    assert rows[1]["text"] == "好的\n\x1b[2J@SUM(1)\r"  # inside a quoted cell: no formula at its start
+    assert [rows[2]["text"], rows[2]["language"]] == ["", "nospeech"]
+    assert [rows[3][k] for k in ("text", "language", "tag_emotion", "events")] == ["", "", "", ""]
+    r = callmood("analyze", "-c", str(cfg_file(tmp_path, model_dir)), str(a))
+    assert r.returncode == 0, r.stderr
+    assert HOSTILE_TEXT in r.stdout and "0.800  好的 [2J@SUM(1)\n" in r.stdout and "0.700  (no words)\n" in r.stdout
+    assert "\x1b" not in r.stdout

@@ -180,3 +180,26 @@ def test_templates_that_change_data_or_build_huge_strings_are_dead_deliveries(tm
     assert crm.requests == [] and wecom.requests == []
     with svc.sessions() as s:
         assert s.get(Call, call_id).customer_id == "cust-42"
+
+
+HOSTILE_QUOTES = [{"start": 133.2, "end": 136.2, "role": "customer",
+                   "text": "我要退款\n### 假标题 Fake heading\n<@all> [点击](http://phish.example) **粗** "
+                           + "长" * 300},
+                  {"start": 140.0, "end": 143.0, "role": "agent", "text": "<font color=\"warning\">urgent</font>\r\n"}]
+
+
+def test_quotes_arrive_as_text_in_wecom_and_as_data_in_the_crm(tmp_path, db_url, app_factory, crm, wecom):
+    svc, _ = app_factory(make_config(tmp_path, None, db_url, crm=crm, wecom=wecom))
+    plain_id, quoted_id = store_call(svc, external_id="c-0"), store_call(svc, external_id="c-1")
+    plan(svc, plain_id)
+    plan(svc, quoted_id, dataclasses.replace(make_alert(), actions=BOTH, quotes=HOSTILE_QUOTES))
+    drain(svc)
+    plain, content = (r.json()["markdown"]["content"] for r in wecom.requests)
+    assert content.count("\n") == plain.count("\n") + 4  # a blank line, the heading and one line a quote
+    assert content.count("###") == 1 and "<@all>" not in content and "](http://phish.example)" not in content
+    assert "<font color=\"warning\">urgent" not in content and "**粗**" not in content
+    assert "> 02:13 客户: 我要退款 ＃＃＃ 假标题 Fake heading ＜@all＞" in content and "> 02:20 坐席: " in content
+    assert content.count("<@supervisor01>") == 1 and len(content.encode()) <= 4096
+    note = crm.requests[1].json()["note"]
+    assert note.split("\n")[1].startswith("02:13 customer: 我要退款 ### 假标题") and note.count("\n") == 2
+    assert crm.requests[1].json()["quotes"][1]["text"] == "<font color=\"warning\">urgent</font>"

@@ -51,7 +51,7 @@ def analysed_call(svc, cfg, path: Path) -> int:
 def config_file(tmp_path: Path, cfg, model_path: Path | str, extra: str = "") -> Path:
     p = tmp_path / "evaluate.yaml"
     p.write_text(f"data_dir: {cfg.data_dir}\ndatabase: {{url: '{cfg.database_url}'}}\n"
-                 f"model: {{path: '{model_path}'}}\naudio: {{vad: energy}}\n{extra}", encoding="utf-8")
+                 f"model: {{path: '{model_path}'}}\naudio: {{vad: energy}}\nasr: {{enabled: false}}\n{extra}", encoding="utf-8")
     return p
 
 

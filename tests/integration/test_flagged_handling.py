@@ -453,3 +453,26 @@ def test_a_page_past_the_last_goes_to_the_last(site):
     sup = as_role(admin, "supervisor")
     r = sup.get("/dashboard?page=7&severity=critical")
     assert r.status_code == 302 and r.headers["Location"] == "/dashboard?severity=critical"
+
+
+def test_the_csv_quotes_the_latest_alerts_first_words(site):
+    """``last_quote``: what was said first in the segments the latest alert fired on, as data
+    (formula-like words quoted), its phone numbers masked for viewers."""
+    svc, admin = site
+    add_call(svc, "cust-q", NOW - timedelta(hours=2))
+    latest = add_call(svc, "cust-q", NOW)
+    add_call(svc, "cust-none", NOW)  # an alert without transcripts: an empty cell
+    with svc.sessions.begin() as s:
+        a = s.execute(select(AlertRow).where(AlertRow.call_id == latest)).scalar()
+        a.details = {"share": 0.5, "quotes": [
+            {"start": 133.2, "end": 136.2, "role": "customer", "text": f"=1+1 我要退款\n打 {PHONE[3:]}"},
+            {"start": 140.0, "end": 143.0, "role": "customer", "text": "second"}]}
+    sup = as_role(admin, "supervisor")
+    rows = {r["customer_id"]: r for r in csv.DictReader(io.StringIO(sup.get("/dashboard.csv").data
+                                                                    .decode("utf-8-sig")))}
+    assert rows["cust-q"]["last_quote"] == f"02:13 customer: =1+1 我要退款 打 {PHONE[3:]}"
+    assert rows["cust-none"]["last_quote"] == ""
+    viewer = as_role(admin, "viewer")
+    data = viewer.get("/dashboard.csv").data.decode("utf-8-sig")
+    assert PHONE[3:] not in data and "02:13 customer: =1+1 我要退款 打 " in data
+    assert PHONE[3:] not in viewer.get("/api/flagged").text

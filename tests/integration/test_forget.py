@@ -156,3 +156,88 @@ def test_callmood_forget_prints_what_it_removed(tmp_path, model_dir, sqlite_url,
     assert run_cli("forget", "-c", conf).returncode == 2  # --customer is required
     empty = run_cli("forget", "--customer", " ", "-c", conf)
     assert empty.returncode == 1 and "--customer: the customer id is empty" in empty.stderr
+
+
+# --- transcripts: the words of the customer's calls ------------------------------------------
+
+SAID_GONE = "我的手机是*******2222，马上给我退款"
+SAID_GONE_MD = "Refund *now* or I call 12315"  # a sink's markdown escapes its stars
+SAID_KEPT = "好的，我再等两天"
+
+
+def seed_words(svc, clock, customer: str, ext: str, quotes: list[str]) -> int:
+    """A call as the pipeline stores it where a recognizer ran: segments with their words,
+    an alert quoting them."""
+    from plugin.store.tables import AlertRow, Call, Segment
+
+    with svc.sessions.begin() as s:
+        call = Call(source="generic", external_id=ext, customer_id=customer, recording_url="https://pbx/r.wav",
+                    event={}, status="analyzed", received_at=clock.t, analyzed_at=clock.t, emotion="angry",
+                    confidence=0.9, summary={})
+        s.add(call)
+        s.flush()
+        s.add_all(Segment(call_id=call.id, channel=0, role="customer", start=3.0 * i, end=3.0 * i + 3,
+                          label="angry", confidence=0.9, scores={"angry": 0.9}, text=words, language="zh",
+                          normalized=words) for i, words in enumerate(quotes))
+        s.add(AlertRow(call_id=call.id, rule="angry_customer", scenario="general", severity="warning",
+                       role="customer", emotions=["angry"], share=1.0, confidence=0.9, matched=[[0, 3]],
+                       summary="angry", customer_id=customer, created_at=clock.t,
+                       details={"share": 1.0, "quotes": [{"start": 3.0 * i, "end": 3.0 * i + 3, "role": "customer",
+                                                          "text": words} for i, words in enumerate(quotes)]}))
+        return call.id
+
+
+def test_forget_removes_the_customers_words_and_their_quotes_in_shared_messages(tmp_path, db_url, clock,
+                                                                                 app_factory):
+    from plugin.store.tables import AlertRow, Delivery, Notification, NotificationAlert, Segment
+
+    svc, client = app_factory(make_config(tmp_path, None, db_url), clock=clock)
+    gone = seed_words(svc, clock, "cust-forget", "forget-call-1", [SAID_GONE, SAID_GONE_MD, "好的"])
+    kept = seed_words(svc, clock, "cust-keep", "keep-call-1", [SAID_KEPT])
+    # A quiet-hours digest of both alerts, rendered with their quotes as WeCom markdown.
+    lines = ["00:00 客户: " + SAID_GONE, "00:03 客户: " + SAID_GONE_MD.replace("*", "\\*"), "00:06 客户: 好的",
+             "00:00 客户: " + SAID_KEPT]
+    with svc.sessions.begin() as s:
+        digest = Notification(receiver="supervisors", sink="wecom", group_key="digest", kind="digest",
+                              status="flushed", severity="warning", flush_at=clock.t, created_at=clock.t,
+                              flushed_at=clock.t)
+        s.add(digest)
+        s.flush()
+        s.add_all(NotificationAlert(notification_id=digest.id, alert_id=a) for a in
+                  s.execute(select(AlertRow.id)).scalars())
+        s.add(Delivery(notification_id=digest.id, sink="wecom", status="delivered", attempts=1,
+                       next_attempt_at=clock.t, created_at=clock.t, delivered_at=clock.t,
+                       payload={"msgtype": "markdown", "markdown": {"content": "\n".join(lines)}}))
+    everything = stored_text(svc)
+    assert SAID_GONE in everything and SAID_GONE_MD in everything
+
+    removed = svc.forget("cust-forget")
+    assert removed["segments"] == 3 and removed["alerts"] == 1 and removed["shared notifications redacted"] == 1
+    left = stored_text(svc)
+    assert SAID_GONE not in left and SAID_GONE_MD not in left and "12315" not in left
+    assert "cust-forget" not in left and "forget-call-1" not in left
+    with svc.sessions() as s:
+        assert s.execute(select(Segment.text).where(Segment.call_id == gone)).all() == []
+        assert s.execute(select(AlertRow).where(AlertRow.call_id == gone)).all() == []
+        body = s.execute(select(Delivery.payload).where(Delivery.notification_id.is_not(None))).scalar_one()
+    # The other customer's words stay, in their segments, their alert and the shared digest;
+    # a quote too short to name anyone ("好的") is left where it stands in theirs.
+    assert body["markdown"]["content"].splitlines() == [
+        "00:00 客户: [removed]", "00:03 客户: [removed]", "00:06 客户: 好的", "00:00 客户: " + SAID_KEPT]
+    got = client.get(f"/api/calls/{kept}").json
+    assert SAID_KEPT in str(got["alerts"][0]["quotes"])
+    with svc.sessions() as s:
+        assert s.execute(select(Segment.text).where(Segment.call_id == kept)).scalars().all() == [SAID_KEPT]
+
+
+def test_forget_counts_quotes_only_where_alerts_have_them(tmp_path, sqlite_url, clock, app_factory):
+    """Alerts stored before transcripts (no quotes in their details) and odd shapes of
+    details do not trouble forget."""
+    from plugin.store.forget import quoted_words
+
+    assert quoted_words([{}, {"quotes": None}, {"quotes": "text"}, None, "x", {"quotes": [None, 3, {"text": 5}]},
+                         {"quotes": [{"text": " 我要\n退款 "}, {"text": "好"}]}]) in (
+        ["我要\n退款", "我要 退款"], ["我要 退款", "我要\n退款"])
+    svc, _ = app_factory(make_config(tmp_path, None, sqlite_url), clock=clock)
+    seed_words(svc, clock, "cust-forget", "forget-call-1", [])
+    assert svc.forget("cust-forget")["alerts"] == 1

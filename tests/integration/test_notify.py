@@ -6,6 +6,7 @@ are stepped through exactly instead of slept through."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import textwrap
 from datetime import datetime
@@ -15,9 +16,9 @@ import requests
 from sqlalchemy import select
 
 from plugin.core.clock import ManualClock
-from plugin.core.data import Alert
+from plugin.core.data import Action, Alert
 from plugin.flow import notify
-from plugin.flow.context import call_context
+from plugin.flow.context import call_context, stored_alert_context
 from plugin.flow.results import plan_alert
 from plugin.services import build
 from plugin.store.tables import AlertRow, Call, Delivery, Notification
@@ -291,3 +292,33 @@ def test_a_template_that_fails_at_send_time_is_a_dead_delivery(routed):
     [d] = deliveries(svc)
     assert d.status == "dead" and "cannot render payload" in d.last_error
 
+
+
+QUOTES = [{"start": 133.2, "end": 136.2, "role": "customer", "text": "我要退款，不然我打12315"},
+          {"start": 140.0, "end": 143.0, "role": "customer", "text": "### 假标题\n<@all> [点击](http://phish.example)"}]
+
+
+def test_quotes_are_kept_with_the_alert_and_reach_every_message(db_url, routed, wecom, crm):
+    """Stored in the row's details (no column of their own), read back for routed messages
+    (one alert, and a group of several), and in a rule action's context."""
+    svc = routed(ROUTING.replace("group_wait: 0s", "group_wait: 5m"), db_url=db_url)
+    quoted = dataclasses.replace(make_alert("escalating_customer", "critical"), quotes=QUOTES,
+                                 actions=[Action("crm", {})])
+    [a, b] = fire(svc, "cust-9", quoted, make_alert("angry_customer", "warning"))
+    with svc.sessions() as s:
+        rows = {r.rule: r for r in s.execute(select(AlertRow)).scalars()}
+        assert rows["escalating_customer"].details == {"share": 0.5, "quotes": QUOTES}
+        assert rows["angry_customer"].details == {"share": 0.5}  # none: details as before
+        stored = stored_alert_context(rows["escalating_customer"])
+        assert stored["quotes"] == QUOTES and stored["details"] == {"share": 0.5}
+        assert stored_alert_context(rows["angry_customer"])["quotes"] == []
+    [action] = deliveries(svc)  # the rule's action, planned at once
+    assert action.payload["body"]["quotes"][0]["text"] == "我要退款，不然我打12315"
+    svc.clock.advance(minutes=5)
+    assert svc.flush_notifications() == 1
+    text = content(deliveries(svc)[-1])  # the group's message, rendered from the stored rows
+    assert ("**原话 / What was said:**\n> 02:13 客户: 我要退款，不然我打12315\n"
+            "> 02:20 客户: ＃＃＃ 假标题 ＜@all＞") in text
+    assert "<@all>" not in text and "](http://phish.example)" not in text and text.count("###") == 1
+    assert "1 more alert(s) for this customer" in text and text.endswith("<@supervisor01>")
+    assert send_all(svc) == 2 and len(wecom.requests) == 1 and len(crm.requests) == 1

@@ -244,3 +244,79 @@ def test_push_ids_are_forgotten_after_a_week(tmp_path, db_url, clock, app_factor
     assert {p.kind: p.count for p in svc.purge()}["push ids"] == 3
     with svc.sessions() as s:
         assert s.execute(select(WebhookPush.push_id)).scalars().all() == ["new"]
+
+
+# --- transcripts: the segments' words and the quotes their alerts keep ---------------------
+
+QUOTE = {"start": 3.0, "end": 6.0, "role": "customer", "text": "我的手机是*******2222，马上退款"}
+
+
+def with_words(svc, call_id: int) -> None:
+    """What the pipeline stores where a recognizer ran: each segment's words, and the
+    alert's quotes in its details beside its measures."""
+    with svc.sessions.begin() as s:
+        for seg in s.execute(select(Segment).where(Segment.call_id == call_id)).scalars():
+            seg.text, seg.normalized, seg.language = QUOTE["text"], "我的手机是2222马上退款", "zh"
+        alert = s.execute(select(AlertRow).where(AlertRow.call_id == call_id)).scalar_one()
+        alert.details = {"share": 1.0, "longest_run_s": 9.0, "quotes": [QUOTE, {**QUOTE, "start": 6.0}]}
+
+
+def words(svc) -> tuple[dict[int, list], dict[int, dict]]:
+    """Per call: the segments' texts, and its alert's details."""
+    with svc.sessions() as s:
+        texts: dict[int, list] = {}
+        for call_id, text in s.execute(select(Segment.call_id, Segment.text).order_by(Segment.id)).all():
+            texts.setdefault(call_id, []).append(text)
+        details = dict(s.execute(select(AlertRow.call_id, AlertRow.details)).tuples().all())
+    return texts, details
+
+
+def test_the_segments_purge_takes_the_words_and_the_alerts_quotes_with_them(tmp_path, db_url, clock, app_factory):
+    svc, client = app_factory(make_config(tmp_path, None, db_url, retention=RETENTION), clock=clock)
+    old, silent = seed_call(svc, "old"), seed_call(svc, "old-no-words")
+    with_words(svc, old)
+    clock.advance(days=20)
+    new = seed_call(svc, "new")
+    with_words(svc, new)
+    clock.advance(days=9)  # old: 29 days (segments_days is 28); new: 9 days
+    before = words(svc)
+    assert before[1][old]["quotes"] and before[0][old] == [QUOTE["text"]] * 3
+
+    dry = {p.kind: (p.count, p.calls) for p in svc.purge(dry_run=True)}
+    assert dry["segments"] == (6, 2) and words(svc) == before  # a dry run changes nothing
+    assert {p.kind: (p.count, p.calls) for p in svc.purge()}["segments"] == (6, 2)
+
+    texts, details = words(svc)
+    assert set(texts) == {new} and texts[new] == [QUOTE["text"]] * 3
+    # The old call's alert stays, its measures too; only what was said is gone.
+    assert details[old] == {"share": 1.0, "longest_run_s": 9.0}
+    assert details[silent] == before[1][silent] == {}  # an alert without quotes is left as it was
+    assert details[new] == before[1][new]  # within the days: the quotes stay
+    got = client.get(f"/api/calls/{old}").json
+    assert len(got["alerts"]) == 1 and got["segments"] == [] and "退款" not in str(got)
+    assert "退款" in str(client.get(f"/api/calls/{new}").json)
+
+    assert {p.kind: p.count for p in svc.purge()}["segments"] == 0  # nothing left to do
+    assert words(svc)[1] == details
+
+
+def test_quotes_go_in_the_transaction_that_deletes_the_segments(tmp_path, sqlite_url, clock, app_factory,
+                                                                 monkeypatch):
+    """A purge that fails after the segments' delete keeps the quotes too: words and quotes
+    go together or not at all (the next purge does both)."""
+    from plugin.store import retention
+
+    svc, _ = app_factory(make_config(tmp_path, None, sqlite_url, retention=RETENTION), clock=clock)
+    call_id = seed_call(svc, "old")
+    with_words(svc, call_id)
+    clock.advance(days=29)
+    before = words(svc)
+
+    real = retention.drop_quotes
+    monkeypatch.setattr(retention, "drop_quotes", lambda s, ids: (real(s, ids), 1 / 0))
+    with pytest.raises(ZeroDivisionError):
+        svc.purge()
+    assert words(svc) == before
+    monkeypatch.setattr(retention, "drop_quotes", real)
+    svc.purge()
+    assert words(svc) == ({}, {call_id: {"share": 1.0, "longest_run_s": 9.0}})

@@ -208,7 +208,7 @@ def test_a_message_follows_the_model_that_analysed_its_call(tmp_path, sqlite_url
 
 def _cfg(tmp_path, model) -> Path:
     p = tmp_path / "config.yaml"
-    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model}}}\naudio: {{vad: energy}}\n"
+    p.write_text(f"data_dir: {tmp_path / 'var'}\nmodel: {{path: {model}}}\naudio: {{vad: energy}}\nasr: {{enabled: false}}\n"
                  f"rules: {{path: {TRIAL_RULES}}}\n")
     return p
 

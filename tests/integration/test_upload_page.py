@@ -154,6 +154,33 @@ def test_a_hostile_file_name_is_cleaned_and_quoted_in_the_csv(site, tmp_path):
     assert rows[0][0].startswith("'=HYPERLINK")  # a spreadsheet shows it, never runs it
 
 
+def test_what_was_said_comes_with_each_segment_and_in_the_csv(site, tmp_path, monkeypatch):
+    """Words as a speech recognizer gave them (built by hand here: hostile ones): in the JSON
+    the page sets as text, and in the CSV's last columns, formula-like words quoted."""
+    from plugin.core.data import SegmentResult, summarize
+    from plugin.web import upload_page
+    from plugin.web.upload_audio import HeardUpload
+
+    segs = [SegmentResult(0.0, 3.0, -1, "mixed", "angry", 0.9, {"angry": 0.9}, text="=cmd|' /C calc'!A0 <b>退款</b>",
+                          language="zh", tag_emotion="angry", events=("laughter",)),
+            SegmentResult(3.0, 6.0, -1, "mixed", "neutral", 0.8, {"neutral": 0.8}, text="", language="nospeech"),
+            SegmentResult(6.0, 7.0, -1, "mixed", "neutral", 0.7, {"neutral": 0.7})]
+    heard = HeardUpload(summarize(segs, 7.0), {"tracks": [{"channel": -1, "role": "mixed"}], "skipped_s": 0.0},
+                        {"source_codec": "pcm_s16le"}, {"trial": False})
+    monkeypatch.setattr(upload_page, "hear_upload", lambda upload, roles, **kw: heard)
+    svc, admin = site
+    r = send(admin, wav(tmp_path), "said.wav")
+    assert r.status_code == 200, r.text
+    first, quiet, unheard = r.json["segments"]
+    assert (first["text"], first["language"], first["tag_emotion"], first["events"]) == (
+        "=cmd|' /C calc'!A0 <b>退款</b>", "zh", "angry", ["laughter"])
+    assert (quiet["text"], unheard["text"], unheard["events"]) == ("", None, [])
+    rows = list(csv.reader(io.StringIO(r.json["csv"])))
+    assert CSV_COLUMNS[-4:] == ["text", "language", "tag_emotion", "events"]
+    assert rows[0][-4:] == ["'=cmd|' /C calc'!A0 <b>退款</b>", "zh", "angry", "laughter"]
+    assert rows[1][-4:] == ["", "nospeech", "", ""] and rows[2][-4:] == ["", "", "", ""]
+
+
 def test_nothing_of_an_upload_is_kept(site, tmp_path):
     svc, admin = site
     assert send(admin, wav(tmp_path)).status_code == 200
@@ -215,3 +242,26 @@ def test_the_tutorials_predict_answer_is_unchanged(site, tmp_path):
     assert [set(s) for s in r.json["segments"]] == [{"start", "end", "emotion", "confidence"}] * 3
     r = admin.post("/predict", data={"file": (BytesIO(b"junk" * 100), "x.wav")}, content_type="multipart/form-data")
     assert r.status_code == 400 and set(r.json) == {"error"}
+
+
+def test_an_upload_is_transcribed_by_the_loaded_speech_model_and_predict_stays_as_it_was(
+        site, tmp_path, speech_model, standin):
+    """The real path: the stand-in SenseVoice (tests/asr_standin.py) hears the upload; the
+    page's segments carry its words, numbers masked; /predict's answer has no new keys."""
+    from tests.asr_standin import write_call
+
+    svc, admin = site
+    svc.model.speech.model = speech_model
+    try:
+        path = write_call(tmp_path / "said.wav", standin, [["我要投诉", "我的手机是13812345678"]])
+        r = send(admin, path.read_bytes(), "said.wav")
+        assert r.status_code == 200, r.text
+        assert [s["text"] for s in r.json["segments"]] == ["我要投诉", "我的手机是*******5678"]
+        p = admin.post("/predict", data={"file": (BytesIO(path.read_bytes()), "said.wav")},
+                       content_type="multipart/form-data")
+        assert p.status_code == 200, p.text
+        assert {"filename", "emotion", "confidence", "timestamp", "segments"} <= set(p.json)
+        assert "我要投诉" not in p.text  # /predict does not transcribe
+        assert all(set(s) == {"start", "end", "emotion", "confidence"} for s in p.json["segments"])
+    finally:
+        svc.model.speech.model = None

@@ -73,6 +73,34 @@ def test_every_clause_gets_the_threshold_nested_ones_too(tmp_path):
     assert THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
+WORDS = """\
+scenario: words
+match: {queue: [y]}
+rules:
+  - name: threat
+    when: {role: customer, says: [投诉, 12315]}
+  - name: upset_threat
+    when:
+      all:
+        - {role: customer, says_regex: ['退款'], min_mentions: 2}
+        - {role: customer, emotions: [angry], min_confidence: 0.65}
+        - {role: customer, tag_emotions: [angry], events: [cry]}
+"""
+SHIPPED = Path(__file__).resolve().parents[2] / "rules" / "scenarios"
+
+
+def test_current_thresholds_are_those_of_clauses_with_emotions(tmp_path):
+    # A clause that only listens (or reads SenseVoice's tags) has min_confidence 0.7 by
+    # default, which judges nothing: it is no current threshold.
+    words = rules(tmp_path, WORDS).scenarios[0]
+    assert current_thresholds(words) == [0.65]
+    only_words = words.model_copy(update={"rules": words.rules[:1]})
+    assert current_thresholds(only_words) == []
+    finance = next(s for s in load_rules(SHIPPED).scenarios if s.scenario == "finance_complaint")
+    assert any(c.says and not c.emotions for r in finance.rules for c, _ in clauses(r.when))  # the case in point
+    assert current_thresholds(finance) == [0.6]
+
+
 def test_which_calls_should_alert(tmp_path):
     rs = rules(tmp_path, GENERAL, NESTED)
     general, nested = rs.scenarios

@@ -8,7 +8,7 @@ import io
 import sys
 import threading
 
-from plugin.model.loading import _quiet_stdout
+from plugin.model.common import _quiet_stdout
 
 
 def test_a_background_load_neither_swallows_nor_undoes_another_threads_stdout():

@@ -57,7 +57,7 @@ class Point:
 @dataclass
 class ScenarioSweep:
     scenario: str
-    current: list[float]  # the distinct min_confidence of its clauses, as written
+    current: list[float]  # the distinct min_confidence of its clauses with emotions:, as written
     calls: int = 0  # labelled calls it counts
     positives: int = 0  # of them, those that should alert
     emotions: list[str] = field(default_factory=list)
@@ -107,7 +107,10 @@ def should_alert(scenario: Scenario, labels: Iterable[tuple[str | None, str]]) -
 
 
 def current_thresholds(scenario: Scenario) -> list[float]:
-    return sorted({c.min_confidence for r in scenario.rules for c, _ in clauses(r.when)})
+    """The distinct min_confidence of the clauses that have ``emotions:``: it means nothing
+    in the others (keywords, SenseVoice's tags or events only), whose default 0.7 is not a
+    threshold anyone set."""
+    return sorted({c.min_confidence for r in scenario.rules for c, _ in clauses(r.when) if c.emotions})
 
 
 def _fires(ruleset: RuleSet, scenario: Scenario, case: Case) -> bool:

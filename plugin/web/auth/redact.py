@@ -2,7 +2,13 @@
 answers it and the pages render it).
 
 - everyone: recording URLs without their query (where storage puts access tokens)
-- below supervisor: phone numbers masked, also inside alert summaries and routing notes
+- below supervisor: phone numbers masked, also inside alert summaries and routing notes, and
+  in what was said (segments' text, alerts' quotes: ``mask_words``). A transcript is stored
+  with the numbers asr.mask_numbers names masked already; for a viewer every number a caller
+  may read out is masked (phone, ID card, bank card: plugin/core/transcript.mask_numbers,
+  which finds them beside Chinese characters and in Chinese digits), then the logs' phone
+  finder runs as over any text. The words themselves stay: a viewer reviews calls, and the
+  words are what the emotion is about.
 - below admin: no delivery payloads (what was sent to the CRM or WeCom, links included)
 """
 
@@ -11,6 +17,7 @@ from __future__ import annotations
 import re
 
 from plugin.core import scrub
+from plugin.core.transcript import mask_numbers
 
 def mask_text(value: object) -> object:
     """Phone numbers inside free text masked (a rule's summary may print the phone, a CRM's
@@ -18,6 +25,14 @@ def mask_text(value: object) -> object:
     if not isinstance(value, str):
         return value
     return scrub.phones(value)
+
+
+def mask_words(value: object) -> object:
+    """What a caller said, as a viewer sees it: every phone, ID-card and bank-card number in
+    it masked but for its last digits."""
+    if not isinstance(value, str):
+        return value
+    return scrub.phones(mask_numbers(value))
 
 
 def _masked(d: object, keys: tuple[str, ...]) -> object:
@@ -43,6 +58,8 @@ def call(c: dict, phones: bool, payloads: bool) -> dict:
             c["retry"] = {**c["retry"], "last_error": mask_text(c["retry"].get("last_error"))}
     if "recordings" in c:
         c["recordings"] = parts or None
+    if not phones and c.get("segments"):
+        c["segments"] = [{**s, "text": mask_words(s.get("text"))} for s in c["segments"]]
     c["alerts"] = [alert(a, phones, payloads) for a in c.get("alerts", [])]
     return c
 
@@ -52,6 +69,7 @@ def alert(a: dict, phones: bool, payloads: bool) -> dict:
     a["deliveries"] = [delivery(d, payloads, phones) for d in a.get("deliveries", [])]
     if not phones:
         a["summary"] = mask_text(a.get("summary"))
+        a["quotes"] = [{**q, "text": mask_words(q.get("text"))} for q in a.get("quotes") or []]
         a["routing"] = [_masked(r, ("reason", "group")) for r in a.get("routing") or []]
         if "feedback" in a:
             a["feedback"] = _masked(a["feedback"], ("note",))
@@ -89,12 +107,13 @@ def _mask_some(value: object) -> object:
 
 
 def flagged(row: dict, phones: bool) -> dict:
-    """A row of the red-flag list: its phone, the summary and the handling note masked."""
+    """A row of the red-flag list: its phone, the summary, the quote and the handling note masked."""
     if phones:
         return row
-    h = row.get("handling")
+    h, q = row.get("handling"), row.get("last_quote")
     return {**row, "last_summary": _mask_some(row.get("last_summary")), "phone": scrub.phone(row.get("phone")),
-            "handling": {**h, "note": _mask_some(h.get("note"))} if h else h}
+            "handling": {**h, "note": _mask_some(h.get("note"))} if h else h,
+            "last_quote": {**q, "text": mask_words(q.get("text"))} if isinstance(q, dict) else q}
 
 
 def handling(d: dict, phones: bool) -> dict:

@@ -201,18 +201,38 @@ document.addEventListener("DOMContentLoaded", function () {
     return box;
   }
 
+  // What was said, when a speech recognizer ran (text not null): a column of the words,
+  // set as text, with SenseVoice's own emotion tag and audio events in small type.
+  function words(s) {
+    var td = el("td", "upload-words");
+    if (s.text) td.appendChild(document.createTextNode(s.text));
+    else td.appendChild(el("span", "quiet", M.no_words));
+    var heard = [];
+    if (s.tag_emotion) heard.push(named(setup.emotions, s.tag_emotion));
+    (Array.isArray(s.events) ? s.events : []).forEach(function (e) { heard.push(named(setup.events || {}, e)); });
+    if (heard.length) {
+      td.appendChild(el("br"));
+      td.appendChild(el("small", "asr", "SenseVoice: " + heard.join(" · ")));
+    }
+    return td;
+  }
+
   function segments(rows) {
     var details = el("details", "upload-segments");
     details.open = true;
     details.appendChild(el("summary", null, M.segments + " (" + rows.length + ")"));
     var table = el("table");
     var head = el("tr");
-    [M.start, M.end, M.role, M.emotion, M.confidence].forEach(function (h) { head.appendChild(el("th", null, h)); });
+    var said = rows.some(function (s) { return s.text !== null && s.text !== undefined; });
+    [M.start, M.end, M.role, M.emotion, M.confidence].concat(said ? [M.words] : []).forEach(function (h) {
+      head.appendChild(el("th", null, h));
+    });
     table.appendChild(head);
     rows.forEach(function (s) {
       var tr = el("tr");
       [num(s.start, 1), num(s.end, 1), named(setup.roles, s.role), named(setup.emotions, s.emotion),
        num(s.confidence, 2)].forEach(function (v) { tr.appendChild(el("td", null, v)); });
+      if (said) tr.appendChild(s.text === null || s.text === undefined ? el("td") : words(s));
       table.appendChild(tr);
     });
     details.appendChild(table);

@@ -1,0 +1,49 @@
+"""What both models' loaders share: the error that says why a model is not loaded, and
+FunASR's chatter kept off our stdout while one loads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import threading
+
+
+class ModelUnavailable(Exception):
+    """The model is not loaded (yet); the message says why."""
+
+
+class _ThreadStdout:
+    """sys.stdout while a model loads: the loading thread's writes go to ``sink``, every
+    other thread's where they went before. (contextlib.redirect_stdout swaps the process's
+    stdout: a model loading in the background would swallow, or on leaving put back over,
+    what another thread meanwhile pointed stdout at, as click's test runner does.)"""
+
+    def __init__(self, real, sink: io.StringIO):
+        self.real, self.sink, self.thread = real, sink, threading.get_ident()
+
+    def write(self, text: str) -> int:
+        return (self.sink if threading.get_ident() == self.thread else self.real).write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+@contextlib.contextmanager
+def _quiet_stdout(sink: io.StringIO):
+    quiet = _ThreadStdout(sys.stdout, sink)
+    sys.stdout = quiet
+    try:
+        yield
+    finally:
+        quiet.thread = None  # from now on it only forwards (thread ids are reused)
+        if sys.stdout is quiet:  # else someone pointed it elsewhere meanwhile: theirs stays
+            sys.stdout = quiet.real
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else exc.__class__.__name__
