@@ -17,6 +17,8 @@ of both models loaded), loaded once and then run in interleaved rounds:
                asr.precision auto: int8 on a CPU with AVX2)
   asr-fp32     the same in fp32
   asr-stock    FunASR's AutoModel.generate with its defaults (batch 1 on the CPU)
+  paraformer   SpeechModel.transcribe with Paraformer-zh (SeacoParaformer, its real sizes,
+               3 hotwords) instead of SenseVoice; not run unless named
 
 Printed: median seconds per round and its range, windows per second, each variant's
 ratio to emotion alone (per-round ratios: median and range), peak RSS. The issue's target
@@ -44,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 from bench import inference as inf  # noqa: E402  (its children, windows and speech recording)
 from bench._report import command_line, table_text  # noqa: E402
 
-VARIANTS = ("emotion", "emotion+asr", "asr", "asr-fp32", "asr-stock")
+VARIANTS = ("emotion", "emotion+asr", "asr", "asr-fp32", "asr-stock", "paraformer")
+DEFAULT_VARIANTS = "emotion,emotion+asr,asr,asr-fp32,asr-stock"
 
 
 def main() -> None:
@@ -61,7 +64,8 @@ def main() -> None:
         work = Path(tmp)
         inf.progress(f"device: {env['device_name']}; torch {env['torch']}, funasr {env['funasr']}")
         inf.prepare_windows(work, args.windows, args.windows)
-        prep = run_child("prepare", args, {"geometry": args.geometry, "asr_geometry": args.asr_geometry})
+        prep = run_child("prepare", args, {"geometry": args.geometry, "asr_geometry": args.asr_geometry,
+                                           "paraformer": "paraformer" in variants})
         inf.progress(f"emotion2vec {args.geometry}: {prep['emotion_params'] / 1e6:.0f} M parameters; "
                      f"SenseVoice {args.asr_geometry}: {prep['asr_params'] / 1e6:.0f} M")
         specs = {v: {**prep, "device": device, "work": str(work), "count": args.windows} for v in variants}
@@ -80,7 +84,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--asr-geometry", default="small", help="SenseVoice: tiny, small")
     ap.add_argument("--windows", type=int, default=32, help="3 s windows per round")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"of {', '.join(VARIANTS)}")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--markdown", default="", help="append the results to this Markdown file")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -191,8 +195,18 @@ def child_prepare(spec: dict) -> dict:
     import torch
 
     state = torch.load(asr_dir / "model.pt", map_location="cpu")["state_dict"]
-    return {"emotion_model": emotion["model"], "emotion_params": emotion["params"], "asr_model": str(asr_dir),
-            "asr_params": sum(t.numel() for t in state.values())}
+    out = {"emotion_model": emotion["model"], "emotion_params": emotion["params"], "asr_model": str(asr_dir),
+           "asr_params": sum(t.numel() for t in state.values())}
+    if spec.get("paraformer"):
+        from plugin.model.paraformer_dir import build_paraformer_dir
+
+        para = inf.CACHE / "paraformer-large"
+        if not (para / "model.pt").exists():
+            tmp = para.with_name(para.name + ".part")
+            build_paraformer_dir(tmp, "large")
+            tmp.rename(para)
+        out["paraformer_model"] = str(para)
+    return out
 
 
 def child_variant(variant: str, spec: dict, reply) -> None:
@@ -214,6 +228,10 @@ def child_variant(variant: str, spec: dict, reply) -> None:
         precision = "fp32" if variant == "asr-fp32" else "auto"
         speech = SpeechModel(AsrConfig(path=spec["asr_model"], precision=precision), device,
                              emotion.threads if emotion else 0)
+        speech.transcribe(wins[:speech.batch_size])
+        described.append(speech.describe())
+    if variant == "paraformer":
+        speech = SpeechModel(AsrConfig(path=spec["paraformer_model"], hotwords=["投诉", "退款", "12315"]), device)
         speech.transcribe(wins[:speech.batch_size])
         described.append(speech.describe())
     if variant == "asr-stock":

@@ -132,7 +132,22 @@ class AsrConfig(Section):
     windows: Literal["all", "emotion"] = "all"
     # Digit runs that look like these are masked before a transcript is stored or sent.
     mask_numbers: list[Literal["phone", "id_card", "bank_card"]] = Field(default_factory=lambda: list(NUMBER_KINDS))
+    # Words a Paraformer-zh model (name: paraformer-zh) is biased towards hearing, e.g. the
+    # company's product names or 12315; SenseVoice has no hotwords and ignores them. At most
+    # 49: above that FunASR keeps 50 for a whole batch, picked by its first window.
+    hotwords: list[str] = Field(default_factory=list, max_length=49)
     retry_interval_s: float = 60.0
+
+    @field_validator("hotwords")
+    @classmethod
+    def _hotwords(cls, v: list[str]) -> list[str]:
+        for w in v:
+            # FunASR reads a hotword string that starts with http as a URL to download, and one
+            # naming a .txt file as that file: a word must be neither.
+            if not w or len(w) > 32 or any(c.isspace() for c in w) or w.lower().startswith("http") \
+                    or w.lower().endswith(".txt"):
+                raise ValueError(f"hotword {w!r}: use 1-32 characters, no spaces, not a URL or a .txt name")
+        return v
 
     @property
     def wanted(self) -> bool:

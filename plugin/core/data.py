@@ -190,6 +190,9 @@ class Alert:
 
 # Quotes an alert carries at most: a message quotes what fired, not the whole call.
 MAX_QUOTES = 5
+# Where an alert's stored row keeps its quotes (in ``details``: no column of their own). The
+# pipeline writes them there (plugin/flow/context.py); retention and forget remove them.
+QUOTES_KEY = "quotes"
 
 
 def summarize(segments: list[SegmentResult], duration: float) -> CallAnalysis:

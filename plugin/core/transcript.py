@@ -217,3 +217,16 @@ def quote_time(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+_CJK = r"[\u3000-\u9fff\uf900-\ufaff\uff00-\uffef]"  # CJK characters and punctuation, full-width forms
+_CJK_SPACE = re.compile(f"(?<={_CJK}) +(?={_CJK})")
+
+
+def parse_paraformer(raw: str) -> Parsed:
+    """Paraformer-zh's text: Chinese characters joined by spaces ("我 要 退 款"), English
+    words whole. The spaces between Chinese characters go (keyword rules and people read
+    "我要退款"); it has no language id, emotion tag or events (Mandarin is its language)."""
+    text = " ".join(str(raw or "").split())
+    text = _CJK_SPACE.sub("", text)
+    return Parsed(text=text, language="zh" if text else None, tag_emotion=None, events=())

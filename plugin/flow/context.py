@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plugin.core.data import Alert
+from plugin.core.data import QUOTES_KEY, Alert
 from plugin.core.signing import CallLinkSigner
 from plugin.store.tables import AlertRow, Call
 
@@ -57,10 +57,6 @@ def stored_alert_context(row: AlertRow) -> dict[str, Any]:
             "labels": dict(row.labels or {}), "details": details, "quotes": quotes,
             "id": row.id, "call_id": row.call_id}
 
-
-# An alert's quotes (Alert.quotes: what was said in the segments that fired) are kept in its
-# row's details under this key: no column of their own, read back by split_quotes.
-QUOTES_KEY = "quotes"
 
 
 def stored_details(alert: Alert) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""SenseVoiceSmall through FunASR: what was said in each window emotion2vec scores.
+"""SenseVoiceSmall (or Paraformer-zh) through FunASR: what was said in each window
+emotion2vec scores.
 
 Loaded like emotion2vec (a hub name or a local directory, through ``funasr.AutoModel``),
 and never anything else: no VAD, punctuation or speaker model is named, so FunASR fetches
@@ -23,13 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from plugin.config import AsrConfig
-from plugin.core.transcript import Parsed, parse_sensevoice
+from plugin.core.transcript import Parsed, parse_paraformer, parse_sensevoice
 from plugin.model.batcher import Batcher
 from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout
 
 log = logging.getLogger(__name__)
 
-MODEL_CLASSES = ("SenseVoiceSmall",)
+# SenseVoiceSmall: five languages, its emotion tag and audio events. Paraformer-zh (FunASR's
+# SeacoParaformer; Paraformer without hotwords): Mandarin only, words biased by asr.hotwords.
+SENSEVOICE = ("SenseVoiceSmall",)
+PARAFORMER = ("SeacoParaformer", "Paraformer")
+MODEL_CLASSES = SENSEVOICE + PARAFORMER
 
 
 def default_batch_size(device: str) -> int:
@@ -53,8 +58,9 @@ class SpeechModel:
         self.batcher = Batcher(self._run, self.batch_size, name="callmood-asr")
 
     def describe(self) -> str:
-        return (f"{self.source} on {self.device} ({self.precision}, language {self.cfg.language}, "
-                f"itn {'on' if self.cfg.use_itn else 'off'}, batch {self.batch_size})")
+        how = (f"language {self.cfg.language}, itn {'on' if self.cfg.use_itn else 'off'}" if self.kind in SENSEVOICE
+               else f"{len(self.cfg.hotwords)} hotwords")
+        return f"{self.source} on {self.device} ({self.kind}, {self.precision}, {how}, batch {self.batch_size})"
 
     def _quantize(self) -> tuple[str, str]:
         """int8 (dynamic, per-channel weight scales) for every Linear layer, where asked or
@@ -63,6 +69,10 @@ class SpeechModel:
         from plugin.model.batched import auto_precision
 
         want = self.cfg.precision
+        if want == "auto" and self.kind in PARAFORMER:
+            # Its decoder pads each window's tokens to the batch's longest, and padded rows
+            # would move a window's int8 scales: its words would depend on its batch mates.
+            return "fp32", "auto: fp32 for Paraformer (int8 would make a window's words depend on its batch)"
         if want == "auto":
             picked, why = auto_precision(self.device)
             if picked != "int8":  # bf16 on CUDA or AMX is emotion2vec's measured choice, not SenseVoice's
@@ -117,7 +127,8 @@ class SpeechModel:
                                    f"{_first_line(exc)}{hint}") from exc
         kind = type(model.model).__name__
         if kind not in MODEL_CLASSES:
-            raise ModelUnavailable(f"asr model {target!r} is a {kind}, not SenseVoiceSmall")
+            raise ModelUnavailable(f"asr model {target!r} is a {kind}, not SenseVoiceSmall or Paraformer-zh")
+        self.kind = kind
         frontend = model.kwargs.get("frontend")
         if frontend is not None and hasattr(frontend, "dither"):
             frontend.dither = 0.0  # the same audio, the same words
@@ -130,10 +141,33 @@ class SpeechModel:
         return self.batcher.classify([np.asarray(w, dtype=np.float32) for w in waveforms])
 
     def _run(self, batch: np.ndarray) -> list[Parsed]:
-        results = self.automodel.generate(
-            input=list(batch), batch_size=len(batch), language=self.cfg.language, use_itn=self.cfg.use_itn,
-            disable_pbar=True)
-        return [parse_sensevoice(r.get("text", "")) for r in results]
+        try:
+            texts = self._generate(list(batch))
+        except IndexError:
+            # FunASR 1.4 raises IndexError computing some token timestamps (an open upstream
+            # bug, seen on English text): one window at a time, so one window loses its words
+            # and not the whole batch.
+            texts = []
+            for window in batch:
+                try:
+                    texts += self._generate([window])
+                except IndexError:
+                    log.warning("speech model failed on a window (FunASR IndexError); it is kept without words")
+                    texts.append("")
+        parse = parse_sensevoice if self.kind in SENSEVOICE else parse_paraformer
+        return [parse(t) for t in texts]
+
+    def _generate(self, windows: list[np.ndarray]) -> list[str]:
+        if self.kind in SENSEVOICE:
+            options = {"language": self.cfg.language, "use_itn": self.cfg.use_itn}
+        else:  # None, not "": an empty hotword list would still run the hotword decoder
+            options = {"hotword": " ".join(self.cfg.hotwords) or None}
+        results = self.automodel.generate(input=windows, batch_size=len(windows), disable_pbar=True, **options)
+        if not results:  # Paraformer answers [] when no window of the batch has a word
+            return [""] * len(windows)
+        if len(results) != len(windows):
+            raise RuntimeError(f"speech model gave {len(results)} results for {len(windows)} windows")
+        return [r.get("text", "") for r in results]
 
 
 def _one_window_at_a_time(model) -> None:

@@ -35,9 +35,9 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.core import files
+from plugin.core.data import QUOTES_KEY
 from plugin.core.lookalikes import markdown_safe
 from plugin.store import handling, phone_lookups
-from plugin.store.retention import QUOTES
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job, Notification, NotificationAlert, Segment
 
 REDACTED = "[removed]"
@@ -138,7 +138,7 @@ def quoted_words(details: list[object]) -> list[str]:
     to remove from messages shared with other customers (a digest quotes every alert)."""
     out = []
     for d in details:
-        quotes = d.get(QUOTES) if isinstance(d, dict) else None
+        quotes = d.get(QUOTES_KEY) if isinstance(d, dict) else None
         for q in quotes if isinstance(quotes, list) else []:
             text = q.get("text") if isinstance(q, dict) else None
             if isinstance(text, str):

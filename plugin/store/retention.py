@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from plugin.core import files, scrub
 from plugin.core.clock import Clock
+from plugin.core.data import QUOTES_KEY
 from plugin.store import phone_lookups
 from plugin.store.tables import AlertRow, Call, Delivery, LoginFailure, Segment, SinkSend, WebhookPush, WeComCallback
 
@@ -58,9 +59,6 @@ SETTLED_CALL = ("analyzed", "failed")
 SETTLED_DELIVERY = ("delivered", "dead")
 EMPTY = "{}"  # an emptied JSON column, as both databases store it
 PUSH_IDS_DAYS = 7  # TCCC pushes a failed push again at most 3 times, within minutes
-# Where an alert's row keeps its quotes: transcript words, personal data like the segments'
-# (the pipeline writes them: plugin/flow/context.py QUOTES_KEY).
-QUOTES = "quotes"
 
 Sessions = sessionmaker[Session]
 
@@ -242,9 +240,9 @@ def drop_quotes(s: Session, call_ids: list[int]) -> int:
     segments they were cut from; the alert and its measures stay); how many alerts had some."""
     n = 0
     for alert in s.execute(select(AlertRow).where(AlertRow.call_id.in_(call_ids))).scalars():
-        if isinstance(alert.details, dict) and QUOTES in alert.details:
+        if isinstance(alert.details, dict) and QUOTES_KEY in alert.details:
             # A new dict: the JSON column does not see changes made inside the old one.
-            alert.details = {k: v for k, v in alert.details.items() if k != QUOTES}
+            alert.details = {k: v for k, v in alert.details.items() if k != QUOTES_KEY}
             n += 1
     return n
 

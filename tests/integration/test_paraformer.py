@@ -4,6 +4,8 @@ and gives each window the same words in any batch, on every run."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,42 @@ def test_the_large_geometry_is_paraformer_zhs():
     assert (cfg["decoder_conf"]["num_blocks"], cfg["decoder_conf"]["att_layer_num"]) == (16, 16)
     assert cfg["seaco_decoder_conf"]["num_blocks"] == 4 and cfg["model_conf"]["inner_dim"] == 512
     assert GEOMETRIES["small"] == GEOMETRIES["large"]
+
+
+# ---- through CallMood's SpeechModel (asr.name: paraformer-zh; asr.hotwords)
+
+def test_speech_model_runs_paraformer_with_its_hotwords_and_tells_it_apart(paraformer_dir):
+    from plugin.config import AsrConfig
+    from plugin.model.asr import SpeechModel
+
+    model = SpeechModel(AsrConfig(path=str(paraformer_dir), hotwords=["投诉", "退款", "12315"]), "cpu")
+    assert (model.kind, model.precision) == ("SeacoParaformer", "fp32")  # auto: fp32 for Paraformer
+    assert "SeacoParaformer, fp32, 3 hotwords" in model.describe()
+    batch = windows()
+    heard = model.transcribe(batch)
+    assert len(heard) == len(batch)
+    for h in heard:
+        assert not re.search(r"[\u4e00-\u9fff] [\u4e00-\u9fff]", h.text)  # "我要", not "我 要"
+        assert h.tag_emotion is None and h.events == () and h.language in ("zh", None)
+    assert model.transcribe(batch) == heard
+    assert [model.transcribe([w])[0] for w in batch] == heard
+
+
+def test_a_batch_with_no_words_at_all_gives_empty_words_for_each_window(paraformer_dir, monkeypatch):
+    from plugin.config import AsrConfig
+    from plugin.model.asr import SpeechModel
+
+    model = SpeechModel(AsrConfig(path=str(paraformer_dir)), "cpu")
+    monkeypatch.setattr(model.automodel, "generate", lambda **kw: [])  # what FunASR answers then
+    assert [h.text for h in model.transcribe(windows()[:3])] == ["", "", ""]
+
+
+def test_hotwords_that_funasr_would_read_as_a_url_or_a_file_are_refused():
+    from pydantic import ValidationError
+
+    from plugin.config import AsrConfig
+
+    for bad in (["http://evil.example/words"], ["words.txt"], ["两个 词"], [""], ["x" * 33], ["w"] * 50):
+        with pytest.raises(ValidationError):
+            AsrConfig(hotwords=bad)
+    assert AsrConfig(hotwords=["投诉", "12315"]).hotwords == ["投诉", "12315"]

@@ -285,3 +285,15 @@ def test_long_hostile_input_is_quick():
         started = time.monotonic()
         parse_sensevoice(text), normalize(text), mask_numbers(text)
         assert time.monotonic() - started < 5, text[:10]
+
+
+@pytest.mark.parametrize("raw,text", [
+    ("我 要 退 款", "我要退款"), ("我 要 退 款 refund please", "我要退款 refund please"),
+    ("打 一 二 三 一 五", "打一二三一五"), ("  ", ""), ("", ""), ("我，要 。", "我，要。"),
+])
+def test_paraformer_text_loses_the_spaces_between_chinese_characters(raw, text):
+    from plugin.core.transcript import parse_paraformer
+
+    parsed = parse_paraformer(raw)
+    assert parsed.text == text and parsed.tag_emotion is None and parsed.events == ()
+    assert parsed.language == ("zh" if text else None)
