@@ -180,3 +180,37 @@ def test_health_and_the_banner_say_when_the_speech_model_is_missing(tmp_path, mo
                                   "reason": f"asr.path {str(tmp_path / 'none')!r} is not a directory"}
     page = client.get("/dashboard", headers={"Accept-Language": "en"})
     assert "calls are analysed without their words" in page.get_data(as_text=True)
+
+
+def test_funasrs_timestamp_index_error_costs_one_window_its_words_not_the_batch(random_speech, monkeypatch):
+    real = random_speech.automodel.generate
+    bad = np.zeros(48000, np.float32) + 0.01
+
+    def flaky(**kw):  # FunASR 1.4's token timestamps raise IndexError on some text
+        if len(kw["input"]) > 1 or np.array_equal(kw["input"][0], bad):
+            raise IndexError("list index out of range")
+        return real(**kw)
+
+    monkeypatch.setattr(random_speech.automodel, "generate", flaky)
+    good = np.random.default_rng(1).standard_normal(48000).astype(np.float32) * 0.1
+    heard = random_speech.transcribe([good, bad, good])
+    assert heard[1].text == "" and heard[0] == heard[2] and heard[0].text
+
+
+def test_nothing_but_the_configured_model_is_asked_for(speech_dir, monkeypatch):
+    """No VAD, punctuation or speaker model, no update check, no newer-revision check, no
+    remote code: what AutoModel is given."""
+    import funasr
+
+    seen = {}
+    real = funasr.AutoModel
+
+    def spy(**kw):
+        seen.update(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(funasr, "AutoModel", spy)
+    SpeechModel(AsrConfig(path=str(speech_dir)), "cpu")
+    assert seen["model"] == str(speech_dir.resolve())
+    assert seen["disable_update"] is True and seen["check_latest"] is False
+    assert not {"vad_model", "punc_model", "spk_model", "trust_remote_code", "remote_code"} & set(seen)
