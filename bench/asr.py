@@ -142,7 +142,7 @@ def report(args: argparse.Namespace, env: dict, prep: dict, results: dict) -> st
             ratio = f"{statistics.median(per):.2f} ({min(per):.2f}-{max(per):.2f})"
         rows.append([v, f"{med:.2f} ({min(r['rounds']):.2f}-{max(r['rounds']):.2f})",
                      f"{args.windows / med:.2f}", ratio, f"{r['rss_mb']:.0f}", r.get("describe", "")])
-    lines = [f"### Transcripts: windows per second, {datetime.datetime.now():%Y-%m-%d %H:%M}",
+    lines = [f"## Transcript benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
              "", f"`{command_line()}`", "",
              f"{env['device_name']} ({env['cpus']} CPUs), torch {env['torch']}, funasr {env['funasr']}, "
              f"Python {env['python']}; emotion2vec {args.geometry} ({prep['emotion_params'] / 1e6:.0f} M "
@@ -150,6 +150,12 @@ def report(args: argparse.Namespace, env: dict, prep: dict, results: dict) -> st
              f"{args.windows} windows of 3 s per round, {args.rounds} interleaved rounds.", "",
              *table_text(["variant", "seconds: median (range)", "windows/s", "x emotion alone: median (range)",
                           "peak RSS MB", "model"], rows)]
+    stock = results.get("asr-stock")
+    for v in ("asr", "asr-fp32", "paraformer"):
+        if stock and v in results:
+            per = [b / a for a, b in zip(results[v]["rounds"], stock["rounds"])]
+            lines += ["", f"{v}: {statistics.median(per):.2f}x as fast as FunASR's stock generate "
+                          f"(per-round ratios, median; range {min(per):.2f}-{max(per):.2f})."]
     if base and "emotion+asr" in results:
         per = [a / b for a, b in zip(results["emotion+asr"]["rounds"], base["rounds"])]
         verdict = "met" if statistics.median(per) <= 2.0 else "NOT met"
