@@ -150,7 +150,7 @@ def analyze(config_path, files, as_csv, roles, queue):
         rules = load_rules(cfg.rules_path)
         model = EmotionModel(cfg.model)
         speech = SpeechService(cfg.asr)
-        speech.try_load(model.device, model.threads)
+        speech.try_load(model.device, model.threads, announce=False)
         listen = listening(speech.get(), cfg.asr, rules)
     except (RulesError, ModelUnavailable) as exc:
         raise click.ClickException(str(exc)) from None

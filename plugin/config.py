@@ -120,7 +120,7 @@ class AsrConfig(Section):
     name: str = "iic/SenseVoiceSmall"
     path: str | None = None  # a local model directory; wins over name
     hub: Literal["ms", "hf"] = "ms"
-    revision: str | None = None  # the hub revision of `name`; unset: the hub's newest
+    revision: str | None = None  # the hub revision of `name` (pin it: the same weights every start); unset: newest
     # A hint for SenseVoice's language query: auto, zh, en, yue, ja, ko.
     language: Literal["auto", "zh", "en", "yue", "ja", "ko"] = "auto"
     use_itn: bool = True  # punctuation and numbers as digits ("12315", not "幺二三幺五")

@@ -61,7 +61,7 @@ def emotion_model(model_dir) -> EmotionModel:
 
 # What the stand-in speech model hears (tests/asr_standin.py): each fits one 3 s window.
 STANDIN_SENTENCES = ["我要退款，不然我打12315。", "您好，请问有什么可以帮您？", "我要投诉", "我的手机是13812345678",
-                     "我要投", "诉，找律师曝光给媒体", "好的，我帮您查一下。"]
+                     "我要投", "诉，找律师曝光给媒体", "好的，我帮您查一下。", "我的手机是138", "12345678，记一下"]
 
 
 @pytest.fixture(scope="session")

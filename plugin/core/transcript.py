@@ -101,12 +101,20 @@ def normalize(text: str) -> str:
 # --- numbers masked ----------------------------------------------------------------------
 
 NUMBER_KINDS = ("phone", "id_card", "bank_card")
+# Windows of one channel at most this far apart are neighbours: words (and numbers) read
+# out across their boundary are one text (keyword rules match, and masking masks, across it).
+NEIGHBOUR_GAP_S = 0.5
 MASK = "*"
 KEEP = 4  # the last digits a masked number keeps: enough to tell two apart, not to call one
 # A digit: any decimal digit (ASCII, full-width...) or a Chinese one. Between two of them one
-# space or dash may stand ("138 1234 5678", "010-12345678", "幺三八 幺二三四").
+# space, or one dash or punctuation mark with a space either side, may stand: people read
+# numbers out in groups, and with ITN on SenseVoice writes the pauses as commas
+# ("138，1234，5678", "010-12345678", "(138)12345678", "138 - 1234", "幺三八 幺二三四").
+# Two spaces end a number.
 _D = r"[\d" + "".join(CHINESE_DIGITS) + "]"
-_SEP = "[ \u00a0\u3000\\-\uff0d\u2010\u2011\u2012\u2013]"
+_SPACE = "[ \u00a0\u3000]"
+_MARK = "[\\-\uff0d\u2010\u2011\u2012\u2013,，、.。．·/()（）:：]"
+_SEP = f"(?:{_SPACE}?{_MARK}{_SPACE}?|{_SPACE})"  # one space, or one mark with a space either side
 _RUN = re.compile(rf"([+\uff0b]?)({_D}(?:{_SEP}?{_D})*)({_SEP}?[xX\uff58\uff38])?")
 LONGEST = 19  # a bank card's most digits: a longer run holds numbers we cannot tell apart
 
@@ -118,8 +126,9 @@ def mask_numbers(text: str, kinds: Iterable[str] = NUMBER_KINDS) -> str:
     kinds: "phone" (a mainland mobile, 1[3-9] and 9 more digits, after an optional +86,
     86 or 0086; a landline, 0 and 9 to 11 more, or after +86 without its 0), "id_card"
     (a resident ID: 17 digits and a digit or X, or the old 15 digits), "bank_card" (13 to
-    19 digits). Digits are ASCII, full-width or Chinese ("幺三八..."), with single spaces
-    or dashes between them; separators and a leading + stay as they are. Short numbers stay:
+    19 digits). Digits are ASCII, full-width or Chinese ("幺三八..."), with a space, or a
+    dash or punctuation mark (a space either side), between groups ("138，1234，5678"); separators and a leading
+    + stay as they are. Short numbers stay:
     hotlines (12315, 95588, 400-820-8820), amounts, years. A run of numbers side by side
     ("13812345678 13912345678") is masked number by number; a run longer than 19 digits
     without separators is masked whole, as it may hold any of them."""
@@ -136,6 +145,18 @@ def mask_numbers(text: str, kinds: Iterable[str] = NUMBER_KINDS) -> str:
         return _RUN.sub(lambda m: _mask_run(m, wanted), text)
     except Exception:  # never seen; fail closed: a transcript with every digit hidden
         return "".join(MASK if _digit(c) is not None else c for c in text)
+
+
+def mask_across(first: str, second: str, kinds: Iterable[str] = NUMBER_KINDS) -> tuple[str, str]:
+    """Two neighbouring windows' words masked as one text: a number read out across the
+    boundary ("我的手机是138" | "12345678，记一下") is masked in both, keeping the last 4
+    digits of the whole. Masking keeps every character's place, so the text splits back
+    where it was joined."""
+    joined = f"{first}{second}"
+    masked = mask_numbers(joined, kinds)
+    if masked == joined or len(masked) != len(joined):
+        return first, second
+    return masked[:len(first)], masked[len(first):]
 
 
 def _mask_run(m: re.Match, wanted: frozenset[str]) -> str:

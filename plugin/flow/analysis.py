@@ -6,7 +6,8 @@ three cut, skip and summarize the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 from plugin.audio import segment as seg
@@ -14,8 +15,10 @@ from plugin.audio import vad
 from plugin.audio.decode import DecodedAudio
 from plugin.config import AsrConfig, AudioConfig
 from plugin.core.data import CallAnalysis, SegmentResult, summarize
-from plugin.core.transcript import mask_numbers, normalize
+from plugin.core.transcript import NEIGHBOUR_GAP_S, mask_across, mask_numbers, normalize
 from plugin.model.loading import EmotionModel
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the speech model imports FunASR: only where one loads
     from plugin.model.asr import SpeechModel
@@ -75,6 +78,7 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
 
     results: list[SegmentResult] = []
     quiet_frames = 0
+    failed: list[str] = []  # why the speech model failed, if it did
     # Samples are read from the memory-mapped decode a chunk at a time, so a long call
     # is never held in memory whole.
     for i in range(0, len(wins), WINDOWS_PER_REQUEST):
@@ -87,7 +91,7 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
             batch.append((w, x))
         scored = model.classify([x for _, x in batch])
         labels = [max(scores, key=scores.get) for scores in scored]
-        words = _transcribe(listening, [x for _, x in batch], labels) if listening else [None] * len(batch)
+        words = _transcribe(listening, [x for _, x in batch], labels, failed) if listening else [None] * len(batch)
         for (w, _), scores, label, heard in zip(batch, scored, labels, words):
             results.append(SegmentResult(
                 start=round(w.start / audio.sample_rate, 3), end=round(w.end / audio.sample_rate, 3),
@@ -113,7 +117,12 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
     if note:
         notes["layout_note"] = note
     if listening:
+        # Words are masked once every window is heard: a number read out across two windows
+        # is masked in both, and the matching form is made from the masked words.
+        results = _masked(results, listening.mask)
         notes["transcribed"] = sum(r.text is not None for r in results)
+        if failed:
+            notes["transcript"] = f"failed: {failed[0]}"
     # How the audio came and was decoded (source rate, codec, resampler, narrowband, partial):
     # the call's summary and /predict say it, so a score is never read without it.
     notes.update(audio.describe())
@@ -121,13 +130,50 @@ def analyze_audio(audio: DecodedAudio, model: EmotionModel, cfg: AudioConfig,
 
 
 
-def _transcribe(listening: Listening, xs: list, labels: list[str]) -> list[dict | None]:
-    """The transcript fields of each window (None for a window not heard): words masked
-    before they are kept anywhere, and their matching form made from the masked words."""
+def _transcribe(listening: Listening, xs: list, labels: list[str], failed: list[str]) -> list[dict | None]:
+    """The transcript fields of each window (None for a window not heard), the words as the
+    model gave them: _masked masks them before anything keeps them. A speech model that
+    fails costs these windows their words, never the call its emotions."""
     wanted = [i for i, label in enumerate(labels) if listening.labels is None or label in listening.labels]
     out: list[dict | None] = [None] * len(xs)
-    for i, parsed in zip(wanted, listening.model.transcribe([xs[i] for i in wanted])):
-        text = mask_numbers(parsed.text, listening.mask) if listening.mask else parsed.text
-        out[i] = {"text": text, "language": parsed.language, "tag_emotion": parsed.tag_emotion,
-                  "events": parsed.events, "normalized": normalize(text)}
+    try:
+        heard = listening.model.transcribe([xs[i] for i in wanted])
+    except Exception as exc:
+        reason = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        if not failed:
+            log.warning("speech model failed; windows analysed without words: %s", reason)
+        failed.append(reason)
+        return out
+    for i, parsed in zip(wanted, heard):
+        out[i] = {"text": parsed.text, "language": parsed.language, "tag_emotion": parsed.tag_emotion,
+                  "events": parsed.events}
+    return out
+
+
+def _masked(results: list[SegmentResult], mask: tuple[str, ...]) -> list[SegmentResult]:
+    """Each window's words with numbers masked, also across neighbouring windows of a
+    channel, and their matching form (masked again once joined up: normalize drops the
+    separators a number may have hidden behind)."""
+    texts = {id(r): r.text for r in results if r.text is not None}
+    if mask:
+        by_channel: dict[int, list[SegmentResult]] = {}
+        for r in results:
+            if r.text is not None:
+                by_channel.setdefault(r.channel, []).append(r)
+        for segs in by_channel.values():
+            segs.sort(key=lambda r: r.start)
+            for a, b in zip(segs, segs[1:]):
+                if b.start - a.end <= NEIGHBOUR_GAP_S:
+                    texts[id(a)], texts[id(b)] = mask_across(mask_numbers(texts[id(a)], mask),
+                                                              mask_numbers(texts[id(b)], mask), mask)
+            for r in segs:
+                texts[id(r)] = mask_numbers(texts[id(r)], mask)
+    out = []
+    for r in results:
+        if r.text is None:
+            out.append(r)
+            continue
+        text = texts[id(r)]
+        matching = normalize(text)
+        out.append(replace(r, text=text, normalized=mask_numbers(matching, mask) if mask else matching))
     return out

@@ -1,10 +1,12 @@
 """SenseVoiceSmall (or Paraformer-zh) through FunASR: what was said in each window
 emotion2vec scores.
 
-Loaded like emotion2vec (a hub name or a local directory, through ``funasr.AutoModel``),
-and never anything else: no VAD, punctuation or speaker model is named, so FunASR fetches
-none; its update check is off, the hub is not asked for a newer revision of a model it
-has, and ``trust_remote_code`` is never passed (SenseVoiceSmall is FunASR's own class).
+Loaded like emotion2vec (a hub name at asr.revision, or a local directory, through
+``funasr.AutoModel``), and never anything else: no VAD, punctuation or speaker model is
+named, so FunASR fetches none; its update check is off, and ``trust_remote_code`` is never
+passed (SenseVoiceSmall is FunASR's own class). A hub name is looked up at the hub at each
+load, as emotion2vec's is: pin ``asr.revision`` (or use ``asr.path``) to load the same
+weights every time.
 Deterministic: the front end's dither, 1.0 in the published config, is set to 0.
 
 Windows of equal length are batched together, across calls, on an inference thread of
@@ -26,7 +28,7 @@ import numpy as np
 from plugin.config import AsrConfig
 from plugin.core.transcript import Parsed, parse_paraformer, parse_sensevoice
 from plugin.model.batcher import Batcher
-from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout
+from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout, hub_source
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +117,10 @@ class SpeechModel:
         from funasr import AutoModel
 
         target = str(Path(self.cfg.path).resolve()) if self.cfg.path else self.cfg.name
-        pinned = {"model_revision": self.cfg.revision} if self.cfg.revision and not self.cfg.path else {}
         try:
+            # ModelScope: the name and the pinned revision; Hugging Face: the pinned commit
+            # downloaded here (FunASR would fetch the newest), its directory handed over.
+            target, pinned = hub_source(self.cfg)
             model = AutoModel(model=target, hub=self.cfg.hub, device=self.device, ncpu=self.threads,
                               disable_update=True, disable_pbar=True, log_level="ERROR",
                               check_latest=False, **pinned)
@@ -232,7 +236,9 @@ class SpeechService:
             return True
         return self.cfg.enabled == "auto" and self.attempts > 0
 
-    def try_load(self, device: str, threads: int = 0) -> bool:
+    def try_load(self, device: str, threads: int = 0, announce: bool = True) -> bool:
+        """One attempt; ``announce``: log a failure (the service; `callmood analyze` says
+        it its own way)."""
         if not self.cfg.wanted or self.model is not None:
             return True
         if not self._lock.acquire(blocking=False):
@@ -243,8 +249,11 @@ class SpeechService:
                 self.model = SpeechModel(self.cfg, device, threads)
             except ModelUnavailable as exc:
                 self.state, self.reason = "unavailable", str(exc)
-                log.warning("speech model not loaded: %s (calls are analysed without words; next try in %.0fs)",
-                            exc, self.cfg.retry_interval_s)
+                if announce:
+                    meanwhile = ("workers wait for it (asr.enabled: true)" if self.cfg.enabled is True
+                                 else "calls are analysed without words")
+                    log.warning("speech model not loaded: %s (%s; next try in %.0fs)", exc, meanwhile,
+                                self.cfg.retry_interval_s)
                 return False
             except Exception as exc:
                 self.state, self.reason = "unavailable", f"speech model loading failed: {_first_line(exc)}"

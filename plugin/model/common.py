@@ -7,6 +7,7 @@ import contextlib
 import io
 import sys
 import threading
+from pathlib import Path
 
 
 class ModelUnavailable(Exception):
@@ -47,3 +48,23 @@ def _quiet_stdout(sink: io.StringIO):
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else exc.__class__.__name__
+
+
+def hub_source(cfg) -> tuple[str, dict[str, str]]:
+    """What to hand FunASR's AutoModel for ``cfg`` (model: or asr:, both have name, path,
+    hub and revision): the model (a directory or a hub name) and the keyword that pins its
+    revision.
+
+    ModelScope: the name, with ``model_revision`` (FunASR passes it to the download).
+    Hugging Face: FunASR downloads the newest whatever it is told, so the pinned commit is
+    downloaded here and its directory handed over. A local ``model.path``: as it is."""
+    if cfg.path:
+        return str(Path(cfg.path).resolve()), {}
+    if not cfg.revision:
+        return cfg.name, {}
+    if cfg.hub == "ms":
+        return cfg.name, {"model_revision": cfg.revision}
+    from funasr.download.name_maps_from_hub import name_maps_hf
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id=name_maps_hf.get(cfg.name, cfg.name), revision=cfg.revision), {}

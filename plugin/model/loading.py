@@ -17,7 +17,7 @@ from plugin.core import trial
 from plugin.core.data import EMOTIONS, normalize_label
 from plugin.model.asr import SpeechService
 from plugin.model.batcher import Batcher
-from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout  # noqa: F401 (ModelUnavailable: re-exported)
+from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout, hub_source  # noqa: F401 (re-exported)
 from plugin.model.modeldir import MARKER, is_trial_model_dir
 
 log = logging.getLogger(__name__)
@@ -164,25 +164,6 @@ class EmotionModel:
                 scores[normalize_label(token)] = float(score)
             out.append(scores)
         return out
-
-
-def hub_source(cfg: ModelConfig) -> tuple[str, dict[str, str]]:
-    """What to hand FunASR's AutoModel for ``cfg``: the model (a directory or a hub name)
-    and the keyword that pins its revision.
-
-    ModelScope: the name, with ``model_revision`` (FunASR passes it to the download).
-    Hugging Face: FunASR downloads the newest whatever it is told, so the pinned commit is
-    downloaded here and its directory handed over. A local ``model.path``: as it is."""
-    if cfg.path:
-        return str(Path(cfg.path).resolve()), {}
-    if not cfg.revision:
-        return cfg.name, {}
-    if cfg.hub == "ms":
-        return cfg.name, {"model_revision": cfg.revision}
-    from funasr.download.name_maps_from_hub import name_maps_hf
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(repo_id=name_maps_hf.get(cfg.name, cfg.name), revision=cfg.revision), {}
 
 
 class ModelService:

@@ -22,7 +22,7 @@ from plugin.web.services import get_services
 bp = Blueprint("health", __name__)
 
 # What someone who is not an admin learns: the status, never why (an admin gets the detail).
-PUBLIC_MESSAGES = {"success": "Model is ready for inference", "degraded": "ready, with recent failures",
+PUBLIC_MESSAGES = {"success": "Model is ready for inference", "degraded": "ready, degraded",
                    "error": "not ready"}
 
 
@@ -71,10 +71,13 @@ def _health() -> tuple[dict, int]:
     detail["recent"] = recent.json()
     if not svc.model.ready:
         return dict(status="error", message=f"Model not ready: {svc.model.reason}", detail=detail), 503
+    if svc.config.asr.enabled is True and not speech.ready:  # workers wait for it, as for the model
+        return dict(status="error", message=f"Speech model not ready: {speech.reason}", detail=detail), 503
     problems = degraded_because(recent, detail["rules"])
-    if svc.config.asr.wanted and not speech.ready and speech.attempts:
-        # Calls are analysed without their words (auto), or wait for them (true).
-        problems.append(f"speech model not loaded: {speech.reason}")
+    if svc.config.asr.wanted and not speech.ready:
+        # auto: workers wait for the first attempt, then analyse calls without words.
+        problems.append(f"speech model not loaded: {speech.reason}" if speech.attempts
+                        else f"speech model loading, calls wait for it: {speech.reason}")
     if problems:
         return dict(status="degraded", message="Model is ready for inference; degraded: " + "; ".join(problems),
                     detail=detail), 200

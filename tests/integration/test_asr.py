@@ -171,8 +171,9 @@ def test_health_and_the_banner_say_when_the_speech_model_is_missing(tmp_path, mo
 
     svc, client = app_factory(make_config(tmp_path, model_dir, sqlite_url,
                                           asr={"enabled": "auto", "path": str(tmp_path / "none")}), model=True)
-    ok = client.get("/health").json
-    assert ok["status"] == "success" and ok["detail"]["asr"]["state"] == "not loaded"  # not tried yet
+    first = client.get("/health").json  # not tried yet: workers wait for the first attempt
+    assert first["status"] == "degraded" and first["detail"]["asr"]["state"] == "not loaded"
+    assert "speech model loading, calls wait for it" in first["message"]
     svc.model.try_load_speech()
     h = client.get("/health").json
     assert h["status"] == "degraded" and "speech model not loaded: asr.path" in h["message"]
@@ -214,3 +215,49 @@ def test_nothing_but_the_configured_model_is_asked_for(speech_dir, monkeypatch):
     assert seen["model"] == str(speech_dir.resolve())
     assert seen["disable_update"] is True and seen["check_latest"] is False
     assert not {"vad_model", "punc_model", "spk_model", "trust_remote_code", "remote_code"} & set(seen)
+
+
+def test_a_number_read_out_across_two_windows_is_masked_in_both(tmp_path, emotion_model, speech_model, standin):
+    path = write_call(tmp_path / "call.wav", standin, [["我的手机是138", "12345678，记一下", "我要投诉"]])
+    audio = decode(path, tmp_path / "decoded.wav")
+    analysis, _ = analyze_audio(audio, emotion_model, AUDIO, listening=Listening(speech_model, mask=("phone",)))
+    assert [s.text for s in analysis.segments] == ["我的手机是***", "****5678，记一下", "我要投诉"]
+    assert all("1381234" not in (s.normalized or "") for s in analysis.segments)
+
+
+def test_numbers_are_masked_in_the_matching_form_too(tmp_path, emotion_model, speech_model, standin, monkeypatch):
+    """A number behind separators the masker does not know is still masked once normalize
+    joins it up: the matching form never keeps a number the words would not show."""
+    from plugin.core.transcript import Parsed
+
+    monkeypatch.setattr(speech_model, "transcribe", lambda xs: [Parsed("电话138|1234|5678", "zh", None, ())] * len(xs))
+    path = write_call(tmp_path / "call.wav", standin, [["我要投诉"]])
+    audio = decode(path, tmp_path / "decoded.wav")
+    analysis, _ = analyze_audio(audio, emotion_model, AUDIO, listening=Listening(speech_model, mask=("phone",)))
+    [seg] = analysis.segments
+    assert seg.text == "电话138|1234|5678"  # "|" is no separator a speaker's pause becomes
+    assert seg.normalized == "电话*******5678"
+
+
+def test_a_failing_speech_model_costs_the_words_not_the_call(tmp_path, emotion_model, speech_model, standin,
+                                                             monkeypatch):
+    def broken(xs):
+        raise RuntimeError("CUDA out of memory\nmore")
+
+    monkeypatch.setattr(speech_model, "transcribe", broken)
+    path = write_call(tmp_path / "call.wav", standin, [["我要投诉", "我要投"]])
+    audio = decode(path, tmp_path / "decoded.wav")
+    analysis, notes = analyze_audio(audio, emotion_model, AUDIO, listening=Listening(speech_model))
+    assert len(analysis.segments) == 2 and all(s.text is None for s in analysis.segments)
+    assert notes["transcript"] == "failed: RuntimeError: CUDA out of memory" and notes["transcribed"] == 0
+
+
+def test_health_is_not_ready_while_a_required_speech_model_is_missing(tmp_path, model_dir, sqlite_url, app_factory):
+    from tests.conftest import make_config
+
+    svc, client = app_factory(make_config(tmp_path, model_dir, sqlite_url,
+                                          asr={"enabled": True, "path": str(tmp_path / "none")}), model=True)
+    svc.model.try_load_speech()
+    r = client.get("/health")
+    assert r.status_code == 503 and r.json["message"].startswith("Speech model not ready: asr.path")
+    assert client.application.test_client().get("/health").json == {"status": "error", "message": "not ready"}

@@ -76,6 +76,22 @@ def test_what_funasr_is_handed(tmp_path):
     assert hub_source(ModelConfig(path=str(tmp_path))) == (str(tmp_path.resolve()), {})
 
 
+def test_what_funasr_is_handed_for_the_speech_model(tmp_path, monkeypatch):
+    """asr: the same rules: a pinned ModelScope revision is passed on; a pinned Hugging Face
+    commit is downloaded here at that commit (FunASR would fetch the newest)."""
+    import huggingface_hub
+
+    from plugin.config import AsrConfig
+
+    assert hub_source(AsrConfig()) == ("iic/SenseVoiceSmall", {})
+    assert hub_source(AsrConfig(revision="v1")) == ("iic/SenseVoiceSmall", {"model_revision": "v1"})
+    asked = {}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, revision: asked.update(repo=repo_id, revision=revision) or str(tmp_path))
+    assert hub_source(AsrConfig(hub="hf", name="FunAudioLLM/SenseVoiceSmall", revision="abc123")) == (str(tmp_path), {})
+    assert asked == {"repo": "FunAudioLLM/SenseVoiceSmall", "revision": "abc123"}
+
+
 def test_redaction_finds_whole_values_escaped_or_encoded():
     r = Redactor(["cust-4", "+8613811112222", None, "", "T/1"])
     body = {"markdown": {"content": "> cust\\-4 (\\+8613811112222) and cust-42 · T%2F1 · xT/1"},
