@@ -12,8 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from plugin.core.data import MAX_QUOTES
+from plugin.core.quote_text import clip, one_line, quotes_of
 from plugin.core.transcript import quote_time
+
+# one_line, clip and quotes_of live in plugin/core/quote_text.py, where `callmood forget`
+# finds a cut quote the way these cut it; the sinks take them from here as before.
+__all__ = ["ROLES_EN", "ROLES_ZH", "QUOTE_CHARS", "clip", "one_line", "quotes_of", "quote_line", "quote_lines",
+           "quotes_json"]
 
 # The speaker, as WeCom messages name them (their language is Chinese), and as the CRM
 # notes do (theirs is English).
@@ -21,26 +26,6 @@ ROLES_ZH = {"customer": "客户", "agent": "坐席", "mixed": "通话"}
 ROLES_EN = {"customer": "customer", "agent": "agent", "mixed": "call"}
 QUOTE_CHARS = 80  # of one quote's words in a message
 ROLE_CHARS = 20  # a role we do not know is shown as it is, this long at most
-
-
-def one_line(value: object) -> str:
-    """``value`` as text on one line: line breaks and other controls become spaces, so no
-    value can add a line of its own to a note (a Zendesk note's marker line included)."""
-    return " ".join("".join(c if c.isprintable() else " " for c in str(value)).split())
-
-
-def clip(text: str, chars: int) -> str:
-    return text if len(text) <= chars else text[: chars - 1] + "…"
-
-
-def quotes_of(alert: dict[str, Any]) -> list[dict[str, Any]]:
-    """The alert's quotes that have words, in call order, at most MAX_QUOTES; whatever a
-    stored row or a template context holds (a missing key, a value of another shape)."""
-    given = alert.get("quotes") if isinstance(alert, dict) else None
-    if not isinstance(given, (list, tuple)):
-        return []
-    out = [q for q in given if isinstance(q, dict) and isinstance(q.get("text"), str) and q["text"].strip()]
-    return out[:MAX_QUOTES]
 
 
 def quote_line(quote: dict[str, Any], roles: dict[str, str] = ROLES_ZH, chars: int = QUOTE_CHARS) -> str:

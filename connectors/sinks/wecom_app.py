@@ -70,7 +70,6 @@ from connectors.sinks.wecom_robot import (
     _fit,
     _more,
     _render,
-    fmt_time,
     md,
     quotes_block,
     truncate_utf8,
@@ -78,7 +77,9 @@ from connectors.sinks.wecom_robot import (
 from connectors.wecom_crypto import aes_key_problem
 from plugin.core import scrub, trial
 from plugin.core.ids import user_id_problem
+from plugin.core.quote_text import clip, one_line
 from plugin.core.sandbox import Raw
+from plugin.core.transcript import quote_time
 
 SEND = "cgi-bin/message/send"
 UPDATE_CARD = "cgi-bin/message/update_template_card"
@@ -126,11 +127,8 @@ _CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9]{1,32}")
 def plain(value: object, limit: int | None = None) -> str:
     """``value`` as one line of plain text for a card field: every line break and control
     character a space, cut to ``limit`` characters ("…" marks a cut)."""
-    text = "".join(c if c.isprintable() else " " for c in str(value))
-    text = " ".join(text.split())
-    if limit is not None and len(text) > limit:
-        text = text[: max(limit - 1, 0)] + "…"
-    return text
+    text = one_line(value)
+    return text if limit is None else clip(text, limit)
 
 
 def _split(value: object) -> list[str]:
@@ -217,7 +215,7 @@ def _http_url(value: object) -> str | None:
 
 
 def _times(matched: list, chars: int = VALUE_CHARS) -> str:
-    spans = [f"{fmt_time(a)}–{fmt_time(b)}" for a, b in matched]
+    spans = [f"{quote_time(a)}–{quote_time(b)}" for a, b in matched]
     out = ""
     for i, span in enumerate(spans):
         more = f" (+{len(spans) - i})"
@@ -426,7 +424,7 @@ class WeComAppSink(Sink):
         head = f"{trial.LABEL}\n" if ctx.get("trial") else ""
         limit = MARKDOWN_BYTES - _size(head)
         alert = ctx["alert"]
-        spans = [f"{fmt_time(a)}–{fmt_time(b)}" for a, b in alert.get("matched") or []]
+        spans = [f"{quote_time(a)}–{quote_time(b)}" for a, b in alert.get("matched") or []]
         times = ", ".join(spans[:TIMES_SHOWN]) + (f" (+{len(spans) - TIMES_SHOWN})" if len(spans) > TIMES_SHOWN else "")
         # App markdown has no "<@userid>" mentions: the recipients are the people messaged.
         extras = {"color": Raw(SEVERITY_COLOR.get(alert.get("severity"), "comment")), "times": Raw(times or "-"),

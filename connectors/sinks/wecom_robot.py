@@ -46,6 +46,7 @@ from plugin.core import trial
 from plugin.core.ids import user_id_problem
 from plugin.core.lookalikes import markdown_safe
 from plugin.core.sandbox import Raw, render_escaped
+from plugin.core.transcript import quote_time  # "1:02:13" past an hour, as the quotes
 
 MAX_BYTES = 4096
 MAX_IMAGE_BYTES = 2 * 1024 * 1024  # an image message's PNG or JPG, before base64
@@ -107,11 +108,6 @@ def mention_line(users: list[str]) -> str:
         if problem:
             raise ValueError(f"cannot mention {problem}")
     return ("\n" + " ".join(f"<@{u}>" for u in users)) if users else ""
-
-
-def fmt_time(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60:02d}:{s % 60:02d}"
 
 
 def truncate_utf8(text: str, limit: int = MAX_BYTES) -> str:
@@ -217,7 +213,7 @@ class WeComRobotSink(Sink):
     def render(self, ctx: dict[str, Any]) -> dict[str, Any]:
         alert = ctx["alert"]
         action = ctx.get("action") or {}
-        spans = [f"{fmt_time(a)}–{fmt_time(b)}" for a, b in alert["matched"]]
+        spans = [f"{quote_time(a)}–{quote_time(b)}" for a, b in alert["matched"]]
         times = ", ".join(spans[:12]) + (f" (+{len(spans) - 12})" if len(spans) > 12 else "")
         users = action.get("mentions")
         if users is None:

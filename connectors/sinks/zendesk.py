@@ -55,6 +55,7 @@ from connectors.sinks.quotes import ROLES_EN, clip, one_line, quote_lines
 from connectors.sinks.rest import url_value
 from connectors.sources.zendesk import zendesk_subdomain
 from plugin.core import scrub, trial
+from plugin.core.transcript import quote_time  # "1:02:13" past an hour, as the quotes
 
 MAX_TAG = 80  # CallMood's limit on one tag, so a runaway template cannot make a page of text
 TAG_EXTRA = "_-:./"  # besides letters and digits (any script)
@@ -118,11 +119,6 @@ def api_base(value: str) -> str:
 
 # --- render -----------------------------------------------------------------------------
 
-def fmt_time(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60:02d}:{s % 60:02d}"
-
-
 def note_lines(ctx: dict[str, Any]) -> list[str]:
     """The note about one alert, one fact a line, each value on its line: what was heard,
     which rule said so, where in the call, what was said there, and the link to the call's page. About a call a
@@ -140,7 +136,7 @@ def note_lines(ctx: dict[str, Any]) -> list[str]:
     if isinstance(alert.get("share"), (int, float)):
         facts.append(f"{round(alert['share'] * 100)}% of the {role}'s speech")
     lines.append(" · ".join(facts))
-    spans = [f"{fmt_time(a)}–{fmt_time(b)}" for a, b in (alert.get("matched") or [])]
+    spans = [f"{quote_time(a)}–{quote_time(b)}" for a, b in (alert.get("matched") or [])]
     if spans:
         more = f" (+{len(spans) - MAX_SEGMENTS} more)" if len(spans) > MAX_SEGMENTS else ""
         lines.append(f"Moments ({role}): " + ", ".join(spans[:MAX_SEGMENTS]) + more)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from plugin.core import trial
-from plugin.core.data import Alert, CallAnalysis
+from plugin.core.data import QUOTES_KEY, Alert, CallAnalysis
 from plugin.flow import notify
 from plugin.flow.context import stored_details
 from plugin.flow.outputs import Outputs, customer_order_key
@@ -62,7 +62,8 @@ def store_results(s: Session, call: Call, ctx: dict[str, Any], analysis: CallAna
 
 def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, outputs: Outputs,
                now: datetime) -> AlertRow:
-    """Store the alert (once per call and rule) and one delivery per action (once per sink)."""
+    """Store the alert (once per call and rule), or give the stored one the re-run's quotes,
+    and one delivery per action (once per sink)."""
     row = s.execute(select(AlertRow).where(AlertRow.call_id == call.id, AlertRow.rule == alert.rule)).scalar()
     if row is None:
         row = AlertRow(call_id=call.id, rule=alert.rule, scenario=alert.scenario,
@@ -73,6 +74,11 @@ def plan_alert(s: Session, call: Call, ctx: dict[str, Any], alert: Alert, output
                        details=stored_details(alert), routing=[], created_at=now)
         s.add(row)
         s.flush()
+    elif alert.quotes:
+        # A re-run with words (the first run had no recognizer, or a purge took the segments'
+        # words) gives the alert it keeps its quotes; the rest of the row stays as first stored.
+        details = dict(row.details) if isinstance(row.details, dict) else {}
+        row.details = {**details, QUOTES_KEY: stored_details(alert)[QUOTES_KEY]}
     have = {d.sink for d in s.execute(select(Delivery).where(Delivery.alert_id == row.id)).scalars()}
     for action in alert.actions:
         if action.sink in have:

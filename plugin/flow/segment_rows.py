@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from plugin.core.data import SegmentResult
+from plugin.core.quote_text import clip, one_line
 from plugin.flow.report.render import csv_cell
 
 # After the columns each export had before transcripts, so a reader by position still reads.
@@ -33,7 +34,5 @@ def said_line(s: SegmentResult) -> str:
     no recognizer ran, "(no words)" when it heard none)."""
     if s.text is None:
         return ""
-    text = " ".join("".join(c if c.isprintable() else " " for c in s.text).split())
-    if not text:
-        return "(no words)"
-    return text if len(text) <= LINE_CHARS else text[: LINE_CHARS - 1] + "…"
+    text = one_line(s.text)
+    return clip(text, LINE_CHARS) if text else "(no words)"

@@ -57,7 +57,7 @@ class SpeechModel:
         self.automodel = self._load()
         self.precision, self.precision_reason = self._quantize()
         self.batch_size = cfg.batch_size or default_batch_size(device)
-        self.batcher = Batcher(self._run, self.batch_size, name="callmood-asr")
+        self.batcher = Batcher(self._run, self.batch_size, name="callmood-asr", model="speech")
 
     def describe(self) -> str:
         how = (f"language {self.cfg.language}, itn {'on' if self.cfg.use_itn else 'off'}" if self.kind in SENSEVOICE

@@ -30,8 +30,12 @@ class _Request:
 
 
 class Batcher:
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], batch_size: int, name: str = "callmood-infer"):
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], batch_size: int, name: str = "callmood-infer",
+                 model: str = "emotion"):
         self._run = run
+        # Which model's forwards these are ("emotion", "speech"): the metric's label, so the
+        # speech model's batches do not blur the emotion model's.
+        self._batch_windows = metrics.BATCH_WINDOWS.labels(model=model)
         self.batch_size = batch_size
         self._pending: list[tuple[np.ndarray, _Request, int]] = []
         self._cv = threading.Condition()
@@ -97,7 +101,7 @@ class Batcher:
             return
         self.batches_run += 1
         self.largest_batch = max(self.largest_batch, len(items))
-        metrics.BATCH_WINDOWS.observe(len(items))
+        self._batch_windows.observe(len(items))
         for (_, req, i), row in zip(items, scores):
             req.results[i] = row
             req.left -= 1

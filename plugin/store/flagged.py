@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from plugin.core.quote_text import quotes_of
 from plugin.store.tables import AlertRow, Call, CustomerHandling, Feedback
 
 Sessions = sessionmaker[Session]
@@ -200,10 +201,10 @@ def _row(r: tuple) -> dict:
 
 
 def _first_quote(details: object) -> dict | None:
-    """The first thing said in the segments that fired (an alert's details keep its quotes)."""
-    quotes = details.get("quotes") if isinstance(details, dict) else None
-    first = quotes[0] if isinstance(quotes, list) and quotes else None
-    return first if isinstance(first, dict) and isinstance(first.get("text"), str) else None
+    """The first thing said in the segments that fired (an alert's details keep its quotes
+    under QUOTES_KEY), as the messages quote it: the first with words."""
+    quotes = quotes_of(details)
+    return quotes[0] if quotes else None
 
 
 def choices(sessions: Sessions, limit: int = 200) -> dict[str, list[str]]:

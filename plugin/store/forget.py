@@ -13,7 +13,8 @@ grouped by something other than the customer) stays for the others: it loses the
 to the customer's alerts, and its group key and its delivery's body are redacted: every
 occurrence of the customer id, their phone numbers, their calls' external and ticket ids
 and the words their alerts quote (of 4 characters or more) becomes ``[removed]`` (also
-where a sink escaped or percent-encoded them; a quote a message cut short is not found).
+where a sink escaped or percent-encoded them, and what is left of a quote a message cut
+short: the words before its "…").
 A body that is still to be sent goes out redacted. The review report's stored WeCom messages
 (plugin/flow/report/, deliveries keyed "report:...") name top customers: they are
 redacted the same way.
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.core import files
 from plugin.core.data import QUOTES_KEY
 from plugin.core.lookalikes import markdown_safe
+from plugin.core.quote_text import cut_forms, one_line
 from plugin.store import handling, phone_lookups
 from plugin.store.tables import AlertRow, Call, Delivery, Feedback, Job, Notification, NotificationAlert, Segment
 
@@ -135,15 +137,16 @@ QUOTE_MIN_CHARS = 4
 
 def quoted_words(details: list[object]) -> list[str]:
     """What the customer said, as their alerts quote it (``details["quotes"]``): the words
-    to remove from messages shared with other customers (a digest quotes every alert)."""
+    to remove from messages shared with other customers (a digest quotes every alert).
+    Each quote as said, on one line as messages carry it, and as each message cuts it
+    (plugin/core/quote_text.py: the part before the "…")."""
     out = []
     for d in details:
         quotes = d.get(QUOTES_KEY) if isinstance(d, dict) else None
         for q in quotes if isinstance(quotes, list) else []:
             text = q.get("text") if isinstance(q, dict) else None
             if isinstance(text, str):
-                # Also on one line, as messages carry it (connectors/sinks/quotes.py).
-                for words in {text.strip(), " ".join(text.split())}:
+                for words in {text.strip(), one_line(text), *cut_forms(text)}:
                     if len(words) >= QUOTE_MIN_CHARS:
                         out.append(words)
     return out

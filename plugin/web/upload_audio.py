@@ -21,6 +21,7 @@ from plugin.core.files import data_subdir
 from plugin.flow.analysis import analyze_audio, listening
 from plugin.model.loading import ModelUnavailable
 from plugin.web.services import get_services
+from rules.engine import RuleSet
 
 
 class UploadRefused(Exception):
@@ -34,15 +35,17 @@ class UploadRefused(Exception):
 @dataclass(frozen=True)
 class HeardUpload:
     analysis: CallAnalysis
-    notes: dict  # analyze_audio's notes: tracks, skipped seconds, a layout note
+    notes: dict  # analyze_audio's notes: tracks, skipped seconds, a layout note, why no words
     audio: dict  # how the audio came (DecodedAudio.describe())
     model: dict  # the model's provenance ({"trial": ..., "precision": ...})
 
 
 def hear_upload(upload: FileStorage | None, channel_roles: dict[int, str] | None = None,
-                words: bool = False) -> HeardUpload:
+                words: bool = False, rules: RuleSet | None = None) -> HeardUpload:
     """Decode and analyse the multipart ``file`` (with ``words``, transcribed too, where the
-    speech model is loaded); raises UploadRefused (400, 422, 503)."""
+    speech model is loaded: the windows ``rules`` listen to, the caller's one reading of
+    them, so the same version listens and judges); raises UploadRefused (400, 422, 503).
+    Wanted words the speech model cannot give say why in ``notes["transcript"]``."""
     svc = get_services()
     if upload is None or not upload.filename:
         raise UploadRefused("multipart field 'file' is required", 400)
@@ -61,8 +64,11 @@ def hear_upload(upload: FileStorage | None, channel_roles: dict[int, str] | None
                            timeout_s=svc.config.audio.decode_timeout_s)
         except DecodeError as exc:
             raise UploadRefused(str(exc), 400) from None
-        listen = listening(svc.model.speech.model, svc.config.asr, svc.rules) if words else None
+        speech = svc.model.speech
+        listen = listening(speech.model, svc.config.asr, rules) if words else None
         analysis, notes = analyze_audio(audio, model, svc.config.audio, channel_roles, listening=listen)
+        if words and listen is None and svc.config.asr.wanted:
+            notes = {**notes, "transcript": f"none: {speech.reason}"}  # asr is on, its model is not loaded
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not analysis.segments:

@@ -108,7 +108,7 @@ def _analyze():
                                  f"{', '.join(sorted(s.scenario for s in rules.scenarios))})"), 400
     upload = request.files.get("file")
     try:
-        heard = hear_upload(upload, LAYOUTS[layout], words=True)
+        heard = hear_upload(upload, LAYOUTS[layout], words=True, rules=rules)
     except UploadRefused as exc:
         headers = {"Retry-After": str(MODEL_WAIT_S)} if exc.status == 503 else {}
         return jsonify(error=str(exc)), exc.status, headers
@@ -132,6 +132,7 @@ def _result(name: str, layout: str, heard: HeardUpload, rules: RuleSet, scenario
         "channels": layout,
         "tracks": notes["tracks"],
         "layout_note": notes.get("layout_note"),  # e.g. roles given for a mono file: analysed mixed
+        "transcript_note": notes.get("transcript"),  # e.g. asr is on and its model is not loaded
         "skipped_silence_s": notes["skipped_s"],
         # What was said (text None: no speech recognizer ran); the page sets it as text only.
         "segments": [{"start": s.start, "end": s.end, "channel": s.channel, "role": s.role, "emotion": s.label,

@@ -187,16 +187,10 @@ def seed_words(svc, clock, customer: str, ext: str, quotes: list[str]) -> int:
         return call.id
 
 
-def test_forget_removes_the_customers_words_and_their_quotes_in_shared_messages(tmp_path, db_url, clock,
-                                                                                 app_factory):
-    from plugin.store.tables import AlertRow, Delivery, Notification, NotificationAlert, Segment
+def digest_of_every_alert(svc, clock, lines: list[str]) -> None:
+    """A quiet-hours digest of every stored alert, delivered with ``lines`` as its markdown."""
+    from plugin.store.tables import AlertRow, Delivery, Notification, NotificationAlert
 
-    svc, client = app_factory(make_config(tmp_path, None, db_url), clock=clock)
-    gone = seed_words(svc, clock, "cust-forget", "forget-call-1", [SAID_GONE, SAID_GONE_MD, "好的"])
-    kept = seed_words(svc, clock, "cust-keep", "keep-call-1", [SAID_KEPT])
-    # A quiet-hours digest of both alerts, rendered with their quotes as WeCom markdown.
-    lines = ["00:00 客户: " + SAID_GONE, "00:03 客户: " + SAID_GONE_MD.replace("*", "\\*"), "00:06 客户: 好的",
-             "00:00 客户: " + SAID_KEPT]
     with svc.sessions.begin() as s:
         digest = Notification(receiver="supervisors", sink="wecom", group_key="digest", kind="digest",
                               status="flushed", severity="warning", flush_at=clock.t, created_at=clock.t,
@@ -208,6 +202,19 @@ def test_forget_removes_the_customers_words_and_their_quotes_in_shared_messages(
         s.add(Delivery(notification_id=digest.id, sink="wecom", status="delivered", attempts=1,
                        next_attempt_at=clock.t, created_at=clock.t, delivered_at=clock.t,
                        payload={"msgtype": "markdown", "markdown": {"content": "\n".join(lines)}}))
+
+
+def test_forget_removes_the_customers_words_and_their_quotes_in_shared_messages(tmp_path, db_url, clock,
+                                                                                 app_factory):
+    from plugin.store.tables import AlertRow, Delivery, Segment
+
+    svc, client = app_factory(make_config(tmp_path, None, db_url), clock=clock)
+    gone = seed_words(svc, clock, "cust-forget", "forget-call-1", [SAID_GONE, SAID_GONE_MD, "好的"])
+    kept = seed_words(svc, clock, "cust-keep", "keep-call-1", [SAID_KEPT])
+    # A quiet-hours digest of both alerts, rendered with their quotes as WeCom markdown.
+    lines = ["00:00 客户: " + SAID_GONE, "00:03 客户: " + SAID_GONE_MD.replace("*", "\\*"), "00:06 客户: 好的",
+             "00:00 客户: " + SAID_KEPT]
+    digest_of_every_alert(svc, clock, lines)
     everything = stored_text(svc)
     assert SAID_GONE in everything and SAID_GONE_MD in everything
 
@@ -228,6 +235,34 @@ def test_forget_removes_the_customers_words_and_their_quotes_in_shared_messages(
     assert SAID_KEPT in str(got["alerts"][0]["quotes"])
     with svc.sessions() as s:
         assert s.execute(select(Segment.text).where(Segment.call_id == kept)).scalars().all() == [SAID_KEPT]
+
+
+def test_forget_finds_the_customers_quotes_where_messages_cut_them(tmp_path, sqlite_url, clock, app_factory):
+    """A long quote is cut in a message (a robot's line at 80 characters, an app card's at
+    60, a CRM note's at 200, the REST body's at 500, "…" after the cut): what is left of it
+    goes too."""
+    from connectors.sinks import quotes as sink_quotes
+    from connectors.sinks import wecom_app, zendesk
+    from plugin.core.quote_text import QUOTE_CUTS
+    from plugin.store.tables import Delivery
+
+    # Every length a sink cuts a quote to is one forget looks for.
+    assert {sink_quotes.QUOTE_CHARS, wecom_app.CARD_QUOTE_CHARS, zendesk.QUOTE_CHARS, 200, 500} <= set(QUOTE_CUTS)
+    said = "".join(f"第{i}次打电话了，\n我要退款，" for i in range(60))  # 600 characters and more, on two lines each
+    svc, _ = app_factory(make_config(tmp_path, None, sqlite_url), clock=clock)
+    seed_words(svc, clock, "cust-forget", "forget-call-1", [said])
+    seed_words(svc, clock, "cust-keep", "keep-call-1", [SAID_KEPT])
+    quoted = {"quotes": [{"start": 0.0, "role": "customer", "text": said}]}
+    lines = [sink_quotes.quote_lines(quoted, chars=n)[0] for n in QUOTE_CUTS]
+    assert all(line.endswith("…") and len(line) < len(said) for line in lines)
+    digest_of_every_alert(svc, clock, [*lines, "00:00 客户: " + SAID_KEPT])
+
+    assert svc.forget("cust-forget")["shared notifications redacted"] == 1
+    with svc.sessions() as s:
+        body = s.execute(select(Delivery.payload).where(Delivery.notification_id.is_not(None))).scalar_one()
+    assert body["markdown"]["content"].splitlines() == ["00:00 客户: [removed]…"] * len(QUOTE_CUTS) + [
+        "00:00 客户: " + SAID_KEPT]
+    assert "第0次打电话了" not in stored_text(svc)
 
 
 def test_forget_counts_quotes_only_where_alerts_have_them(tmp_path, sqlite_url, clock, app_factory):

@@ -322,3 +322,41 @@ def test_a_retrying_calls_error_is_text_on_the_call_page(tmp_path, db_url, app_f
     page = sup.get(f"/calls/{call_id}", headers=EN).text
     assert "retrying" in page and "<script>alert(1)" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# --- a re-run with words: the alert it keeps gets its quotes ---------------------------------
+
+def test_a_rerun_with_words_gives_the_alert_it_keeps_its_quotes(tmp_path, sqlite_url):
+    """A call first analysed without transcripts (or whose segments' words a purge took)
+    and re-run with them: its alert is the same row (no second alert), now with the quotes
+    messages and pages show; its measures stay as stored."""
+    import dataclasses
+
+    from plugin.core.data import QUOTES_KEY
+    from plugin.flow.context import call_context
+    from plugin.flow.results import plan_alert
+    from plugin.services import build
+    from tests.helpers import make_alert
+
+    said = [{"start": 63.0, "end": 66.0, "role": "customer", "text": "我要退款"}]
+    svc = build(make_config(tmp_path, None, sqlite_url))
+    try:
+        with svc.sessions.begin() as s:
+            now = svc.clock.now(s)
+            call = Call(source="generic", external_id="words-later", recording_url="http://pbx/r.wav",
+                        customer_id="cust-5", event={}, status="analyzed", received_at=now)
+            s.add(call)
+            s.flush()
+            ctx = call_context(call)
+            first = plan_alert(s, call, ctx, make_alert(), svc.outputs, now)
+            assert QUOTES_KEY not in first.details
+            again = plan_alert(s, call, ctx, dataclasses.replace(make_alert(), quotes=said), svc.outputs, now)
+            # A re-run that heard nothing (words off again) leaves the quotes it has.
+            plan_alert(s, call, ctx, make_alert(), svc.outputs, now)
+            call_id = call.id
+        assert again.id == first.id
+        with svc.sessions() as s:
+            [row] = s.execute(select(AlertRow).where(AlertRow.call_id == call_id)).scalars().all()
+            assert row.details == {"share": 0.5, QUOTES_KEY: said}
+    finally:
+        svc.close()

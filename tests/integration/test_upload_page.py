@@ -231,15 +231,25 @@ def test_off_with_predict(tmp_path, model_dir, sqlite_url, app_factory):
     assert 'href="/upload"' not in admin.get("/dashboard").text
 
 
+# The tutorial's /predict answer, as it was before the upload page (and transcripts) came.
+PREDICT_KEYS = {"filename", "emotion", "confidence", "timestamp", "duration", "segments", "skipped_silence_s",
+                "source_rate", "source_codec", "source_format", "resampler", "narrowband", "high_band_db",
+                "partial", "declared_s", "decoded_s", "model"}
+PREDICT_SEGMENT_KEYS = {"start", "end", "emotion", "confidence"}
+
+
+def predict_keys(answer: dict) -> set[str]:
+    """PREDICT_KEYS, and why for a narrowband file (telephone audio: 8 kHz, or upsampled)."""
+    return PREDICT_KEYS | ({"narrowband_reason"} if answer.get("narrowband") else set())
+
+
 def test_the_tutorials_predict_answer_is_unchanged(site, tmp_path):
     svc, admin = site
     r = admin.post("/predict", data={"file": (BytesIO(wav(tmp_path)), "angry_sample.wav")},
                    content_type="multipart/form-data")
     assert r.status_code == 200
-    assert set(r.json) == {"filename", "emotion", "confidence", "timestamp", "duration", "segments",
-                           "skipped_silence_s", "source_rate", "source_codec", "source_format", "resampler",
-                           "narrowband", "high_band_db", "partial", "declared_s", "decoded_s", "model"}
-    assert [set(s) for s in r.json["segments"]] == [{"start", "end", "emotion", "confidence"}] * 3
+    assert set(r.json) == predict_keys(r.json) == PREDICT_KEYS
+    assert [set(s) for s in r.json["segments"]] == [PREDICT_SEGMENT_KEYS] * 3
     r = admin.post("/predict", data={"file": (BytesIO(b"junk" * 100), "x.wav")}, content_type="multipart/form-data")
     assert r.status_code == 400 and set(r.json) == {"error"}
 
@@ -260,8 +270,52 @@ def test_an_upload_is_transcribed_by_the_loaded_speech_model_and_predict_stays_a
         p = admin.post("/predict", data={"file": (BytesIO(path.read_bytes()), "said.wav")},
                        content_type="multipart/form-data")
         assert p.status_code == 200, p.text
-        assert {"filename", "emotion", "confidence", "timestamp", "segments"} <= set(p.json)
+        assert set(p.json) == predict_keys(p.json)
         assert "我要投诉" not in p.text  # /predict does not transcribe
-        assert all(set(s) == {"start", "end", "emotion", "confidence"} for s in p.json["segments"])
+        assert all(set(s) == PREDICT_SEGMENT_KEYS for s in p.json["segments"])
     finally:
         svc.model.speech.model = None
+
+
+class CountingRules:
+    """A rules holder that counts how often the rules in force are read."""
+
+    def __init__(self, holder):
+        self.holder, self.reads = holder, 0
+
+    @property
+    def current(self):
+        self.reads += 1
+        return self.holder.current
+
+
+def test_one_upload_is_listened_to_and_judged_by_one_reading_of_the_rules(site, tmp_path, monkeypatch):
+    """A rules reload between listening (which windows get words) and judging cannot give
+    the two different versions: the rules are read once per upload."""
+    from plugin.web import upload_audio
+
+    svc, admin = site
+    heard_with = []
+    real_listening = upload_audio.listening
+    monkeypatch.setattr(upload_audio, "listening",
+                        lambda speech, cfg, rules: heard_with.append(rules) or real_listening(speech, cfg, rules))
+    counting = CountingRules(svc.rules_holder)
+    monkeypatch.setattr(svc, "rules_holder", counting)
+    r = send(admin, wav(tmp_path), scenario="everything")
+    assert r.status_code == 200, r.text
+    assert counting.reads == 1 and heard_with == [counting.holder.current]
+
+
+def test_an_upload_says_why_it_has_no_words_when_the_speech_model_is_wanted_but_not_loaded(
+        site, tmp_path, monkeypatch):
+    svc, admin = site
+    r = send(admin, wav(tmp_path))
+    assert r.status_code == 200 and r.json["transcript_note"] is None  # asr is off: no words, nothing to say
+    monkeypatch.setattr(svc.config.asr, "enabled", True)
+    monkeypatch.setattr(svc.model.speech, "reason", "cannot load speech model 'iic/SenseVoiceSmall': no network")
+    r = send(admin, wav(tmp_path))
+    assert r.status_code == 200, r.text
+    assert r.json["transcript_note"] == "none: cannot load speech model 'iic/SenseVoiceSmall': no network"
+    assert all(s["text"] is None for s in r.json["segments"])
+    p = admin.post("/predict", data={"file": (BytesIO(wav(tmp_path)), "a.wav")}, content_type="multipart/form-data")
+    assert set(p.json) == predict_keys(p.json)  # the tutorial's answer does not carry it

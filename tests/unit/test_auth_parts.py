@@ -74,7 +74,8 @@ def test_what_each_role_sees_of_a_call():
                         "deliveries": [{"status": "delivered", "payload": {"text": "+8613812345678"}}]}]}
     viewer = redact.call(call, phones=False, payloads=False)
     assert viewer["customer_phone"] == "+86138****5678" and viewer["recording_url"] == "https://s.example/r.wav?***"
-    assert viewer["alerts"][0]["summary"] == "cust-1 at +86 138 **** 5678 was angry"
+    # Masked as what a caller said is (a summary template may print alert.quotes).
+    assert viewer["alerts"][0]["summary"] == "cust-1 at +** *** **** 5678 was angry"
     assert viewer["alerts"][0]["routing"] == [{"reason": "r 138****5678"}]
     assert viewer["alerts"][0]["deliveries"] == [{"status": "delivered"}]
     admin = redact.call(call, phones=True, payloads=True)
@@ -82,3 +83,15 @@ def test_what_each_role_sees_of_a_call():
     assert admin["recording_url"] == "https://s.example/r.wav?***"
     assert call["customer_phone"] == "+8613812345678"  # the input is not changed
     assert redact.mask_text("ticket T-1001 for cust-42") == "ticket T-1001 for cust-42"
+
+
+def test_a_viewer_sees_the_quotes_an_alert_summary_prints_masked():
+    """A rule's summary template may print alert.quotes: a viewer sees the ID-card and bank
+    card numbers in it masked, as in the quotes themselves."""
+    said = "我的身份证是110101199003071234，卡号6222021234567890123"
+    call = {"alerts": [{"summary": f"angry: 00:03 客户: {said}", "quotes": [{"text": said}]}]}
+    [viewer] = redact.call(call, phones=False, payloads=False)["alerts"]
+    assert viewer["summary"] == "angry: 00:03 客户: 我的身份证是**************1234，卡号***************0123"
+    assert viewer["quotes"][0]["text"] in viewer["summary"]
+    [admin] = redact.call(call, phones=True, payloads=True)["alerts"]
+    assert admin["summary"] == f"angry: 00:03 客户: {said}"

@@ -145,6 +145,7 @@ document.addEventListener("DOMContentLoaded", function () {
     if (a.audio && a.audio.narrowband) notes.push([M.narrowband, "warning"]);
     if (a.audio && a.audio.partial) notes.push([M.partial, "warning"]);
     if (a.layout_note) notes.push([a.layout_note, "warning"]);
+    if (a.transcript_note) notes.push([a.transcript_note, "warning"]);
     notes.forEach(function (n) { b.appendChild(el("p", n[1], n[0])); });
     b.appendChild(scenario(a.scenario));
     if (a.timeline) b.appendChild(timeline(a.timeline));
