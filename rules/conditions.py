@@ -38,7 +38,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, field_
 
 from plugin.core.data import EMOTIONS, EVENTS, CallAnalysis, SegmentResult
 from plugin.core.validation import checked
-from rules.schema import MaybeStrings, Strict, one_or_many
+from rules.schema import MaybeStrings, Strict
 from rules.words import Term, keyword_problem, keyword_term, mentions, regex_problem, regex_term
 
 # Threshold keys and what they measure; also the names templates see in alert.details.
@@ -54,14 +54,25 @@ KNOWN_EVENTS = tuple(e for e in EVENTS if e != "speech")
 
 
 def _words(v: Any) -> Any:
-    """YAML reads ``says: [投诉, 12315]``'s 12315 as a number: it is the words "12315"."""
-    v = one_or_many(str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
-    return [str(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v] if isinstance(v, list) else v
+    """One keyword or pattern (``says: 投诉``) is a list of one."""
+    return [v] if v is not None and not isinstance(v, list) else v
+
+
+def _word(v: Any) -> Any:
+    """A keyword as written. YAML reads ``says: [投诉, 12315]``'s 12315 as a number, and
+    0755 as the octal 493: rules/yamlfile.py keeps the text of each, which is the words.
+    It reads no, off, yes... as booleans, whose text is lost."""
+    if isinstance(v, bool):
+        raise ValueError("YAML reads yes/no/on/off/true/false as true or false: quote it ('no')")
+    if isinstance(v, int):
+        return getattr(v, "text", str(v))
+    return v
 
 
 def _each(problem: Any) -> Any:
     """A list (or one string) whose items are each checked by ``problem``, None allowed."""
-    return Annotated[list[Annotated[str, AfterValidator(checked(problem))]] | None, BeforeValidator(_words)]
+    item = Annotated[str, BeforeValidator(_word), AfterValidator(checked(problem))]
+    return Annotated[list[item] | None, BeforeValidator(_words)]  # type: ignore[valid-type]
 
 
 Keywords = _each(keyword_problem)

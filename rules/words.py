@@ -20,20 +20,30 @@ from dataclasses import dataclass, field
 from re import _parser as _sre  # re's own parser (sre_parse before 3.11): a pattern's structure
 
 from plugin.core.data import SegmentResult
-from plugin.core.transcript import normalize
+from plugin.core.transcript import NEIGHBOUR_GAP_S, normalize
 
 # Windows of one channel this close (seconds) are read as one text: windows follow each
 # other, the last one of a stretch of speech may be shifted by up to 0.25 s (plugin/audio/segment.py).
-JOIN_GAP_S = 0.5
+JOIN_GAP_S = NEIGHBOUR_GAP_S  # the windows masking joins too (plugin/core/transcript.py)
 MAX_PATTERN = 200  # characters of one keyword or regular expression
-# Characters of one window matched at most: it bounds what a pattern may have to scan,
-# whatever the stored text holds. A 3 s window (audio.window_s's default) holds some 20
-# characters of Chinese speech; only a window of tens of seconds of fast speech reaches it.
+# Characters of one window a keyword is looked for in: it bounds the work whatever the
+# stored text holds. A 3 s window (audio.window_s's default) holds some 10 to 30 characters
+# of speech; only a window of tens of seconds of fast speech reaches it.
 MAX_WINDOW_CHARS = 256
-# Quantifiers of variable reach (*, +, ?, {0,10}) one pattern may have. A failing search
-# costs about the text's length to the power of their number plus one: with two, on two
-# windows of MAX_WINDOW_CHARS, under 0.1 s in the worst case measured (\w*\w*c), where a
-# third made it 10 s.
+# Characters of one window a regular expression reads (its first ones; across two windows,
+# the first's last ones and the second's first ones: 128 in all). Python's re has no time
+# limit, so the text is kept short, and regex_problem refuses the shapes whose cost grows
+# fastest: nested quantifiers, backreferences, lookarounds, and more than MAX_OPEN_REPEATS
+# quantifiers of variable reach (*, +, ?, {0,10}) and alternations (a failing search costs
+# about the text's length to the power of their number plus one). Measured on Python 3.11,
+# one core, each accepted pattern searched in the worst text for it, "a" * 128:
+#   python -c 'import re,time; t=time.perf_counter(); list(re.finditer(P, "a"*128)); print(time.perf_counter()-t)'
+# \w*\w*\w{3}...\w{3}c (20 of them, 200 characters) 0.058 s, the worst found; \w*\w*\w\w...c
+# 0.047 s; (?:\w|...40 alternatives)\w*\w{3}...c 0.038 s; \w{0,60}\w{0,60}\w{60}c 0.013 s;
+# (?:\w+)\w+\w{5}c 0.014 s; \w*\w*c 0.002 s. Refused, on 512 characters: (\w+)(\w+)\1\2\1\2c
+# 1.9 s, (?=(\w+)(\w+)\2\1c) 1.6 s; (?:\w|\w)x6 \w*\w*\w{3}x7 c 1.8 s on 128. A 3 s window holds
+# 10 to 30 characters, where each of these costs under a millisecond (0.2 ms on 30).
+MAX_REGEX_WINDOW_CHARS = 64
 MAX_OPEN_REPEATS = 2
 
 _REPEATS = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT}
@@ -47,6 +57,7 @@ class Term:
     kind: str  # "keyword" or "regex"
     # (start, end) of each match in a text, non-overlapping
     find: Callable[[str], Iterator[tuple[int, int]]] = field(compare=False, repr=False)
+    reach: int = MAX_WINDOW_CHARS  # characters of one window it reads
 
 
 @dataclass(frozen=True)
@@ -72,16 +83,19 @@ def regex_problem(pattern: str) -> str | None:
 
     Rules files may be hostile, and Python's re has no time limit: patterns whose search
     can take exponential time (a quantifier inside another, ``(a+)+``; a repeated
-    alternation, ``(a|ab)+``) are refused, and so are those with more than
-    MAX_OPEN_REPEATS quantifiers of variable length. What is left costs at most a small
-    power of the text's length, and the text is short: one window, or two neighbours
-    (MAX_WINDOW_CHARS each at most)."""
+    alternation, ``(a|ab)+``) are refused, so are backreferences and lookarounds, and
+    patterns with more than MAX_OPEN_REPEATS quantifiers of variable length. What is left
+    costs at most a small power of the text's length, and that text is short
+    (MAX_REGEX_WINDOW_CHARS a window). A pattern that can never match the normalized text
+    (an uppercase letter, a space, punctuation) is refused too: it would fail silently."""
     if len(pattern) > MAX_PATTERN:
         return f"a regular expression is at most {MAX_PATTERN} characters"
     try:
         compiled = re.compile(pattern)
         parsed = _sre.parse(pattern)
-        problem, repeats = _shape_problem(parsed, inside=False), _open_repeats(parsed)
+        problem = _shape_problem(parsed, inside=False)
+        repeats = _open_repeats(parsed)
+        unseen = _unseen_literal(parsed, bool(parsed.state.flags & re.IGNORECASE))
     except (re.error, OverflowError, ValueError) as exc:  # OverflowError: a{4294967296}
         return f"bad regular expression {pattern!r}: {exc}"
     except RecursionError:
@@ -90,8 +104,11 @@ def regex_problem(pattern: str) -> str | None:
         return f"regular expression {pattern!r}: {problem}"
     if repeats > MAX_OPEN_REPEATS:
         return (f"regular expression {pattern!r} has more than {MAX_OPEN_REPEATS} quantifiers of variable "
-                f"length (*, +, ?, {{0,10}}), each making a failing search slower; split it into two "
-                f"patterns, or list keywords in says:")
+                f"length (*, +, ?, {{0,10}}) and alternations (a|b), each making a failing search slower; "
+                f"split it into two patterns, or list keywords in says:")
+    if unseen:
+        return (f"regular expression {pattern!r} looks for {unseen!r}, which is never there: the text a pattern "
+                f"sees is normalized: lowercase, no spaces or punctuation, digits in ASCII (幺二三 is 123)")
     if compiled.fullmatch(""):
         return f"regular expression {pattern!r} matches empty text, so it would match every window"
     return None
@@ -108,9 +125,16 @@ def _subpatterns(av: object) -> Iterator[object]:
 
 def _shape_problem(sub: object, inside: bool) -> str | None:
     for op, av in sub:  # type: ignore[attr-defined]
+        if op in (_sre.GROUPREF, _sre.GROUPREF_EXISTS):
+            return ("backreferences (\\1, (?P=name), (?(1)...)) are not allowed: their search can take "
+                    "seconds; write the words out")
+        if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+            return ("lookarounds ((?=, (?!, (?<=, (?<!) are not allowed: their search can take seconds; "
+                    "match the words themselves")
         repeats = op in _REPEATS and av[1] > 1
-        if repeats and inside:
-            return ("nested quantifiers, such as (a+)+ or (ab*){2,}, can take exponential time; "
+        # Inside a repeat, any quantifier of variable reach nests: (a?){30} is as slow as (a+)+.
+        if inside and op in _REPEATS and (repeats or av[0] != av[1]):
+            return ("nested quantifiers, such as (a+)+, (a?){9} or (ab*){2,}, can take exponential time; "
                     "write it without the nesting")
         if op == _sre.BRANCH and inside:
             return ("a repeated alternation, such as (a|ab)+, can take exponential time; use a character "
@@ -123,12 +147,42 @@ def _shape_problem(sub: object, inside: bool) -> str | None:
 
 
 def _open_repeats(sub: object) -> int:
+    """Quantifiers of variable reach and alternations: a failing search tries each of
+    their choices with each of the others'."""
     n = 0
     for op, av in sub:  # type: ignore[attr-defined]
-        if op in _REPEATS and av[0] != av[1]:
+        if (op in _REPEATS and av[0] != av[1]) or op == _sre.BRANCH:
             n += 1
         n += sum(_open_repeats(child) for child in _subpatterns(av))
     return n
+
+
+def _unseen_literal(sub: object, ignorecase: bool) -> str | None:
+    """The first run of literal characters (outside character classes) that the normalized
+    text never holds: "A", " ", "！", "一二" (it is "12" there); None if there is none."""
+    run = ""
+    for op, av in list(sub) + [(None, None)]:  # type: ignore[call-overload]
+        if op == _sre.LITERAL:
+            run += chr(av)
+            continue
+        if run and _changed(run, ignorecase):
+            return next((c for c in run if _changed(c, ignorecase)), run)
+        run = ""
+        if op == _sre.SUBPATTERN:  # (?i:...) and (?-i:...) change the case rule inside
+            _, add, drop, child = av
+            inner = (ignorecase or bool(add & re.IGNORECASE)) and not drop & re.IGNORECASE
+            found = _unseen_literal(child, inner)
+        else:
+            found = next(filter(None, (_unseen_literal(c, ignorecase) for c in _subpatterns(av))), None)
+        if found:
+            return found
+    return None
+
+
+def _changed(text: str, ignorecase: bool) -> bool:
+    """Whether normalizing changes ``text`` (lowercased first where case is ignored)."""
+    text = text.lower() if ignorecase else text
+    return normalize(text) != text
 
 
 def keyword_term(keyword: str) -> Term:
@@ -139,7 +193,7 @@ def keyword_term(keyword: str) -> Term:
         while at >= 0:
             yield at, at + len(needle)
             at = text.find(needle, at + len(needle))
-    return Term(keyword, "keyword", find)
+    return Term(keyword, "keyword", find, MAX_WINDOW_CHARS)
 
 
 def regex_term(pattern: str) -> Term:
@@ -149,7 +203,7 @@ def regex_term(pattern: str) -> Term:
         for m in compiled.finditer(text):
             if m.end() > m.start():  # an empty match says nothing was heard
                 yield m.span()
-    return Term(pattern, "regex", find)
+    return Term(pattern, "regex", find, MAX_REGEX_WINDOW_CHARS)
 
 
 def matching_text(s: SegmentResult) -> str | None:
@@ -182,8 +236,8 @@ def mentions(terms: Sequence[Term], segs: Sequence[SegmentResult]) -> list[Menti
             if segs[j].start - segs[i].end > JOIN_GAP_S:
                 continue
             edge = len(texts[i])
-            for term, a, b in _spans(terms, texts[i] + texts[j]):
-                if a < edge < b and _free(taken[i], a, edge) and _free(taken[j], 0, b - edge):
+            for term, a, b in _spans_across(terms, texts[i], texts[j]):
+                if _free(taken[i], a, edge) and _free(taken[j], 0, b - edge):
                     taken[i].append((a, edge))
                     taken[j].append((0, b - edge))
                     found.append(Mention(term, (i, j)))
@@ -191,8 +245,21 @@ def mentions(terms: Sequence[Term], segs: Sequence[SegmentResult]) -> list[Menti
 
 
 def _spans(terms: Sequence[Term], text: str) -> list[tuple[str, int, int]]:
-    """Every term's matches in ``text``, earliest first, the longer first at one start."""
-    spans = [(t.written, a, b) for t in terms for a, b in t.find(text)]
+    """Every term's matches in ``text`` (the part it reaches), earliest first, the longer
+    first at one start."""
+    spans = [(t.written, a, b) for t in terms for a, b in t.find(text[:t.reach])]
+    return sorted(spans, key=lambda x: (x[1], x[1] - x[2]))
+
+
+def _spans_across(terms: Sequence[Term], left: str, right: str) -> list[tuple[str, int, int]]:
+    """The matches that span the boundary of two neighbouring windows, as ``_spans`` orders
+    them, where (start, end) are offsets in ``left + right``. A term reads the end of
+    ``left`` and the start of ``right``, as much of each as it reaches in one window."""
+    spans = []
+    for t in terms:
+        near, far = left[-t.reach:], right[:t.reach]
+        shift = len(left) - len(near)
+        spans += [(t.written, a + shift, b + shift) for a, b in t.find(near + far) if a < len(near) < b]
     return sorted(spans, key=lambda x: (x[1], x[1] - x[2]))
 
 

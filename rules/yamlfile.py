@@ -58,7 +58,7 @@ def read(path: Path) -> YamlFile:
         raise RulesError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise RulesError(f"{path}: not UTF-8 text") from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         # One parse gives both the node tree (for the lines) and the data built from it.
         node = loader.get_single_node()
@@ -80,6 +80,26 @@ def read(path: Path) -> YamlFile:
             raise RulesError(f"{path}: more than {MAX_NODES} values once aliases are expanded, or nested "
                              f"too deep (a YAML alias bomb?)")
     return src
+
+
+class IntText(int):
+    """An integer as YAML read it, with its text as written: ``says: [0755]`` means the
+    words "0755", which YAML 1.1 reads as the octal 493."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> IntText:
+        self = super().__new__(cls, value)
+        self.text = text
+        return self
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:  # type: ignore[override]
+        return IntText(super().construct_yaml_int(node), node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 # Aliases make a small file stand for a huge tree ("billion laughs"): every later step

@@ -101,6 +101,19 @@ def test_current_thresholds_are_those_of_clauses_with_emotions(tmp_path):
     assert current_thresholds(finance) == [0.6]
 
 
+def test_only_rules_on_emotions_are_swept(tmp_path):
+    # A keyword rule fires the same at every threshold, and only on transcribed calls:
+    # it is left out of the sweep and of "as written" alike.
+    rs = rules(tmp_path, GENERAL + "  - name: threat\n    when: {role: customer, says: [投诉]}\n")
+    said = [SegmentResult(0, 3, 1, "customer", "neutral", 0.9, {"neutral": 0.9}, text="我要投诉",
+                          normalized="我要投诉")]
+    angry = segs(("angry", 0.8))
+    [sw] = sweep(rs, [case("a", said, ("customer", "neutral", None)), case("b", angry, ("customer", "angry", None))])
+    got = {p.threshold: (p.fired, p.tp, p.fp) for p in sw.points}
+    assert got[0.5] == got[AS_WRITTEN] == (1, 1, 0) and got[0.95] == (0, 0, 0)
+    assert len(rs.scenarios[0].rules) == 2  # the rules themselves are untouched
+
+
 def test_which_calls_should_alert(tmp_path):
     rs = rules(tmp_path, GENERAL, NESTED)
     general, nested = rs.scenarios

@@ -12,7 +12,7 @@ from plugin.core.data import MAX_QUOTES, SegmentResult, summarize
 from plugin.core.transcript import normalize
 from rules.conditions import MEASURES, Condition
 from rules.engine import RulesError, evaluate, load_rules
-from rules.words import MAX_WINDOW_CHARS
+from rules.words import MAX_REGEX_WINDOW_CHARS, MAX_WINDOW_CHARS, regex_problem
 
 CALL = {"id": 1, "customer_id": "c-9", "agent_id": "a-1", "queue": None, "source": "generic"}
 
@@ -98,6 +98,14 @@ def test_window_text_is_bounded(tmp_path):
     rs = rules_from(tmp_path, {"says": ["投诉"]})
     assert fires(rs, call(win(0, "好" * (MAX_WINDOW_CHARS - 2) + "投诉")))
     assert not fires(rs, call(win(0, "好" * MAX_WINDOW_CHARS + "投诉")))
+    # a regular expression reads less: the first characters, and across a boundary the
+    # first window's last ones and the next one's first ones
+    rx = rules_from(tmp_path, {"says_regex": ["投诉"]})
+    assert fires(rx, call(win(0, "好" * (MAX_REGEX_WINDOW_CHARS - 2) + "投诉")))
+    assert not fires(rx, call(win(0, "好" * MAX_REGEX_WINDOW_CHARS + "投诉")))
+    a = alert(rx, call(win(0, "好" * 200 + "我要投"), win(3, "诉")))
+    assert a.details["mentions"] == 1 and a.matched == [(0.0, 3.0), (3.0, 6.0)]
+    assert fires(rules_from(tmp_path, {"says": ["投诉"]}), call(win(0, "好" * 200 + "我要投"), win(3, "诉")))
 
 
 # --- whose words, when, how often ----------------------------------------------------------
@@ -284,6 +292,19 @@ def write(tmp_path, text):
     ("      says_regex: ['退款[']\n", "s.yaml:4: rules.0.when.says_regex.0: bad regular expression '退款['"),
     ("      says_regex: ['x*']\n", "matches empty text"),
     ("      says_regex: ['a{4294967296}']\n", "bad regular expression 'a{4294967296}': the repetition number is too"),
+    ("      says_regex: ['(\\w+)(\\w+)\\2\\1c']\n", "s.yaml:4: rules.0.when.says_regex.0: regular expression "
+                                                 "'(\\\\w+)(\\\\w+)\\\\2\\\\1c': backreferences"),
+    ("      says_regex: ['(?=(\\w+)c)']\n", "lookarounds ((?=, (?!, (?<=, (?<!) are not allowed"),
+    ("      says_regex: ['(?:\\w?){30}c']\n", "nested quantifiers"),
+    ("      says_regex: ['(?:a|b1)(?:c|d1)x*']\n", "has more than 2 quantifiers of variable length"),
+    ("      says_regex: [退款, 'ABC']\n", "s.yaml:4: rules.0.when.says_regex.1: regular expression 'ABC' looks for "
+                                     "'A', which is never there: the text a pattern sees is normalized: lowercase"),
+    ("      says_regex: ['投诉 电话']\n", "looks for ' ', which is never there"),
+    ("      says_regex: ['12315！']\n", "looks for '！', which is never there"),
+    ("      says: [0755, 010, 0x1F]\n      says_regex:\n        - 退款\n        - no\n",
+     "s.yaml:7: rules.0.when.says_regex.1: YAML reads yes/no/on/off/true/false as true or false: quote it ('no')"),
+    ("      says:\n        - cancel\n        - off\n",
+     "s.yaml:6: rules.0.when.says.1: YAML reads yes/no/on/off/true/false as true or false: quote it ('no')"),
     ("      says_regex: ['" + "a" * 201 + "']\n", "a regular expression is at most 200 characters"),
     ("      tag_emotions: [furious]\n", "s.yaml:4: rules.0.when.tag_emotions: unknown emotion 'furious'"),
     ("      events: [speech]\n", "s.yaml:4: rules.0.when.events: unknown event 'speech' (nearly every window"),
@@ -300,6 +321,21 @@ def test_schema_errors_name_file_line_and_key(tmp_path, when, expected):
     with pytest.raises(RulesError) as err:
         load_rules(tmp_path)
     assert expected in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("pattern", [r"退(款|钱)", r"\d{5}", r"^a.b*c?$", r"[A-Z.!]x", r"\bx", r"a{2,3}(b|c)",
+                                     r"(?i)ABC", r"(?i:A)b", r"两个", r"[^ ]+款", r"\w*\w*c"])
+def test_regex_syntax_is_not_taken_for_what_is_never_there(pattern):
+    assert regex_problem(pattern) is None
+
+
+def test_numbers_in_says_are_the_words_as_written(tmp_path):
+    write(tmp_path, "default: true\nrules:\n  - name: r\n    when:\n      says: [0755, 010, 0x1F, 12315]\n"
+                    "      says_regex: [0123]\n      min_mentions: 010\n")
+    c = load_rules(tmp_path).scenarios[0].rules[0].when
+    assert c.says == ["0755", "010", "0x1F", "12315"] and c.says_regex == ["0123"]
+    assert c.min_mentions == 8  # other keys read YAML's numbers as before
+    assert fires(load_rules(tmp_path), call(win(0, "0755" * 4), win(3, "0x1f" * 4)))
 
 
 def test_word_measures_in_templates_only_where_the_rule_listens(tmp_path):

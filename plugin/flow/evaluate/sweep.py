@@ -8,6 +8,10 @@ looks at (an empty role fits any; a clause on the customer also fits "mixed", as
 fall back to the mixed track). Clauses under ``none:`` say what must not be heard, and
 do not make a call one that should alert. The row "as written" is the scenario unchanged.
 
+Only the rules with a clause on ``emotions:`` are judged, at every threshold and as
+written: the others (keywords, SenseVoice's tags or events only) fire the same at every
+threshold, and only on calls that were transcribed, which calls read from files are not.
+
 Pure: plain data in (segment results, call contexts, rules), counts out.
 """
 
@@ -113,6 +117,13 @@ def current_thresholds(scenario: Scenario) -> list[float]:
     return sorted({c.min_confidence for r in scenario.rules for c, _ in clauses(r.when) if c.emotions})
 
 
+def emotion_rules(scenario: Scenario) -> Scenario:
+    """``scenario`` with only its rules that have a clause on ``emotions:`` (as
+    ``current_thresholds`` counts them): the sweep judges the model, not the words."""
+    kept = [r for r in scenario.rules if any(c.emotions for c, _ in clauses(r.when))]
+    return scenario.model_copy(update={"rules": kept})
+
+
 def _fires(ruleset: RuleSet, scenario: Scenario, case: Case) -> bool:
     _, alerts = evaluate(ruleset, case.analysis, dict(case.context), scenario=scenario)
     return bool(alerts)
@@ -127,7 +138,8 @@ class Sweeper:
         self.results: list[ScenarioSweep] = []
         self._variants: list[list[tuple[float | str, Scenario]]] = []
         for scenario in ruleset.scenarios:
-            variants = [(t, with_threshold(scenario, t)) for t in thresholds] + [(AS_WRITTEN, scenario)]
+            judged = emotion_rules(scenario)
+            variants = [(t, with_threshold(judged, t)) for t in thresholds] + [(AS_WRITTEN, judged)]
             self._variants.append(variants)
             self.results.append(ScenarioSweep(
                 scenario.scenario, current_thresholds(scenario), points=[Point(t) for t, _ in variants],
