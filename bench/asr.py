@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -53,7 +51,7 @@ DEFAULT_VARIANTS = "emotion,emotion+asr,asr,asr-fp32,asr-stock"
 def main() -> None:
     args = parse_args()
     if args.child:
-        return child_main(args)
+        return inf.child_main(args, child_prepare, child_variant)
     bad = [v for v in args.variants.split(",") if v not in VARIANTS]
     if bad:
         sys.exit(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
@@ -165,29 +163,6 @@ def report(args: argparse.Namespace, env: dict, prep: dict, results: dict) -> st
 
 
 # --------------------------------------------------------------------------- children
-
-def child_main(args: argparse.Namespace) -> None:
-    import contextlib
-    import logging
-    import warnings
-
-    spec = json.loads(args.spec)
-    answers = os.fdopen(os.dup(1), "w")
-
-    def reply(obj: dict) -> None:
-        answers.write(json.dumps(obj) + "\n")
-        answers.flush()
-
-    logging.basicConfig(level=logging.ERROR)
-    with contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("ignore")
-        if args.child == "env":
-            reply(inf.child_env(spec))
-        elif args.child == "prepare":
-            reply(child_prepare(spec))
-        else:
-            child_variant(args.child, spec, reply)
-
 
 def child_prepare(spec: dict) -> dict:
     from plugin.model.sensevoice_dir import build_sensevoice_dir

@@ -483,7 +483,9 @@ def write_markdown(path: Path, env: dict, sections: list[dict]) -> None:
 
 # --------------------------------------------------------------------------- children
 
-def child_main(args: argparse.Namespace) -> None:
+def child_main(args: argparse.Namespace, prepare=None, variant=None) -> None:
+    """A child's life: answer its role (env, prepare, or a variant's rounds) on a duplicate
+    of stdout. ``prepare`` and ``variant``: another benchmark's (bench/asr.py), else ours."""
     spec = json.loads(args.spec)
     # FunASR prints notices to stdout and logs at INFO despite log_level; none of it is ours:
     # our answers go to the parent on a duplicate of the real stdout, everything else to stderr.
@@ -503,9 +505,9 @@ def child_main(args: argparse.Namespace) -> None:
         if role == "env":
             reply(child_env(spec))
         elif role == "prepare":
-            reply(child_prepare(spec))
+            reply((prepare or child_prepare)(spec))
         else:
-            child_variant(role, spec, reply)
+            (variant or child_variant)(role, spec, reply)
 
 
 def child_env(spec: dict) -> dict:

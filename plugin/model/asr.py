@@ -16,7 +16,6 @@ do not depend on which other windows shared its batch.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -28,7 +27,7 @@ import numpy as np
 from plugin.config import AsrConfig
 from plugin.core.transcript import Parsed, parse_paraformer, parse_sensevoice
 from plugin.model.batcher import Batcher
-from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout, hub_source
+from plugin.model.common import ModelUnavailable, _first_line, load_funasr
 
 log = logging.getLogger(__name__)
 
@@ -96,39 +95,9 @@ class SpeechModel:
         return want, reason
 
     def _load(self):
-        chatter = io.StringIO()
-        with warnings.catch_warnings(), _quiet_stdout(chatter):
-            warnings.simplefilter("ignore")
-            try:
-                return self._build()
-            except ModelUnavailable as exc:
-                failed = [ln for ln in chatter.getvalue().splitlines() if "failed!:" in ln]
-                if failed and not self.cfg.path:  # the download's own error says more than "not registered"
-                    why = failed[-1].split("failed!:", 1)[1].strip()[:200]
-                    raise ModelUnavailable(f"cannot download speech model {self.cfg.name!r} from hub "
-                                           f"{self.cfg.hub!r}: {why} (offline? set asr.path to a downloaded "
-                                           "model directory, or asr.enabled: false)") from exc
-                raise
-            finally:
-                if chatter.getvalue().strip():
-                    log.debug("funasr: %s", chatter.getvalue().strip())
-
-    def _build(self):
-        from funasr import AutoModel
-
-        target = str(Path(self.cfg.path).resolve()) if self.cfg.path else self.cfg.name
-        try:
-            # ModelScope: the name and the pinned revision; Hugging Face: the pinned commit
-            # downloaded here (FunASR would fetch the newest), its directory handed over.
-            target, pinned = hub_source(self.cfg)
-            model = AutoModel(model=target, hub=self.cfg.hub, device=self.device, ncpu=self.threads,
-                              disable_update=True, disable_pbar=True, log_level="ERROR",
-                              check_latest=False, **pinned)
-        except Exception as exc:  # FunASR raises plain RuntimeError/AssertionError/KeyError
-            where = "local directory" if self.cfg.path else f"hub {self.cfg.hub!r}"
-            hint = "" if self.cfg.path else " (offline? set asr.path to a downloaded model directory)"
-            raise ModelUnavailable(f"cannot load speech model {target!r} from {where}: "
-                                   f"{_first_line(exc)}{hint}") from exc
+        # check_latest off: a local directory is taken as it is, not compared with the hub's.
+        model = load_funasr(self.cfg, self.device, self.threads, "speech model", "asr", check_latest=False)
+        target = self.cfg.path or self.cfg.name
         kind = type(model.model).__name__
         if kind not in MODEL_CLASSES:
             raise ModelUnavailable(f"asr model {target!r} is a {kind}, not SenseVoiceSmall or Paraformer-zh")

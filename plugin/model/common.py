@@ -68,3 +68,45 @@ def hub_source(cfg) -> tuple[str, dict[str, str]]:
     from huggingface_hub import snapshot_download
 
     return snapshot_download(repo_id=name_maps_hf.get(cfg.name, cfg.name), revision=cfg.revision), {}
+
+
+def load_funasr(cfg, device: str, threads: int, what: str, section: str, **extra):
+    """``funasr.AutoModel`` for ``cfg`` (the model: or asr: section: name, path, hub,
+    revision), or ModelUnavailable saying why in one line. FunASR's notices (and hub
+    download failures) printed to stdout at import and load time are kept off our stdout
+    (``callmood analyze --csv`` writes there) and logged at debug. ``what`` names the model
+    in messages ("emotion2vec model"), ``section`` the config section they point to."""
+    import logging
+    import warnings
+
+    log = logging.getLogger(__name__)
+    hint = f" (offline? set {section}.path to a downloaded model directory)"
+    chatter = io.StringIO()
+    with warnings.catch_warnings(), _quiet_stdout(chatter):
+        warnings.simplefilter("ignore")  # pydub/funasr import-time noise about ffmpeg
+        try:
+            from funasr import AutoModel
+
+            target = str(Path(cfg.path).resolve()) if cfg.path else cfg.name
+            try:
+                target, pinned = hub_source(cfg)
+                # ncpu: FunASR would set torch to 4 threads whatever the machine has.
+                return AutoModel(model=target, hub=cfg.hub, device=device, ncpu=threads, disable_update=True,
+                                 disable_pbar=True, log_level="ERROR", **extra, **pinned)
+            except Exception as exc:  # FunASR raises plain RuntimeError/AssertionError/KeyError
+                where = "local directory" if cfg.path else f"hub {cfg.hub!r}"
+                raise ModelUnavailable(f"cannot load {what} {target!r} from {where}: {_first_line(exc)}"
+                                       f"{'' if cfg.path else hint}") from exc
+        except ModelUnavailable as exc:
+            failed = [ln for ln in chatter.getvalue().splitlines() if "failed!:" in ln]
+            if failed and not cfg.path:
+                # FunASR goes on after a failed download and then reports the model as "not
+                # registered"; the download error is the useful reason.
+                why = failed[-1].split("failed!:", 1)[1].strip()[:200]
+                at = f" at revision {cfg.revision!r} ({section}.revision)" if cfg.revision else ""
+                raise ModelUnavailable(f"cannot download {what} {cfg.name!r} from hub {cfg.hub!r}{at}: "
+                                       f"{why}{hint}") from exc
+            raise
+        finally:
+            if chatter.getvalue().strip():
+                log.debug("funasr: %s", chatter.getvalue().strip())

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from plugin.core import trial
 from plugin.core.data import EMOTIONS, normalize_label
 from plugin.model.asr import SpeechService
 from plugin.model.batcher import Batcher
-from plugin.model.common import ModelUnavailable, _first_line, _quiet_stdout, hub_source  # noqa: F401 (re-exported)
+from plugin.model.common import ModelUnavailable, _first_line, hub_source, load_funasr  # noqa: F401 (re-exported)
 from plugin.model.modeldir import MARKER, is_trial_model_dir
 
 log = logging.getLogger(__name__)
@@ -98,42 +96,8 @@ class EmotionModel:
         return {"trial": self.trial, "precision": self.precision}
 
     def _load(self):
-        # FunASR prints notices (and hub download failures) to stdout at import and load
-        # time; keep stdout for our own output (e.g. `callmood analyze --csv`).
-        chatter = io.StringIO()
-        with warnings.catch_warnings(), _quiet_stdout(chatter):
-            warnings.simplefilter("ignore")  # pydub/funasr import-time noise about ffmpeg
-            try:
-                return self._build()
-            except ModelUnavailable as exc:
-                failed = [ln for ln in chatter.getvalue().splitlines() if "failed!:" in ln]
-                if failed and not self.cfg.path:
-                    # FunASR goes on after a failed download and then reports the model as
-                    # "not registered"; the download error is the useful reason.
-                    why = failed[-1].split("failed!:", 1)[1].strip()[:200]
-                    raise ModelUnavailable(
-                        f"cannot download emotion2vec model {self.cfg.name!r} from hub {self.cfg.hub!r}"
-                        f"{f' at revision {self.cfg.revision!r} (model.revision)' if self.cfg.revision else ''}: "
-                        f"{why} (offline? set model.path to a downloaded model directory)") from exc
-                raise
-            finally:
-                if chatter.getvalue().strip():
-                    log.debug("funasr: %s", chatter.getvalue().strip())
-
-    def _build(self):
-        target = str(Path(self.cfg.path).resolve()) if self.cfg.path else self.cfg.name
-        from funasr import AutoModel
-
-        try:
-            target, pinned = hub_source(self.cfg)
-            # ncpu: FunASR would set torch to 4 threads whatever the machine has.
-            model = AutoModel(model=target, hub=self.cfg.hub, device=self.device, ncpu=self.threads,
-                              disable_update=True, disable_pbar=True, log_level="ERROR", **pinned)
-        except Exception as exc:  # FunASR raises plain RuntimeError/AssertionError
-            where = "local directory" if self.cfg.path else f"hub {self.cfg.hub!r}"
-            hint = "" if self.cfg.path else " (offline? set model.path to a downloaded model directory)"
-            raise ModelUnavailable(f"cannot load emotion2vec model {target!r} from {where}: "
-                                   f"{_first_line(exc)}{hint}") from exc
+        model = load_funasr(self.cfg, self.device, self.threads, "emotion2vec model", "model")
+        target = self.cfg.path or self.cfg.name
         if getattr(model.model, "proj", None) is None:
             raise ModelUnavailable(f"model {target!r} has no classification head (not an emotion2vec+ model?)")
         tokens = getattr(model.kwargs.get("tokenizer"), "token_list", None) or []

@@ -117,7 +117,7 @@ rules:
     severity: critical
     when:
       says: [投诉, 12315, "<script>alert('kw')</script>", 'he said "refund"']
-      says_regex: ['<img src=x onerror="alert(1)">']
+      says_regex: ['[<"]img[>&]']
       min_mentions: 2
       tag_emotions: [angry]
 """
@@ -134,7 +134,7 @@ def test_a_keyword_rule_shows_its_words_as_text(browser, site, rules_dir, shoot)
         log_in(page, site.url, then="/admin/rules")
         rule = page.locator("div.rule", has_text="regulator_threat")
         assert rule.locator("q.said").all_inner_texts() == ["投诉", "12315", HOSTILE_KEYWORD, 'he said "refund"']
-        assert rule.locator("code.said").all_inner_texts() == ['<img src=x onerror="alert(1)">']
+        assert rule.locator("code.said").all_inner_texts() == ['[<"]img[>&]']
         assert "mentions at least 2 min_mentions" in rule.inner_text()
         assert rule.locator("img, script").count() == 0 and dialogs == []  # text, never markup
         assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"] + 1

@@ -156,7 +156,7 @@ rules:
     severity: warning
     when:
       role: any
-      says_regex: ['(?<!\\d)12315(?!\\d)', '<img src=x onerror="alert(1)">']
+      says_regex: ['(?:^|\\D)12315(?:\\D|$)', '[<"]img[>&]']
       emotions: [sad]
       min_confidence: 0.55
       tag_emotions: [angry]
@@ -175,7 +175,7 @@ def test_the_rules_page_shows_what_a_rule_listens_for_as_text(site):
     assert svc.rules_holder.reload_if_changed() is True
     admin = authed(app, "admin")
     page = admin.get("/admin/rules?lang=en").text
-    for raw in ("<script>alert('kw')", "<img src=x", 'onerror="alert', 'said "refund"'):
+    for raw in ("<script>alert('kw')", '[<"]img[>&]', 'said "refund"'):
         assert raw not in page, raw
     threat = rule_html(page, "regulator_threat")
     assert ('says any of these words: <q class="said">投诉</q>, <q class="said">12315</q>, '
@@ -187,8 +187,8 @@ def test_the_rules_page_shows_what_a_rule_listens_for_as_text(site):
     assert "confidence" not in threat and "customer</b>:\n" in threat
 
     upset = rule_html(page, "upset_and_crying")
-    assert ('matching any of these regular expressions: <code class="said">(?&lt;!\\d)12315(?!\\d)</code>, '
-            '<code class="said">&lt;img src=x onerror=&#34;alert(1)&#34;&gt;</code> <code>says_regex</code>') in upset
+    assert ('matching any of these regular expressions: <code class="said">(?:^|\\D)12315(?:\\D|$)</code>, '
+            '<code class="said">[&lt;&#34;]img[&gt;&amp;]</code> <code>says_regex</code>') in upset
     assert "any speaker</b>: sad" in upset and "a segment counts at confidence 0.55 or more" in upset
     assert "with one of these emotions: angry <code>tag_emotions</code>" in upset
     assert "one of these sounds: crying <code>events</code>" in upset  # the page's name, not the code "cry"
@@ -197,7 +197,7 @@ def test_the_rules_page_shows_what_a_rule_listens_for_as_text(site):
 
     zh = rule_html(admin.get("/admin/rules?lang=zh").text, "upset_and_crying")
     assert "难过" in zh and "生气 <code>tag_emotions</code>" in zh and "哭声 <code>events</code>" in zh
-    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in zh
+    assert "[&lt;&#34;]img[&gt;&amp;]" in zh
 
 
 def test_a_refused_edit_shows_its_file_line_and_problem(site):

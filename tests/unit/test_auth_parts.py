@@ -74,8 +74,8 @@ def test_what_each_role_sees_of_a_call():
                         "deliveries": [{"status": "delivered", "payload": {"text": "+8613812345678"}}]}]}
     viewer = redact.call(call, phones=False, payloads=False)
     assert viewer["customer_phone"] == "+86138****5678" and viewer["recording_url"] == "https://s.example/r.wav?***"
-    # Masked as what a caller said is (a summary template may print alert.quotes).
-    assert viewer["alerts"][0]["summary"] == "cust-1 at +** *** **** 5678 was angry"
+    # Phones as everywhere else; also ID and card numbers (a summary may print alert.quotes).
+    assert viewer["alerts"][0]["summary"] == "cust-1 at +86 138 **** 5678 was angry"
     assert viewer["alerts"][0]["routing"] == [{"reason": "r 138****5678"}]
     assert viewer["alerts"][0]["deliveries"] == [{"status": "delivered"}]
     admin = redact.call(call, phones=True, payloads=True)
