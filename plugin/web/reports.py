@@ -81,8 +81,11 @@ def _report(period: Period) -> measures.Review:
     svc = get_services()
     report = measures.build(svc.sessions, period, svc.config.reports, zone_name(period.tz))
     if not may("supervisor"):  # a rule's summary may print the customer's phone
-        report = replace(report, customers=[replace(c, last_summary=redact.mask_text(c.last_summary))
-                                            for c in report.customers])
+        report = replace(report, customers=[
+            replace(c, last_summary=redact.mask_words(c.last_summary),
+                    last_quote={**c.last_quote, "text": redact.mask_words(c.last_quote.get("text"))}
+                    if c.last_quote else None)
+            for c in report.customers])
     return report
 
 

@@ -454,3 +454,23 @@ def test_forget_redacts_the_customer_from_stored_report_messages(tmp_path, db_ur
     assert svc.forget("vip#3")["reports redacted"] == 1
     assert "cust-1" not in markdown() and "vip＃3" not in markdown() and markdown().count("[removed]") >= 2
     assert svc.forget("cust-2")["reports redacted"] == 0  # a false alarm only: never named
+
+
+
+def test_the_csvs_customer_rows_quote_what_was_said_masked_for_viewers(tmp_path, db_url, app_factory):
+    """The review report's CSV: each red-flagged customer's latest alert's first quote, as
+    the red-flag CSV has it; a viewer sees the numbers in it masked."""
+    from plugin.store.tables import AlertRow
+
+    svc, anon = app_factory(report_cfg(tmp_path, db_url), clock=ManualClock(T0), role=None)
+    ids = seed(svc.sessions)
+    said = "我要退款，不然我打12315，卡号6222021234567890123"
+    with svc.sessions.begin() as s:
+        last = s.execute(select(AlertRow).where(AlertRow.call_id == ids["c2"])).scalars().first()
+        last.details = {**(last.details or {}), "quotes": [{"start": 133.2, "end": 136.2, "role": "customer",
+                                                            "text": said}]}
+    def quotes(role):
+        data = authed(anon.application, role).get(f"/reports/day/{DAY}.csv").data.decode("utf-8-sig")
+        return {r["name"]: r["last_quote"] for r in csv.DictReader(io.StringIO(data)) if r["section"] == "customer"}
+    assert quotes("supervisor") == {"cust-1": f"02:13 customer: {said}", "cust-3": ""}
+    assert quotes("viewer")["cust-1"] == "02:13 customer: 我要退款，不然我打12315，卡号***************0123"

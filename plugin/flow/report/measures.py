@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.config import ReportsConfig
 from plugin.core import trial
 from plugin.core.data import SEVERITIES, severity_rank
+from plugin.core.quote_text import quotes_of
 from plugin.flow.report.period import Period
 from plugin.store.tables import AlertRow, Call, Feedback
 
@@ -136,6 +137,8 @@ class FlaggedCustomer:
     last_summary: str
     last_call_id: int
     last_at: datetime
+    # What was said when the latest alert fired (its first quote: start, end, role, text), if anything.
+    last_quote: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -271,11 +274,13 @@ class _Alert:
     summary: str
     created_at: datetime
     verdict: str | None  # correct | false_alarm | None (no feedback)
+    details: dict | None = None  # its measures and quotes (QUOTES_KEY)
 
 
 def _alerts(s: Session, period: Period) -> list[_Alert]:
     rows = s.execute(select(AlertRow.id, AlertRow.call_id, AlertRow.scenario, AlertRow.rule, AlertRow.severity,
-                            AlertRow.customer_id, AlertRow.summary, AlertRow.created_at, Feedback.verdict)
+                            AlertRow.customer_id, AlertRow.summary, AlertRow.created_at, Feedback.verdict,
+                            AlertRow.details)
                      .join(Call, Call.id == AlertRow.call_id)
                      .outerjoin(Feedback, Feedback.alert_id == AlertRow.id)
                      .where(Call.received_at >= period.start, Call.received_at < period.end)
@@ -327,7 +332,8 @@ def _customers(alerts: list[_Alert], top: int) -> list[FlaggedCustomer]:
             continue
         last = max(counted, key=lambda a: (a.created_at, a.id))
         worst = max(counted, key=lambda a: severity_rank(a.severity)).severity
+        quotes = quotes_of(last.details)
         out.append(FlaggedCustomer(customer_id, len(counted), len(theirs) - len(counted), worst, last.summary,
-                            last.call_id, last.created_at))
+                                   last.call_id, last.created_at, quotes[0] if quotes else None))
     out.sort(key=lambda c: (-c.alerts, -severity_rank(c.worst), -c.last_at.timestamp(), c.customer_id))
     return out[:top]

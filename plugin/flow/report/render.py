@@ -17,6 +17,7 @@ import math
 import unicodedata
 from typing import Any, Callable
 
+from connectors.sinks.quotes import quote_line
 from connectors.sinks.wecom_robot import MAX_BYTES, md
 from plugin.core import charts, scrub, trial
 from plugin.flow.report.measures import AlertGroup, Review, ShareRow, Speech
@@ -213,8 +214,9 @@ def markdown(report: Review, page_url: str, call_link: Callable[[int], str], min
 COLUMNS = ["period", "section", "name", "calls", "failed_calls", "audio_hours", "windows", "negative_windows",
            "negative_share", "prev_calls", "prev_negative_share", "change_pp", "alerts", "correct",
            "false_alarms", "unlabelled", "precision", "prev_alerts", "prev_precision", "worst_severity",
-           "last_summary", "last_call_id", "last_alert_at"]
+           "last_summary", "last_call_id", "last_alert_at", "last_quote"]
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+QUOTE_CHARS = 500  # of the latest alert's first quote
 
 
 def csv_cell(value: Any) -> Any:
@@ -263,7 +265,9 @@ def csv_rows(report: Review) -> list[dict[str, Any]]:
     for c in report.customers:
         rows.append({"section": "customer", "name": c.customer_id, "alerts": c.alerts, "false_alarms": c.false_alarms,
                      "worst_severity": c.worst, "last_summary": c.last_summary, "last_call_id": c.last_call_id,
-                     "last_alert_at": c.last_at.isoformat(timespec="seconds") + "Z"})
+                     "last_alert_at": c.last_at.isoformat(timespec="seconds") + "Z",
+                     # "02:13 customer: 我要退款" (the role as its code), as the red-flag CSV has it
+                     "last_quote": quote_line(c.last_quote, {}, QUOTE_CHARS) if c.last_quote else None})
     for section, groups in (("severity", report.severities), ("rule", report.rules)):
         rows += [{"section": section, "name": g.name, **_alert_cells(g)} for g in groups]
     for r in rows:
