@@ -7,7 +7,8 @@ named, so FunASR fetches none; its update check is off, and ``trust_remote_code`
 passed (SenseVoiceSmall is FunASR's own class). A hub name is looked up at the hub at each
 load, as emotion2vec's is: pin ``asr.revision`` (or use ``asr.path``) to load the same
 weights every time.
-Deterministic: the front end's dither, 1.0 in the published config, is set to 0.
+Deterministic: the front end's dither, 1.0 in the published config, is set to 0, and int8
+quantizes one window's activations at a time (``_one_window_at_a_time``).
 
 Windows of equal length are batched together, across calls, on an inference thread of
 its own (plugin/model/batcher.py), as emotion2vec's are: no padding, so a window's words
@@ -20,14 +21,13 @@ import logging
 import os
 import threading
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from plugin.config import AsrConfig
 from plugin.core.transcript import Parsed, parse_paraformer, parse_sensevoice
 from plugin.model.batcher import Batcher
-from plugin.model.common import ModelUnavailable, _first_line, load_funasr
+from plugin.model.common import ModelUnavailable, _first_line, check_model_dir, load_funasr
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,13 @@ def default_batch_size(device: str) -> int:
 
 
 class SpeechModel:
-    """A loaded SenseVoiceSmall. Thread-safe: windows from many threads share batches."""
+    """A loaded SenseVoiceSmall (or Paraformer-zh). Thread-safe: windows from many threads
+    share batches."""
 
     def __init__(self, cfg: AsrConfig, device: str, threads: int = 0):
         self.cfg = cfg
         if cfg.path:
-            _check_dir(cfg.path)
+            check_model_dir(cfg.path, "asr.path")  # before importing FunASR: said at once
         self.device = device
         self.threads = threads or len(os.sched_getaffinity(0))
         self.source = cfg.path or (f"{cfg.name}@{cfg.revision}" if cfg.revision else cfg.name)
@@ -169,15 +170,6 @@ def _one_window_at_a_time(model) -> None:
         for name, child in list(parent.named_children()):
             if isinstance(child, DynamicLinear):
                 setattr(parent, name, PerWindow(child))
-
-
-def _check_dir(path: str) -> None:
-    p = Path(path)
-    if not p.is_dir():
-        raise ModelUnavailable(f"asr.path {path!r} is not a directory")
-    missing = [f for f in ("config.yaml", "model.pt") if not (p / f).is_file()]
-    if missing:
-        raise ModelUnavailable(f"asr.path {path!r} lacks {', '.join(missing)}")
 
 
 class SpeechService:

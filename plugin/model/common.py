@@ -70,6 +70,16 @@ def hub_source(cfg) -> tuple[str, dict[str, str]]:
     return snapshot_download(repo_id=name_maps_hf.get(cfg.name, cfg.name), revision=cfg.revision), {}
 
 
+def check_model_dir(path: str, key: str = "model.path") -> None:
+    """A model directory as FunASR needs it, or ModelUnavailable naming ``key`` in one line."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelUnavailable(f"{key} {path!r} is not a directory")
+    missing = [f for f in ("config.yaml", "model.pt") if not (p / f).is_file()]
+    if missing:
+        raise ModelUnavailable(f"{key} {path!r} lacks {', '.join(missing)}")
+
+
 def load_funasr(cfg, device: str, threads: int, what: str, section: str, **extra):
     """``funasr.AutoModel`` for ``cfg`` (the model: or asr: section: name, path, hub,
     revision), or ModelUnavailable saying why in one line. FunASR's notices (and hub

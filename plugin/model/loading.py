@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -15,7 +14,7 @@ from plugin.core import trial
 from plugin.core.data import EMOTIONS, normalize_label
 from plugin.model.asr import SpeechService
 from plugin.model.batcher import Batcher
-from plugin.model.common import ModelUnavailable, _first_line, hub_source, load_funasr  # noqa: F401 (re-exported)
+from plugin.model.common import ModelUnavailable, _first_line, check_model_dir, hub_source, load_funasr  # noqa: F401,E501 (re-exported)
 from plugin.model.modeldir import MARKER, is_trial_model_dir
 
 log = logging.getLogger(__name__)
@@ -42,15 +41,6 @@ def default_batch_size(device: str) -> int:
     import torch
 
     return 256 if torch.cuda.get_device_properties(0).total_memory >= 32 * 2**30 else 64
-
-
-def check_model_dir(path: str) -> None:
-    p = Path(path)
-    if not p.is_dir():
-        raise ModelUnavailable(f"model.path {path!r} is not a directory")
-    missing = [f for f in ("config.yaml", "model.pt") if not (p / f).is_file()]
-    if missing:
-        raise ModelUnavailable(f"model.path {path!r} lacks {', '.join(missing)}")
 
 
 class EmotionModel:
