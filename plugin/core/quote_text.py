@@ -45,3 +45,10 @@ def quotes_of(alert: object) -> list[dict[str, Any]]:
         return []
     out = [q for q in given if isinstance(q, dict) and isinstance(q.get("text"), str) and q["text"].strip()]
     return out[:MAX_QUOTES]
+
+
+def first_quote(alert: object) -> dict[str, Any] | None:
+    """The first thing said in the segments that fired (quotes_of's first), or None: what
+    the red-flag list and the review report show of a customer's latest alert."""
+    quotes = quotes_of(alert)
+    return quotes[0] if quotes else None

@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from plugin.core.quote_text import quotes_of
+from plugin.core.quote_text import first_quote
 from plugin.store.tables import AlertRow, Call, CustomerHandling, Feedback
 
 Sessions = sessionmaker[Session]
@@ -197,14 +197,7 @@ def _row(r: tuple) -> dict:
             "severity": severity_of(worst, other), "last_alert_id": last_alert_id, "last_call_id": call_id,
             "last_summary": summary, "emotions": emotions, "scenario": scenario, "rule": rule, "phone": phone,
             "agent_id": agent_id, "queue": queue, "false_alarms": false_alarms or 0, "confirmed": confirmed or 0,
-            "handling": handling, "last_quote": _first_quote(details)}
-
-
-def _first_quote(details: object) -> dict | None:
-    """The first thing said in the segments that fired (an alert's details keep its quotes
-    under QUOTES_KEY), as the messages quote it: the first with words."""
-    quotes = quotes_of(details)
-    return quotes[0] if quotes else None
+            "handling": handling, "last_quote": first_quote(details)}
 
 
 def choices(sessions: Sessions, limit: int = 200) -> dict[str, list[str]]:

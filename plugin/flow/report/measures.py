@@ -19,7 +19,7 @@ calls, and only the sums are kept.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Iterable
 
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugin.config import ReportsConfig
 from plugin.core import trial
 from plugin.core.data import SEVERITIES, severity_rank
-from plugin.core.quote_text import quotes_of
+from plugin.core.quote_text import first_quote
 from plugin.flow.report.period import Period
 from plugin.store.tables import AlertRow, Call, Feedback
 
@@ -139,6 +139,7 @@ class FlaggedCustomer:
     last_at: datetime
     # What was said when the latest alert fired (its first quote: start, end, role, text), if anything.
     last_quote: dict | None = None
+    last_alert_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def build(sessions: sessionmaker[Session], period: Period, cfg: ReportsConfig, z
     with sessions() as s:
         now, prev = _calls(s, period, negative), _calls(s, period.previous(), negative)
         alerts_now, alerts_prev = _alerts(s, period), _alerts(s, period.previous())
+        customers = _with_quotes(s, _customers(alerts_now, cfg.top_customers))
     groups = {}
     for dim in ("queue", "agent", "scenario"):
         groups[dim] = _rows(now.groups[dim], prev.groups[dim], cfg.max_rows)
@@ -183,7 +185,7 @@ def build(sessions: sessionmaker[Session], period: Period, cfg: ReportsConfig, z
     return Review(
         period=period, negative_emotions=tuple(cfg.negative_emotions), now=now.volume, prev=prev.volume,
         queues=groups["queue"], agents=groups["agent"], scenarios=groups["scenario"],
-        customers=_customers(alerts_now, cfg.top_customers),
+        customers=customers,
         severities=_severities(alerts_now, alerts_prev),
         rules=_by_rule(alerts_now, alerts_prev, cfg.max_rows),
         alerts=AlertGroup("all", _tally(alerts_now), _tally(alerts_prev)),
@@ -274,13 +276,11 @@ class _Alert:
     summary: str
     created_at: datetime
     verdict: str | None  # correct | false_alarm | None (no feedback)
-    details: dict | None = None  # its measures and quotes (QUOTES_KEY)
 
 
 def _alerts(s: Session, period: Period) -> list[_Alert]:
     rows = s.execute(select(AlertRow.id, AlertRow.call_id, AlertRow.scenario, AlertRow.rule, AlertRow.severity,
-                            AlertRow.customer_id, AlertRow.summary, AlertRow.created_at, Feedback.verdict,
-                            AlertRow.details)
+                            AlertRow.customer_id, AlertRow.summary, AlertRow.created_at, Feedback.verdict)
                      .join(Call, Call.id == AlertRow.call_id)
                      .outerjoin(Feedback, Feedback.alert_id == AlertRow.id)
                      .where(Call.received_at >= period.start, Call.received_at < period.end)
@@ -319,6 +319,14 @@ def _by_rule(now: list[_Alert], prev: list[_Alert], max_rows: int) -> list[Alert
                                          sum((r.prev for r in rest), Tally()), others=True)]
 
 
+def _with_quotes(s: Session, customers: list[FlaggedCustomer]) -> list[FlaggedCustomer]:
+    """The top customers with what was said when their latest alert fired: only those
+    alerts' details are read, not every alert's of the period."""
+    ids = [c.last_alert_id for c in customers]
+    details = dict(s.execute(select(AlertRow.id, AlertRow.details).where(AlertRow.id.in_(ids))).all()) if ids else {}
+    return [replace(c, last_quote=first_quote(details.get(c.last_alert_id))) for c in customers]
+
+
 def _customers(alerts: list[_Alert], top: int) -> list[FlaggedCustomer]:
     """Customers by their alerts of the period (false alarms not counted), worst first."""
     mine: dict[str, list[_Alert]] = defaultdict(list)
@@ -332,8 +340,7 @@ def _customers(alerts: list[_Alert], top: int) -> list[FlaggedCustomer]:
             continue
         last = max(counted, key=lambda a: (a.created_at, a.id))
         worst = max(counted, key=lambda a: severity_rank(a.severity)).severity
-        quotes = quotes_of(last.details)
         out.append(FlaggedCustomer(customer_id, len(counted), len(theirs) - len(counted), worst, last.summary,
-                                   last.call_id, last.created_at, quotes[0] if quotes else None))
+                                   last.call_id, last.created_at, last_alert_id=last.id))
     out.sort(key=lambda c: (-c.alerts, -severity_rank(c.worst), -c.last_at.timestamp(), c.customer_id))
     return out[:top]
